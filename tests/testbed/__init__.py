@@ -1,0 +1,1 @@
+"""Booted Debian test nodes (systemd-nspawn) and loopback sshd servers for tests."""
