@@ -1,0 +1,1 @@
+"""Data shipped with nydus-console: stylesheets, check definitions, scripts."""

@@ -1,0 +1,124 @@
+# Node fact probe for nydus-console, run as: sh -c "$(cat probe.sh)" probe ARGS...
+# It forks as little as it can: /proc and small files are read with shell
+# builtins, and `ctr` and the --version calls run only when the daemon they
+# describe has restarted since the previous probe (its PID hint is gone).
+#
+# Arguments: NONCE SNAP_UNIT CTD_UNIT CTD_SOCKET CTD_PID_HINT SNAP_PID_HINT
+# NYDUSD_BIN FULL, then paths tagged r:PATH (read the file), s:PATH (report its
+# type) or g:ROOT (list ROOT/socket/*/api.sock). FULL is 1 (everything), 0 (skip
+# what the PID hints show unchanged) or "paths" (only the path list). Output is
+# a series of sections, each opened by a line "::nc-NONCE:: NAME ARGS"; the
+# per-run nonce keeps file contents from forging a section.
+m="::nc-$1::"
+snap_unit=$2 ctd_unit=$3 ctd_sock=$4 ctd_hint=$5 snap_hint=$6 nydusd_bin=$7 full=$8
+shift 8
+paths() {
+    i=0
+    for a in "$@"; do
+        i=$((i + 1))
+        path=${a#?:}
+        case $a in
+            r:*)
+                if [ -f "$path" ] && [ -r "$path" ]; then
+                    printf '%s file %s ok\n' "$m" "$i"
+                    cat -- "$path"
+                    echo
+                elif [ -e "$path" ]; then
+                    printf '%s file %s unreadable\n' "$m" "$i"
+                else
+                    printf '%s file %s missing\n' "$m" "$i"
+                fi
+                ;;
+            s:*)
+                t=-
+                if [ -S "$path" ]; then t=socket
+                elif [ -d "$path" ]; then t=dir
+                elif [ -c "$path" ]; then t=chardev
+                elif [ -f "$path" ]; then t=file
+                elif [ -e "$path" ]; then t=other
+                fi
+                printf '%s path %s %s\n' "$m" "$i" "$t"
+                ;;
+            g:*)
+                printf '%s apisocks %s\n' "$m" "$i"
+                for f in "$path"/socket/*/api.sock; do
+                    [ -e "$f" ] && echo "$f"
+                done
+                ;;
+        esac
+    done
+}
+if [ "$full" = paths ]; then
+    paths "$@"
+    printf '%s end\n' "$m"
+    exit 0
+fi
+alive_as() {
+    [ "$1" -gt 0 ] 2>/dev/null && [ -r "/proc/$1/comm" ] || return 1
+    read -r c < "/proc/$1/comm" && [ "$c" = "$2" ]
+}
+printf '%s kernel\n' "$m"
+read -r release < /proc/sys/kernel/osrelease && echo "$release"
+printf '%s devices\n' "$m"
+[ -c /dev/fuse ] && echo fuse
+[ -c /dev/cachefiles ] && echo cachefiles
+while read -r a b; do
+    case "$a $b" in *fuse*|*erofs*) echo "fs $a $b" ;; esac
+done < /proc/filesystems
+if [ "$full" = 1 ]; then
+    printf '%s kconfig\n' "$m"
+    grep -sE '^CONFIG_(CACHEFILES_ONDEMAND|EROFS_FS_ONDEMAND|FUSE_FS)=' \
+        "/boot/config-$release"
+fi
+printf '%s systemd\n' "$m"
+systemctl show --no-pager -p Id,LoadState,ActiveState,SubState,MainPID,NRestarts \
+    -p ExecMainStartTimestamp,ExecMainStatus,Result,UnitFileState,FragmentPath \
+    "$snap_unit" "$ctd_unit" 2>&1
+echo "rc=$?"
+paths "$@"
+printf '%s procs\n' "$m"
+cmdlines=
+for d in /proc/[0-9]*; do
+    read -r c < "$d/comm" 2>/dev/null || continue
+    case $c in
+        containerd-nydu*|nydusd|nydus-*|containerd)
+            read -r s < "$d/stat" 2>/dev/null || continue
+            s=${s##*) }
+            rest=${s#* }
+            echo "${d#/proc/} ${s%% *} ${rest%% *} $c"
+            cmdlines="$cmdlines $d/cmdline"
+            ;;
+    esac
+done
+printf '%s cmdlines\n' "$m"
+[ -n "$cmdlines" ] && grep -azH '' $cmdlines
+echo
+printf '%s cgroups\n' "$m"
+for f in /sys/fs/cgroup/system.slice/nydusd/cgroup.procs \
+         /sys/fs/cgroup/*/system.slice/nydusd/cgroup.procs; do
+    [ -r "$f" ] || continue
+    n=0
+    while read -r p; do n=$((n + 1)); done < "$f"
+    echo "$n $f"
+done
+if [ "$full" = 1 ] || ! alive_as "$ctd_hint" containerd; then
+    printf '%s plugins\n' "$m"
+    if [ -S "$ctd_sock" ]; then
+        timeout 8 ctr --address "$ctd_sock" --connect-timeout 2s plugin ls 2>&1
+        echo "rc=$?"
+    else
+        echo "containerd socket $ctd_sock not found"
+        echo "rc=-1"
+    fi
+fi
+if [ "$full" = 1 ] || ! alive_as "$snap_hint" containerd-nydu; then
+    version() {
+        p=$(command -v "$2") || p=
+        printf '%s version %s %s\n' "$m" "$1" "$p"
+        [ -n "$p" ] && timeout 5 "$p" --version 2>&1
+    }
+    version snapshotter containerd-nydus-grpc
+    version nydusd "$nydusd_bin"
+    version containerd containerd
+fi
+printf '%s end\n' "$m"

@@ -1,0 +1,3 @@
+from nydus_console.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""The check engine: data from assets/checks.toml, one rule per check id."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from nydus_console.checks.context import CheckContext
+from nydus_console.checks.outcome import Outcome
+from nydus_console.checks.rules import RULES
+from nydus_console.facts import NodeFacts
+from nydus_console.findings import Finding, Status
+from nydus_console.inventory import NodePaths
+
+
+@dataclass(frozen=True)
+class CheckDefinition:
+    id: str
+    title: str
+    severity: Status
+    next_step: str = ""
+    runbook: str = ""
+    requires: tuple[str, ...] = field(default_factory=tuple)
+
+
+@cache
+def load_checks() -> tuple[CheckDefinition, ...]:
+    """Read the check definitions shipped in the package."""
+    text = resources.files("nydus_console.assets").joinpath("checks.toml").read_text()
+    return tuple(
+        CheckDefinition(
+            id=entry["id"],
+            title=entry["title"],
+            severity=Status(entry["severity"]),
+            next_step=entry.get("next_step", ""),
+            runbook=entry.get("runbook", ""),
+            requires=tuple(entry.get("requires", ())),
+        )
+        for entry in tomllib.loads(text)["check"]
+    )
+
+
+def run_checks(facts: NodeFacts, paths: NodePaths) -> list[Finding]:
+    """Evaluate every check against one node's facts, in definition order."""
+    context = CheckContext(facts, paths)
+    findings: dict[str, Finding] = {}
+    for check in load_checks():
+        blocked = [r for r in check.requires if findings[r].status != Status.OK]
+        if blocked:
+            findings[check.id] = _skipped(check, blocked, findings)
+            continue
+        outcome = RULES[check.id](context)
+        findings[check.id] = _finding(check, outcome)
+    return list(findings.values())
+
+
+def _skipped(
+    check: CheckDefinition, blocked: list[str], findings: dict[str, Finding]
+) -> Finding:
+    titles = ", ".join(findings[r].title for r in blocked)
+    return Finding(
+        check.id, check.title, Status.SKIP, f"not checked: {titles} did not pass"
+    )
+
+
+def _finding(check: CheckDefinition, outcome: Outcome) -> Finding:
+    if outcome.status is Status.SKIP:
+        status = Status.SKIP
+    elif outcome.passed is True:
+        status = Status.OK
+    elif outcome.passed is None:
+        status = Status.UNKNOWN
+    else:
+        status = outcome.status or check.severity
+    next_step = ""
+    if status not in (Status.OK, Status.SKIP):
+        next_step = outcome.next_step or check.next_step
+    return Finding(
+        check=check.id,
+        title=check.title,
+        status=status,
+        message=outcome.message,
+        evidence=outcome.evidence,
+        next_step=next_step,
+        runbook=check.runbook if status in (Status.FAIL, Status.WARN) else "",
+    )
+
+
+__all__ = ["CheckDefinition", "load_checks", "run_checks", "RULES"]

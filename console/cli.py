@@ -1,0 +1,195 @@
+"""Command line: the TUI by default, `doctor` for the same checks headless."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from nydus_console import __version__, locations
+from nydus_console.findings import Status
+from nydus_console.fleet import Fleet, NodeReport, exit_code
+from nydus_console.inventory import (
+    Inventory,
+    InventoryError,
+    load_inventory,
+    local_inventory,
+    parse_node_argument,
+    ssh_config_aliases,
+)
+
+EXIT_USAGE = 64
+DEFAULT_REFRESH_SECONDS = 10.0
+
+
+def _node_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("nodes")
+    group.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="[USER@]HOST[:PORT]",
+        help="a node to manage over SSH; repeat for more (a ~/.ssh/config Host "
+        "alias works too)",
+    )
+    group.add_argument(
+        "--inventory",
+        type=Path,
+        metavar="FILE",
+        help=f"inventory TOML (default: {locations.inventory_file()} if it exists)",
+    )
+    group.add_argument(
+        "--ssh-hosts",
+        metavar="GLOB",
+        help="add every Host alias in ~/.ssh/config that matches GLOB",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    nodes = _node_options()
+    parser = argparse.ArgumentParser(
+        prog="nydus-console",
+        parents=[nodes],
+        description="Console for nydus-snapshotter and nydusd on containerd nodes. "
+        "With no nodes configured it manages this machine.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help="refuse every action that changes a node",
+    )
+    parser.add_argument(
+        "--refresh",
+        type=float,
+        default=DEFAULT_REFRESH_SECONDS,
+        metavar="SECONDS",
+        help="auto-refresh interval in seconds, 0 to refresh only on request "
+        f"(default {DEFAULT_REFRESH_SECONDS:g})",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[nodes],
+        help="run every check and print the findings",
+        description="Run every health check on every node. Exit status: 0 all ok, "
+        "1 warnings or unknowns, 2 failures, 3 a node could not be reached, "
+        f"{EXIT_USAGE} invalid arguments or inventory.",
+    )
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def resolve_inventory(args: argparse.Namespace) -> Inventory:
+    """Build the node list from the arguments, the inventory file, or this host."""
+    inventory: Inventory | None = None
+    if args.inventory is not None:
+        inventory = load_inventory(args.inventory)
+    elif not args.node and not args.ssh_hosts and locations.inventory_file().exists():
+        inventory = load_inventory(locations.inventory_file())
+    extra = [parse_node_argument(text) for text in args.node]
+    if args.ssh_hosts:
+        config = Path("~/.ssh/config").expanduser()
+        aliases = ssh_config_aliases(config, args.ssh_hosts)
+        if not aliases:
+            raise InventoryError(
+                f"no Host alias in {config} matches {args.ssh_hosts!r}"
+            )
+        extra += [parse_node_argument(alias) for alias in aliases]
+    if inventory is None and not extra:
+        return local_inventory()
+    if inventory is None:
+        inventory = Inventory(nodes=[], source="command line")
+    names = {n.name for n in inventory.nodes}
+    inventory.nodes += [n for n in extra if n.name not in names]
+    return inventory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        inventory = resolve_inventory(args)
+    except InventoryError as exc:
+        print(f"nydus-console: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "doctor":
+        return asyncio.run(run_doctor(inventory, as_json=args.json))
+    return run_tui(inventory, read_only=args.read_only, refresh=args.refresh)
+
+
+def run_tui(inventory: Inventory, *, read_only: bool, refresh: float) -> int:
+    _log_to_file()
+    from nydus_console.screens.app import NydusConsoleApp
+
+    app = NydusConsoleApp(inventory, read_only=read_only, refresh_seconds=refresh)
+    app.run()
+    return app.return_code or 0
+
+
+def _log_to_file() -> None:
+    path = locations.log_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=path,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def run_doctor(inventory: Inventory, *, as_json: bool) -> int:
+    fleet = Fleet(inventory)
+    try:
+        reports = await fleet.probe_all(full=True)
+    finally:
+        await fleet.close()
+    code = exit_code(reports)
+    if as_json:
+        print(json.dumps(doctor_document(reports, inventory, code), indent=2))
+    else:
+        print(render_text(reports))
+    return code
+
+
+def doctor_document(
+    reports: list[NodeReport], inventory: Inventory, code: int
+) -> dict[str, object]:
+    return {
+        "schema": "nydus-console/doctor/v1",
+        "version": __version__,
+        "inventory": inventory.source,
+        "exit_code": code,
+        "nodes": [report.to_dict() for report in reports],
+    }
+
+
+_MARKS = {
+    Status.OK: "ok  ",
+    Status.WARN: "WARN",
+    Status.FAIL: "FAIL",
+    Status.UNKNOWN: "??  ",
+    Status.SKIP: "skip",
+}
+
+
+def render_text(reports: list[NodeReport]) -> str:
+    lines: list[str] = []
+    for report in reports:
+        lines.append(f"== {report.spec.name} ({report.spec.address}): {report.status}")
+        if report.error is not None:
+            lines.append(f"   {report.error.kind}: {report.error}")
+            continue
+        for finding in report.findings:
+            if finding.status == Status.SKIP:
+                continue
+            lines.append(
+                f"   {_MARKS[finding.status]} {finding.title}: {finding.message}"
+            )
+            if finding.next_step:
+                lines.append(f"        next step: {finding.next_step}")
+    return "\n".join(lines)

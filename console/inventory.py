@@ -1,0 +1,310 @@
+"""Nodes to manage: `--node` arguments, an inventory TOML, ~/.ssh/config aliases.
+
+With none of these, the console manages the machine it runs on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+import socket
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from nydus_console.locations import expand
+
+DEFAULT_SNAPSHOTTER_CONFIG = "/etc/nydus/config.toml"
+DEFAULT_CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+_UNIT = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|target)$")
+_NODE_NAME = re.compile(r"^[A-Za-z0-9_.:@\[\]-]{1,128}$")
+
+
+class InventoryError(ValueError):
+    """An invalid node specification; the message names the value and the fix."""
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Per-node locations; k3s, rke2 and hand-made installs differ from these."""
+
+    snapshotter_config: str = DEFAULT_SNAPSHOTTER_CONFIG
+    containerd_config: str = DEFAULT_CONTAINERD_CONFIG
+    snapshotter_unit: str = "nydus-snapshotter.service"
+    containerd_unit: str = "containerd.service"
+    containerd_socket: str = "/run/containerd/containerd.sock"
+    # Empty means: the snapshotter's own [log] dir, else <root>/logs.
+    log_dir: str = ""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node and how to reach it. `local` nodes run commands without SSH."""
+
+    name: str
+    host: str = ""
+    port: int | None = None
+    user: str | None = None
+    identity_file: str | None = None
+    jump_host: str | None = None
+    sudo: bool = False
+    read_only: bool = False
+    local: bool = False
+    paths: NodePaths = field(default_factory=NodePaths)
+
+    @property
+    def address(self) -> str:
+        if self.local:
+            return "local"
+        login = f"{self.user}@" if self.user else ""
+        host = f"[{self.host}]" if ":" in self.host and self.port else self.host
+        port = f":{self.port}" if self.port else ""
+        return f"{login}{host}{port}"
+
+
+@dataclass
+class Inventory:
+    """The nodes and the settings shared by all of them."""
+
+    nodes: list[NodeSpec]
+    known_hosts: list[str] = field(default_factory=list)
+    source: str = "local machine"
+
+
+def local_inventory() -> Inventory:
+    """Return an inventory with this machine as its only node."""
+    node = NodeSpec(name=socket.gethostname() or "localhost", local=True)
+    return Inventory(nodes=[node], source="this machine (nothing configured)")
+
+
+def parse_node_argument(text: str) -> NodeSpec:
+    """Parse `[user@]host[:port]`, where host may be `[v6-address]`."""
+    user: str | None = None
+    rest = text
+    if "@" in rest:
+        user, rest = rest.rsplit("@", 1)
+        _check(_USER.match(user), "user", user, text)
+    host, port = _split_host_port(rest, text)
+    return NodeSpec(name=host, host=host, port=port, user=user)
+
+
+def _split_host_port(text: str, original: str) -> tuple[str, int | None]:
+    port_text = None
+    if text.startswith("["):
+        close = text.find("]")
+        _check(close > 0, "address", text, original)
+        host, tail = text[1:close], text[close + 1 :]
+        if tail:
+            _check(tail.startswith(":"), "address", text, original)
+            port_text = tail[1:]
+        _check(_is_ip(host), "IPv6 address", host, original)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host = text
+    _check(_valid_host(host), "host", host, original)
+    return host, _parse_port(port_text, original) if port_text is not None else None
+
+
+def _parse_port(text: str, original: str) -> int:
+    _check(text.isdigit() and 0 < int(text) < 65536, "port", text, original)
+    return int(text)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_host(text: str) -> bool:
+    return _is_ip(text) or bool(_HOSTNAME.match(text))
+
+
+def _check(condition: object, what: str, value: str, original: str) -> None:
+    if not condition:
+        raise InventoryError(
+            f"invalid {what} {value!r} in node {original!r}: "
+            "expected [user@]host[:port], with host a name, an IPv4 address or "
+            "[an IPv6 address]"
+        )
+
+
+# -- inventory file -------------------------------------------------------------
+
+_NODE_KEYS = {
+    "address",
+    "user",
+    "port",
+    "identity_file",
+    "jump_host",
+    "sudo",
+    "read_only",
+}
+_PATH_KEYS = {f.name for f in fields(NodePaths)}
+_DEFAULT_KEYS = _NODE_KEYS - {"address"} | _PATH_KEYS | {"known_hosts"}
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Read an inventory TOML; raise InventoryError naming the file and key."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InventoryError(
+            f"inventory file {str(path)!r} not found; create it or drop --inventory"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"cannot read inventory {str(path)!r}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InventoryError(
+            f"inventory {str(path)!r} is not valid TOML: {exc}"
+        ) from None
+    return parse_inventory(data, str(path))
+
+
+def parse_inventory(data: Mapping[str, Any], source: str) -> Inventory:
+    unknown = set(data) - {"defaults", "nodes"}
+    if unknown:
+        raise InventoryError(
+            f"{source}: unknown top-level key(s) {sorted(unknown)}; "
+            "expected [defaults] and [nodes.NAME] tables"
+        )
+    defaults = _table(data.get("defaults", {}), "defaults", source)
+    _reject_unknown(defaults, _DEFAULT_KEYS, "[defaults]", source)
+    nodes_table = _table(data.get("nodes", {}), "nodes", source)
+    nodes = [
+        _node_from_table(name, _table(table, f"nodes.{name}", source), defaults, source)
+        for name, table in nodes_table.items()
+    ]
+    if not nodes:
+        raise InventoryError(f"{source}: no [nodes.NAME] table; add at least one node")
+    known = defaults.get("known_hosts", [])
+    if isinstance(known, str):
+        known = [known]
+    if not isinstance(known, list) or not all(isinstance(k, str) for k in known):
+        raise InventoryError(f"{source}: known_hosts must be a path or list of paths")
+    return Inventory(nodes=nodes, known_hosts=[expand(k) for k in known], source=source)
+
+
+def _table(value: object, where: str, source: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InventoryError(f"{source}: [{where}] must be a table")
+    return value
+
+
+def _reject_unknown(
+    table: Mapping[str, Any], allowed: Iterable[str], where: str, source: str
+) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise InventoryError(
+            f"{source}: unknown key(s) {unknown} in {where}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _node_from_table(
+    name: str, table: dict[str, Any], defaults: dict[str, Any], source: str
+) -> NodeSpec:
+    where = f"[nodes.{name}]"
+    _reject_unknown(table, _NODE_KEYS | _PATH_KEYS, where, source)
+    if not _NODE_NAME.match(name):
+        raise InventoryError(f"{source}: invalid node name {name!r}")
+    merged = {k: v for k, v in defaults.items() if k != "known_hosts"} | table
+    address = merged.get("address", name)
+    spec = parse_node_argument(_string(address, "address", where, source))
+    port = merged.get("port", spec.port)
+    if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+        raise InventoryError(f"{source}: {where} port must be 1-65535, got {port!r}")
+    user = merged.get("user", spec.user)
+    if user is not None:
+        _check(_USER.match(_string(user, "user", where, source)), "user", user, name)
+    return replace(
+        spec,
+        name=name,
+        port=port,
+        user=user,
+        identity_file=_optional_path(merged.get("identity_file"), where, source),
+        jump_host=_optional_jump(merged.get("jump_host"), where, source),
+        sudo=_bool(merged.get("sudo", False), "sudo", where, source),
+        read_only=_bool(merged.get("read_only", False), "read_only", where, source),
+        paths=_paths(merged, where, source),
+    )
+
+
+def _paths(merged: Mapping[str, Any], where: str, source: str) -> NodePaths:
+    values: dict[str, str] = {}
+    for key in _PATH_KEYS & set(merged):
+        value = _string(merged[key], key, where, source)
+        if key.endswith("_unit"):
+            if not _UNIT.match(value):
+                raise InventoryError(
+                    f"{source}: {where} {key} {value!r} is not a systemd unit name "
+                    "(for example nydus-snapshotter.service)"
+                )
+        elif value or key != "log_dir":
+            _absolute(value, key, where, source)
+        values[key] = value
+    return NodePaths(**values)
+
+
+def _absolute(value: str, key: str, where: str, source: str) -> None:
+    if not value.startswith("/") or "\n" in value or "\0" in value:
+        raise InventoryError(
+            f"{source}: {where} {key} must be an absolute path on the node, "
+            f"got {value!r}"
+        )
+
+
+def _string(value: object, key: str, where: str, source: str) -> str:
+    if not isinstance(value, str):
+        raise InventoryError(f"{source}: {where} {key} must be a string")
+    return value
+
+
+def _bool(value: object, key: str, where: str, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise InventoryError(f"{source}: {where} {key} must be true or false")
+    return value
+
+
+def _optional_path(value: object, where: str, source: str) -> str | None:
+    if value is None:
+        return None
+    return expand(_string(value, "identity_file", where, source))
+
+
+def _optional_jump(value: object, where: str, source: str) -> str | None:
+    if value is None:
+        return None
+    spec = parse_node_argument(_string(value, "jump_host", where, source))
+    return spec.address
+
+
+# -- ~/.ssh/config aliases ------------------------------------------------------
+
+
+def ssh_config_aliases(path: Path, pattern: str = "*") -> list[str]:
+    """Return the concrete `Host` aliases of an OpenSSH client config."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    aliases: list[str] = []
+    for line in lines:
+        words = line.strip().split()
+        if len(words) < 2 or words[0].lower() != "host":
+            continue
+        for alias in words[1:]:
+            wildcard = any(c in alias for c in "*?!")
+            if not wildcard and fnmatch.fnmatchcase(alias, pattern):
+                aliases.append(alias)
+    return aliases

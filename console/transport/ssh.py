@@ -1,0 +1,334 @@
+"""SSH transport: one pooled asyncssh connection per node, shared by every feature."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import asyncssh
+from nydus_console.transport.base import (
+    CommandResult,
+    ErrorKind,
+    HostKeyError,
+    SocketState,
+    TransportError,
+    sudo_password_error,
+)
+from nydus_console.transport.hostkeys import HostKeyStore, describe_key
+from nydus_console.transport.quoting import quote_argv, with_sudo
+
+# OpenSSH's default MaxSessions: sessions beyond it are queued, never failed.
+DEFAULT_MAX_SESSIONS = 10
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and how to log in to one node."""
+
+    name: str
+    host: str
+    port: int | None = None
+    user: str | None = None
+    identity_file: str | None = None
+    jump_host: str | None = None
+    sudo: bool = False
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 15.0
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+
+    @property
+    def address(self) -> str:
+        login = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port not in (None, 22) else ""
+        return f"{login}{self.host}{port}"
+
+    @property
+    def port_or_default(self) -> int:
+        return self.port or 22
+
+
+class SSHTransport:
+    """Runs quoted argument lists over a lazily opened, reconnecting connection.
+
+    `host_keys=None` turns host key checking off, which only tests do.
+    """
+
+    def __init__(self, target: SSHTarget, host_keys: HostKeyStore | None) -> None:
+        self.target = target
+        self.name = target.name
+        self.description = target.address
+        self.host_keys = host_keys
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
+        self._sessions = asyncio.Semaphore(target.max_sessions)
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._last_error: TransportError | None = None
+
+    # -- connection ------------------------------------------------------------
+
+    def reset_backoff(self) -> None:
+        """Let the next call try to connect at once (after a manual refresh)."""
+        self._retry_at = 0.0
+
+    async def connection(self) -> asyncssh.SSHClientConnection:
+        """Return the pooled connection, opening it if needed."""
+        async with self._lock:
+            if self._conn is not None and not self._is_closed(self._conn):
+                return self._conn
+            if self._last_error and time.monotonic() < self._retry_at:
+                raise self._last_error
+            try:
+                self._conn = await self._open()
+            except TransportError as exc:
+                self._note_failure(exc)
+                raise
+            self._backoff = 0.0
+            self._last_error = None
+            return self._conn
+
+    @staticmethod
+    def _is_closed(conn: asyncssh.SSHClientConnection) -> bool:
+        return conn.is_closed()
+
+    def _note_failure(self, error: TransportError) -> None:
+        self._backoff = min(
+            BACKOFF_MAX_SECONDS, max(BACKOFF_FIRST_SECONDS, self._backoff * 2)
+        )
+        self._retry_at = time.monotonic() + self._backoff
+        self._last_error = error
+
+    async def _open(self) -> asyncssh.SSHClientConnection:
+        target = self.target
+        options: dict[str, object] = {
+            "connect_timeout": target.connect_timeout,
+            "keepalive_interval": target.keepalive_interval,
+            "keepalive_count_max": 3,
+            "known_hosts": self.host_keys.load() if self.host_keys else None,
+        }
+        if target.port:
+            options["port"] = target.port
+        if target.user:
+            options["username"] = target.user
+        if target.identity_file:
+            options["client_keys"] = [target.identity_file]
+        if target.jump_host:
+            options["tunnel"] = target.jump_host
+        try:
+            return await asyncssh.connect(target.host, **options)  # type: ignore[arg-type]
+        except asyncssh.HostKeyNotVerifiable:
+            raise await self._host_key_error() from None
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            raise classify_connect_error(target, exc) from None
+
+    async def _host_key_error(self) -> HostKeyError:
+        target = self.target
+        try:
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(target.host, target.port_or_default),
+                target.connect_timeout,
+            )
+        except (OSError, asyncssh.Error, TimeoutError):
+            key = None
+        port = target.port_or_default
+        info = describe_key(target.host, port, key) if key else None
+        listed = self.host_keys is not None and self.host_keys.has_entry(
+            target.host, target.host, port
+        )
+        if listed:
+            shown = info.fingerprint if info else "unavailable"
+            return HostKeyError(
+                ErrorKind.HOST_KEY_CHANGED,
+                f"the host key of {target.address} has CHANGED (server now presents "
+                f"{shown}); the connection was refused because this can mean a "
+                "man-in-the-middle attack.",
+                "confirm the new key with the node's owner, then remove the old "
+                f"entry with: ssh-keygen -R '{target.host}' (and from the "
+                "console's known_hosts)",
+                info,
+            )
+        return HostKeyError(
+            ErrorKind.HOST_KEY_UNKNOWN,
+            f"the host key of {target.address} is not known"
+            + (f" ({info.key_type} {info.fingerprint})." if info else "."),
+            "compare the fingerprint with `ssh-keygen -lf "
+            "/etc/ssh/ssh_host_ed25519_key.pub` on the node, then accept it",
+            info,
+        )
+
+    # -- commands --------------------------------------------------------------
+
+    def command_line(self, argv: Sequence[str], sudo: bool) -> str:
+        """Return the quoted command line sent for `argv`."""
+        words = with_sudo(argv) if sudo and self.target.sudo else list(argv)
+        return quote_argv(words)
+
+    async def run(
+        self, argv: Sequence[str], *, timeout: float = 30.0, sudo: bool = True
+    ) -> CommandResult:
+        conn = await self.connection()
+        line = self.command_line(argv, sudo)
+        started = time.monotonic()
+        async with self._sessions:
+            try:
+                result = await asyncio.wait_for(conn.run(line, check=False), timeout)
+            except TimeoutError:
+                raise TransportError(
+                    ErrorKind.TIMED_OUT,
+                    f"{argv[0]} on {self.name} did not finish within {timeout:.0f} s",
+                    "check whether the node is overloaded or its disks hang",
+                ) from None
+            except (OSError, asyncssh.Error) as exc:
+                await self._drop()
+                raise self._channel_error(exc) from None
+        stderr = _text(result.stderr)
+        status = result.exit_status if result.exit_status is not None else -1
+        if sudo and self.target.sudo and status != 0:
+            refusal = sudo_password_error(self.name, stderr)
+            if refusal is not None:
+                raise refusal
+        return CommandResult(
+            tuple(argv),
+            status,
+            _text(result.stdout),
+            stderr,
+            time.monotonic() - started,
+        )
+
+    async def stream(
+        self, argv: Sequence[str], *, sudo: bool = True
+    ) -> AsyncIterator[str]:
+        # A PTY makes sshd send SIGHUP when the channel closes. Without one the
+        # remote command outlives the channel, and OpenSSH refuses signal
+        # requests for root logins.
+        conn = await self.connection()
+        line = self.command_line(argv, sudo)
+        async with self._sessions:
+            try:
+                process = await conn.create_process(
+                    line, term_type="dumb", term_size=(4096, 50)
+                )
+            except (OSError, asyncssh.Error) as exc:
+                await self._drop()
+                raise self._channel_error(exc) from None
+            try:
+                async for raw in process.stdout:
+                    yield _text(raw).rstrip("\r\n")
+            except (OSError, asyncssh.Error) as exc:
+                raise self._channel_error(exc) from None
+            finally:
+                process.close()
+
+    async def probe_unix_socket(self, path: str, timeout: float = 3.0) -> SocketState:
+        conn = await self.connection()
+        try:
+            _, writer = await asyncio.wait_for(conn.open_unix_connection(path), timeout)
+        except asyncssh.ChannelOpenError as exc:
+            return socket_state_from_reason(exc.reason)
+        except TimeoutError:
+            return SocketState.UNKNOWN
+        except (OSError, asyncssh.Error) as exc:
+            await self._drop()
+            raise self._channel_error(exc) from None
+        writer.close()
+        return SocketState.LISTENING
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+
+    def _channel_error(self, exc: BaseException) -> TransportError:
+        return TransportError(
+            ErrorKind.DISCONNECTED,
+            f"the connection to {self.target.address} dropped: {_describe(exc)}",
+            "the console reconnects on the next refresh; check that sshd still "
+            "runs on the node",
+        )
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            await conn.wait_closed()
+
+
+def socket_state_from_reason(reason: str) -> SocketState:
+    """Map sshd's streamlocal open-failure text to a socket state."""
+    text = reason.lower()
+    if "no such file" in text:
+        return SocketState.MISSING
+    if "refused" in text:
+        return SocketState.REFUSED
+    if "permission denied" in text:
+        return SocketState.DENIED
+    return SocketState.UNKNOWN
+
+
+def classify_connect_error(target: SSHTarget, exc: BaseException) -> TransportError:
+    """Turn a connect failure into an error that says why and what to do."""
+    where = target.address
+    if isinstance(exc, ConnectionRefusedError):
+        return TransportError(
+            ErrorKind.REFUSED,
+            f"{where} refused the connection on port {target.port_or_default}.",
+            "check that sshd runs on the node and listens on that port",
+        )
+    if isinstance(exc, TimeoutError):
+        return TransportError(
+            ErrorKind.TIMED_OUT,
+            f"{where} did not answer within {target.connect_timeout:.0f} s.",
+            "check the address, the network path and any firewall",
+        )
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return TransportError(
+            ErrorKind.AUTH_FAILED,
+            f"{where} rejected every key offered for user "
+            f"{target.user or '(default)'}.",
+            "check identity_file and the node's authorized_keys",
+        )
+    if isinstance(exc, socket.gaierror):
+        return TransportError(
+            ErrorKind.NAME_NOT_RESOLVED,
+            f"the name {target.host!r} could not be resolved: {exc.strerror}.",
+            "check the spelling, DNS, or the Host alias in ~/.ssh/config",
+        )
+    if isinstance(exc, OSError) and exc.errno in (
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+    ):
+        return TransportError(
+            ErrorKind.UNREACHABLE,
+            f"{where} is unreachable: {exc.strerror}.",
+            "check routing to the node",
+        )
+    if isinstance(exc, (asyncssh.ConnectionLost, asyncssh.DisconnectError)):
+        return TransportError(
+            ErrorKind.DISCONNECTED,
+            f"{where} closed the connection during login: {_describe(exc)}.",
+            "check sshd's MaxStartups and its log on the node",
+        )
+    return TransportError(
+        ErrorKind.FAILED,
+        f"connecting to {where} failed: {_describe(exc)}.",
+        "run `ssh -v` to the node for details",
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)

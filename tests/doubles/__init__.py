@@ -1,0 +1,1 @@
+"""Test doubles of the Nydus binaries, run inside test nodes; never shipped."""

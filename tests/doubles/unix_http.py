@@ -1,0 +1,142 @@
+"""HTTP/1.1 with JSON bodies over unix sockets, for the Nydus doubles (stdlib only).
+
+Installed next to the doubles inside test nodes; the doubles import it as a
+top-level module because Python puts the script's directory on sys.path.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import socketserver
+import stat
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlsplit
+
+# A route handler gets the query parameters and the request body and returns
+# (status, body). A body of None sends no content; bytes or str are sent as
+# they are, anything else as JSON.
+RouteHandler = Callable[[dict[str, str], bytes], tuple[int, object]]
+Routes = dict[tuple[str, str], RouteHandler]
+Fallback = Callable[[str, str], tuple[int, object]]
+
+
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Threaded HTTP server on a unix socket; a stale socket file is replaced."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        path: str,
+        routes: Routes,
+        fallback: Fallback,
+        server_header: str,
+        content_type: str = "application/json",
+    ) -> None:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        remove_socket(path)
+        self.routes = routes
+        self.fallback = fallback
+        self.server_header = server_header
+        self.content_type = content_type
+        super().__init__(path, _Handler)
+
+
+def remove_socket(path: str) -> None:
+    """Remove path if it is a socket; raise FileExistsError if it is anything else."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise FileExistsError(f"file {path} is not a socket")
+    os.unlink(path)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: UnixHTTPServer
+
+    def version_string(self) -> str:
+        return self.server.server_header
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        handler = self.server.routes.get((method, url.path))
+        if handler is None:
+            status, payload = self.server.fallback(method, url.path)
+        else:
+            status, payload = handler(query, body)
+        self._send(status, payload)
+
+    def _send(self, status: int, payload: object) -> None:
+        if payload is None:
+            data = b""
+        elif isinstance(payload, bytes):
+            data = payload
+        elif isinstance(payload, str):
+            data = payload.encode()
+        else:
+            data = json.dumps(payload).encode()
+        self.send_response(status)
+        if data:
+            self.send_header("Content-Type", self.server.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 (name fixed by BaseHTTPRequestHandler)
+        self._dispatch("GET")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def request_json(
+    socket_path: str, method: str, path: str, timeout: float = 1.0
+) -> tuple[int, object]:
+    """Send one request to the server at socket_path and return (status, JSON body).
+
+    Raises OSError when the socket cannot be reached.
+    """
+    connection = _UnixConnection(socket_path, timeout)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        data = response.read()
+    except http.client.HTTPException as error:
+        raise OSError(f"HTTP error on {socket_path}: {error}") from error
+    finally:
+        connection.close()
+    return response.status, json.loads(data) if data else None
