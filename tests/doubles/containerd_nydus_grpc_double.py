@@ -61,6 +61,7 @@ FAILOVER_POLICIES = ("none", "resend", "flush")
 DAEMON_MODES = ("dedicated", "multiple", "shared", "none")
 MAX_ROOT_PATH_LEN = 70  # <root>/socket/<id>/api.sock must fit in sun_path
 MAX_THREADS = 1024
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 IMAGE_REFERENCE = "ghcr.io/dragonflyoss/image-service/nginx:nydus-latest"
 
 
@@ -74,7 +75,7 @@ class StartError(Exception):
 def logrus_time() -> str:
     """Return the current UTC time as RFC 3339 with exactly 9 fractional digits."""
     now = time.time_ns()
-    seconds = datetime.datetime.fromtimestamp(now // 10**9, datetime.timezone.utc)
+    seconds = datetime.datetime.fromtimestamp(now // 10**9, datetime.UTC)
     return seconds.strftime("%Y-%m-%dT%H:%M:%S") + f".{now % 10**9:09d}Z"
 
 
@@ -168,7 +169,8 @@ def load_config(args: argparse.Namespace) -> dict[str, Any]:
             ) from None
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise StartError(
-                f'failed to load snapshotter configuration from "{args.config}": {error}'
+                f'failed to load snapshotter configuration from "{args.config}": '
+                f"{error}"
             ) from None
         version = config.get("version", 0)
         if version != 1:
@@ -587,6 +589,12 @@ def run(args: argparse.Namespace) -> int:
     for directory in ("snapshots", "cache", "mnt", "socket", "config"):
         os.makedirs(os.path.join(root, directory), mode=0o700, exist_ok=True)
 
+    # Block the stop signals before any thread starts, so every thread
+    # inherits the mask and sigwait() below receives them. A Python signal
+    # handler could run late: the kernel may deliver the signal to a
+    # server thread while the main thread sleeps in a lock wait. The
+    # nydusd children inherit the mask too, and they also use sigwait().
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     manager = Manager(config, nydusd_config)
     stop = threading.Event()
     if driver == "fusedev":
@@ -606,10 +614,8 @@ def run(args: argparse.Namespace) -> int:
     listener = listen_grpc(grpc_address)
     threading.Thread(target=accept_and_close, args=(listener,), daemon=True).start()
 
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.wait(3600):
-        pass
+    signal.sigwait(STOP_SIGNALS)
+    stop.set()
 
     LOG.log("info", "Shutting down nydus-snapshotter!")
     listener.close()

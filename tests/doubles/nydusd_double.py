@@ -27,6 +27,7 @@ BUILD_TIME = "2026-06-24T10:00:00.000000000Z"
 PROFILE = "release"
 RUSTC = "rustc 1.84.0"
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 FOP_COUNT = 15  # Getattr .. BatchForget
 SIZE_BUCKETS = 8  # <1K .. >=1M
 LATENCY_BUCKETS = 8  # <=200us .. >2s
@@ -67,7 +68,7 @@ def print_version() -> None:
 
 
 class NydusdLog:
-    """Log lines in nydusd's format: ``[YYYY-MM-DD HH:MM:SS.ffffff +00:00] LEVEL msg``."""
+    """Writer of nydusd log lines, ``[YYYY-MM-DD HH:MM:SS.ffffff +00:00] LEVEL msg``."""
 
     def __init__(self, path: str | None) -> None:
         if path and not os.path.splitext(path)[1]:
@@ -80,7 +81,7 @@ class NydusdLog:
         self.lock = threading.Lock()
 
     def write(self, level: str, message: str) -> None:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") + " +00:00"
         with self.lock:
             self.stream.write(f"[{stamp}] {level} {message}\n")
@@ -97,7 +98,7 @@ class Daemon:
         self.state = "INIT" if args.upgrade else "RUNNING"
         self.log_level = args.log_level
         self.config = self._load_config(args.config)
-        mounted = datetime.datetime.now(datetime.timezone.utc)
+        mounted = datetime.datetime.now(datetime.UTC)
         self.instances: dict[str, dict[str, object]] = {
             args.virtual_mountpoint: {
                 "backend_type": "Rafs",
@@ -200,7 +201,7 @@ def error_body(message: str) -> dict[str, str]:
     return {"code": "UNDEFINED", "message": message}
 
 
-def build_routes(daemon: Daemon, stop: threading.Event) -> dict:  # type: ignore[type-arg]
+def build_routes(daemon: Daemon) -> dict:  # type: ignore[type-arg]
     def metrics_for(query: dict[str, str], build: object) -> tuple[int, object]:
         wanted = query.get("id")
         if wanted is not None and wanted not in daemon.instances:
@@ -219,7 +220,8 @@ def build_routes(daemon: Daemon, stop: threading.Event) -> dict:  # type: ignore
         return 204, None
 
     def exit_daemon(query: dict[str, str], body: bytes) -> tuple[int, object]:
-        stop.set()
+        # nydusd answers first, then sends itself SIGTERM.
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
         return 204, None
 
     return {
@@ -289,18 +291,19 @@ def main(argv: list[str]) -> int:
     )
     os.makedirs(args.mountpoint, exist_ok=True)
     daemon = Daemon(args, log)
-    stop = threading.Event()
+    # Block the stop signals before any thread starts, so every thread
+    # inherits the mask and sigwait() below receives them. A Python signal
+    # handler could run late: the kernel may deliver the signal to a
+    # server thread while the main thread sleeps in a lock wait.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     server = None
     if args.apisock:
         server = UnixHTTPServer(
-            args.apisock, build_routes(daemon, stop), fallback, "Nydus API"
+            args.apisock, build_routes(daemon), fallback, "Nydus API"
         )
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.write("INFO", "Fuse daemon started!")
-    while not stop.wait(3600):
-        pass
+    signal.sigwait(STOP_SIGNALS)
     if server is not None:
         server.shutdown()
         server.server_close()

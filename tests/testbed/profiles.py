@@ -157,7 +157,7 @@ def nydusd_config_json(host: str = "ghcr.io", repo: str = "dragonflyoss/nginx") 
 def containerd_config(
     root: str = DEFAULT_CONTAINERD_ROOT, *, nydus: bool = True
 ) -> str:
-    """Return a containerd 1.6 config (version 2), with the nydus proxy plugin if nydus."""
+    """Return a containerd 1.6 config (version 2); nydus adds the proxy plugin."""
     proxy = f"""
 [proxy_plugins]
   [proxy_plugins.nydus]
@@ -223,7 +223,7 @@ def restart_containerd(node: Node, root: str = DEFAULT_CONTAINERD_ROOT) -> None:
 def wait_until(
     condition: Callable[[], bool], message: str, timeout: float = 15.0
 ) -> None:
-    """Poll condition every 0.1 s; raise TimeoutError with message when time runs out."""
+    """Poll condition every 0.1 s and raise TimeoutError with message on timeout."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
