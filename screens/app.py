@@ -1,0 +1,179 @@
+"""The Textual application: owns the fleet, schedules probes, routes results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import resources
+from typing import ClassVar
+
+from textual import on
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
+
+from nydus_console.fleet import Fleet
+from nydus_console.inventory import Inventory
+from nydus_console.screens.commands import console_commands
+from nydus_console.screens.fleet import FleetScreen
+from nydus_console.screens.help import HelpScreen
+from nydus_console.screens.hostkey import HostKeyModal
+from nydus_console.screens.messages import HostKeyAccepted, NodeProbed
+from nydus_console.screens.node import NodeScreen
+from nydus_console.transport.base import ErrorKind, HostKeyError
+
+CSS_FILE = str(resources.files("nydus_console.assets").joinpath("app.tcss"))
+
+
+class NydusConsoleApp(App[None]):
+    TITLE = "nydus-console"
+    CSS_PATH = CSS_FILE
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
+    ]
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        *,
+        read_only: bool = False,
+        refresh_seconds: float = 10.0,
+        fleet: Fleet | None = None,
+    ) -> None:
+        super().__init__()
+        self.fleet = fleet or Fleet(inventory)
+        self.read_only = read_only
+        self.probe_interval = refresh_seconds if refresh_seconds > 0 else 10.0
+        self.probing_enabled = refresh_seconds > 0
+        self._in_flight: set[str] = set()
+        self._timer: Timer | None = None
+        self._announced_keys: set[str] = set()
+
+    def on_mount(self) -> None:
+        if self.read_only:
+            self.sub_title = "read-only"
+        self.push_screen(FleetScreen())
+        self.refresh_all(force=True, full=True)
+        self._timer = self.set_interval(self.probe_interval, self._tick)
+
+    async def on_unmount(self) -> None:
+        await self.fleet.close()
+
+    # -- probing ----------------------------------------------------------------
+
+    def _tick(self) -> None:
+        if self.probing_enabled:
+            self.refresh_all()
+
+    def refresh_all(self, force: bool = False, full: bool = False) -> None:
+        """Probe every node that is not already being probed."""
+        if force:
+            self.fleet.reset_backoff()
+        for name in self.fleet.specs:
+            self.probe(name, full=full)
+
+    def probe(self, name: str, full: bool = False) -> None:
+        if name in self._in_flight:
+            return
+        self._in_flight.add(name)
+        self.run_worker(
+            self._probe(name, full),
+            name=f"probe {name}",
+            group="probe",
+            description=f"probe node {name}",
+            exit_on_error=False,
+        )
+
+    async def _probe(self, name: str, full: bool) -> None:
+        report = await self.fleet.probe_node(name, full=full)
+        self.post_message(NodeProbed(report))
+
+    @on(NodeProbed)
+    def node_probed(self, message: NodeProbed) -> None:
+        report = message.report
+        self._in_flight.discard(report.spec.name)
+        for screen in self.screen_stack:
+            if isinstance(screen, FleetScreen):
+                screen.update_report(report)
+            elif isinstance(screen, NodeScreen) and screen.node == report.spec.name:
+                screen.show_report(report)
+        self._announce_unknown_key(report.spec.name)
+
+    def _announce_unknown_key(self, name: str) -> None:
+        error = self.fleet.reports[name].error
+        if not isinstance(error, HostKeyError) or name in self._announced_keys:
+            return
+        self._announced_keys.add(name)
+        if error.kind == ErrorKind.HOST_KEY_UNKNOWN:
+            self.notify(
+                f"{name}: unknown host key. Open the node and press k to review it.",
+                severity="warning",
+                timeout=8,
+            )
+        else:
+            self.notify(
+                f"{name}: host key CHANGED; connection refused.",
+                severity="error",
+                timeout=12,
+            )
+
+    @on(Worker.StateChanged)
+    def worker_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "probe" or event.state != WorkerState.ERROR:
+            return
+        name = worker.name.removeprefix("probe ")
+        self._in_flight.discard(name)
+        self.log.error(f"probe of {name} failed: {worker.error!r}")
+        self.notify(f"probe of {name} failed: {worker.error}", severity="error")
+
+    # -- refresh settings ---------------------------------------------------------
+
+    def toggle_auto_refresh(self) -> None:
+        self.probing_enabled = not self.probing_enabled
+        state = f"every {self.probe_interval:g}s" if self.probing_enabled else "off"
+        self.notify(f"auto-refresh {state}")
+
+    def set_refresh_interval(self, seconds: float) -> None:
+        self.probe_interval = seconds
+        self.probing_enabled = True
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_interval(seconds, self._tick)
+        self.notify(f"auto-refresh every {seconds:g}s")
+        if isinstance(self.screen, FleetScreen):
+            self.screen.update_status_line()
+
+    # -- navigation ----------------------------------------------------------------
+
+    def open_node(self, name: str) -> None:
+        self.push_screen(NodeScreen(name))
+
+    def ask_host_key(self, name: str) -> None:
+        error = self.fleet.reports[name].error
+        if not isinstance(error, HostKeyError) or error.key is None:
+            self.notify(f"{name} has no unknown host key to review")
+            return
+
+        def decided(accepted: bool | None) -> None:
+            if accepted:
+                self.fleet.accept_host_key(name)
+                self.post_message(HostKeyAccepted(name))
+
+        self.push_screen(HostKeyModal(name, error.key), decided)
+
+    @on(HostKeyAccepted)
+    def host_key_accepted(self, message: HostKeyAccepted) -> None:
+        self.notify(f"host key of {message.node} accepted and stored")
+        self._announced_keys.discard(message.node)
+        self.probe(message.node, full=True)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield from console_commands(self, screen)

@@ -1,0 +1,83 @@
+"""Command palette entries for the screen the palette was opened from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.app import SystemCommand
+from textual.screen import Screen
+
+from nydus_console.screens.fleet import FleetScreen
+from nydus_console.screens.node import NodeScreen
+from nydus_console.transport.base import ErrorKind, HostKeyError
+
+if TYPE_CHECKING:
+    from nydus_console.screens.app import NydusConsoleApp
+
+REFRESH_CHOICES = (5.0, 10.0, 30.0, 60.0)
+
+
+def console_commands(
+    app: NydusConsoleApp, screen: Screen[object]
+) -> Iterator[SystemCommand]:
+    if isinstance(screen, FleetScreen):
+        yield from _fleet_commands(app, screen)
+    elif isinstance(screen, NodeScreen):
+        yield from _node_commands(app, screen)
+
+
+def _fleet_commands(
+    app: NydusConsoleApp, screen: FleetScreen
+) -> Iterator[SystemCommand]:
+    yield SystemCommand(
+        "fleet: refresh all nodes",
+        "Probe every node now",
+        partial(app.refresh_all, True, True),
+    )
+    yield SystemCommand(
+        "fleet: toggle auto-refresh",
+        "Turn periodic probing on or off",
+        screen.action_toggle_auto,
+    )
+    for seconds in REFRESH_CHOICES:
+        yield SystemCommand(
+            f"fleet: auto-refresh every {seconds:g}s",
+            "Set the refresh interval",
+            partial(app.set_refresh_interval, seconds),
+        )
+    yield SystemCommand(
+        "fleet: filter", "Show only matching nodes", screen.action_filter
+    )
+    yield SystemCommand(
+        "fleet: cycle sort", "Sort by status, name or age", screen.action_cycle_sort
+    )
+    for name in app.fleet.specs:
+        yield SystemCommand(
+            f"node: open {name}",
+            "Show this node's checks",
+            partial(app.open_node, name),
+            discover=False,
+        )
+
+
+def _node_commands(app: NydusConsoleApp, screen: NodeScreen) -> Iterator[SystemCommand]:
+    yield SystemCommand(
+        f"node: refresh {screen.node}", "Probe this node now", screen.action_refresh
+    )
+    yield SystemCommand(
+        "node: show or hide skipped checks",
+        "Toggle checks skipped because a prerequisite failed",
+        screen.action_toggle_skipped,
+    )
+    error = screen.report.error
+    if isinstance(error, HostKeyError) and error.kind == ErrorKind.HOST_KEY_UNKNOWN:
+        yield SystemCommand(
+            f"node: review host key of {screen.node}",
+            "Show the fingerprint and accept or cancel",
+            partial(app.ask_host_key, screen.node),
+        )
+    yield SystemCommand(
+        "fleet: back to the fleet", "Return to the fleet screen", app.pop_screen
+    )

@@ -1,0 +1,235 @@
+"""Fleet screen: one row per node, updated as each node's probe finishes."""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from nydus_console.fleet import NodeReport
+from nydus_console.screens.render import STATUS_RANK, age_text, status_text
+
+COLUMNS = (
+    ("node", "Node"),
+    ("address", "Address"),
+    ("status", "Status"),
+    ("service", "Service"),
+    ("snapshotter", "Snapshotter"),
+    ("nydusd", "nydusd"),
+    ("containerd", "containerd"),
+    ("fs_driver", "Driver"),
+    ("daemons", "Daemons"),
+    ("age", "Age"),
+    ("worst", "Worst finding"),
+)
+SORT_MODES = ("status", "name", "age")
+
+
+class FleetScreen(Screen[None]):
+    """Every node with its overall status and worst finding."""
+
+    BINDING_GROUP_TITLE = "Fleet"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "refresh", "Refresh", id="fleet.refresh"),
+        Binding("slash", "filter", "Filter", key_display="/", id="fleet.filter"),
+        Binding("s", "cycle_sort", "Sort", id="fleet.sort"),
+        Binding("a", "toggle_auto", "Auto-refresh", id="fleet.auto_refresh"),
+        Binding(
+            "escape",
+            "clear_filter",
+            "Clear filter",
+            show=False,
+            id="fleet.clear_filter",
+        ),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_text = ""
+        self.sort_mode = SORT_MODES[0]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="fleet-status")
+        yield Input(
+            placeholder="filter: name, address, status or finding", id="fleet-filter"
+        )
+        yield DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.rebuild()
+        self.set_interval(1.0, self.update_ages)
+        table.focus()
+
+    # -- rows -----------------------------------------------------------------
+
+    def reports(self) -> list[NodeReport]:
+        return list(self.app.fleet.reports.values())  # type: ignore[attr-defined]
+
+    def visible(self) -> list[NodeReport]:
+        needle = self.filter_text.lower()
+        shown = [r for r in self.reports() if needle in row_search_text(r)]
+        return sorted(shown, key=self.sort_key)
+
+    def sort_key(self, report: NodeReport) -> tuple[object, ...]:
+        if self.sort_mode == "name":
+            return (report.spec.name,)
+        if self.sort_mode == "age":
+            return (report.probed_at or float("inf"), report.spec.name)
+        return (STATUS_RANK.get(report.status, 9), report.spec.name)
+
+    def rebuild(self) -> None:
+        """Redraw every row, keeping the cursor on the same node."""
+        table = self.query_one(DataTable)
+        current = self.selected_node()
+        table.clear()
+        for report in self.visible():
+            table.add_row(*row_cells(report), key=report.spec.name)
+        if current is not None and current in table.rows:
+            table.move_cursor(row=table.get_row_index(current))
+        self.update_status_line()
+
+    def update_report(self, report: NodeReport) -> None:
+        """Update one node's cells in place, or redraw if its position changes."""
+        table = self.query_one(DataTable)
+        name = report.spec.name
+        if name not in table.rows or self.sort_mode != "name":
+            self.rebuild()
+            return
+        for (key, _), value in zip(COLUMNS, row_cells(report), strict=True):
+            table.update_cell(name, key, value)
+        self.update_status_line()
+
+    def update_ages(self) -> None:
+        table = self.query_one(DataTable)
+        now = time.time()
+        for report in self.reports():
+            if report.spec.name in table.rows:
+                table.update_cell(
+                    report.spec.name, "age", age_text(report.probed_at, now)
+                )
+
+    def update_status_line(self) -> None:
+        reports = self.reports()
+        counts: dict[str, int] = {}
+        for report in reports:
+            counts[report.status] = counts.get(report.status, 0) + 1
+        parts = [f"{counts[s]} {s}" for s in STATUS_RANK if counts.get(s)]
+        app = self.app
+        auto = (
+            f"auto-refresh every {app.probe_interval:g}s"  # type: ignore[attr-defined]
+            if app.probing_enabled  # type: ignore[attr-defined]
+            else "auto-refresh off"
+        )
+        mode = "  READ-ONLY" if app.read_only else ""  # type: ignore[attr-defined]
+        source = app.fleet.inventory.source  # type: ignore[attr-defined]
+        line = (
+            f"{len(reports)} nodes: {', '.join(parts)}  |  sort: {self.sort_mode}"
+            f"  |  {auto}  |  {source}{mode}"
+        )
+        if self.filter_text:
+            line += f"  |  filter: {self.filter_text!r}"
+        self.query_one("#fleet-status", Static).update(line)
+
+    def selected_node(self) -> str | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return str(row_key.value)
+
+    # -- actions ----------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self.app.refresh_all(force=True)  # type: ignore[attr-defined]
+
+    def action_filter(self) -> None:
+        box = self.query_one("#fleet-filter", Input)
+        box.add_class("visible")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#fleet-filter", Input)
+        box.value = ""
+        box.remove_class("visible")
+        self.filter_text = ""
+        self.rebuild()
+        self.query_one(DataTable).focus()
+
+    def action_cycle_sort(self) -> None:
+        index = SORT_MODES.index(self.sort_mode)
+        self.sort_mode = SORT_MODES[(index + 1) % len(SORT_MODES)]
+        self.rebuild()
+
+    def action_toggle_auto(self) -> None:
+        self.app.toggle_auto_refresh()  # type: ignore[attr-defined]
+        self.update_status_line()
+
+    @on(Input.Changed, "#fleet-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.rebuild()
+
+    @on(Input.Submitted, "#fleet-filter")
+    def filter_submitted(self) -> None:
+        self.query_one(DataTable).focus()
+
+    @on(DataTable.RowSelected, "#fleet-table")
+    def open_node(self, event: DataTable.RowSelected) -> None:
+        self.app.open_node(str(event.row_key.value))  # type: ignore[attr-defined]
+
+
+WORST_WIDTH = 72
+
+
+def _clip(text: str, width: int = WORST_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def row_cells(report: NodeReport) -> list[object]:
+    summary = report.summary()
+    worst = report.worst
+    if report.error is not None:
+        problem: object = Text(
+            _clip(f"{report.error.kind}: {report.error.message}"), style="red"
+        )
+    elif worst is not None:
+        problem = Text(
+            _clip(f"{worst.title}: {worst.message}"),
+            style="red" if worst.status == "fail" else "yellow",
+        )
+    else:
+        problem = "-" if report.facts is None else "all checks passed"
+    return [
+        report.spec.name,
+        report.spec.address,
+        status_text(report.status),
+        summary.get("service", "-"),
+        summary.get("snapshotter", "-"),
+        summary.get("nydusd", "-"),
+        summary.get("containerd", "-"),
+        summary.get("fs_driver", "-"),
+        summary.get("daemons", "-"),
+        age_text(report.probed_at),
+        problem,
+    ]
+
+
+def row_search_text(report: NodeReport) -> str:
+    worst = report.worst
+    parts = [report.spec.name, report.spec.address, report.status]
+    if worst is not None:
+        parts += [worst.title, worst.message]
+    if report.error is not None:
+        parts.append(report.error.message)
+    return " ".join(parts).lower()

@@ -1,0 +1,23 @@
+"""Messages that workers post back to the UI, named for what happened."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from nydus_console.fleet import NodeReport
+
+
+class NodeProbed(Message):
+    """A probe of one node finished, with findings or with the reason it failed."""
+
+    def __init__(self, report: NodeReport) -> None:
+        super().__init__()
+        self.report = report
+
+
+class HostKeyAccepted(Message):
+    """The operator trusted a node's host key; the node should be probed again."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node

@@ -1,0 +1,170 @@
+"""Node screen: every check with its status, evidence and next step."""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from nydus_console.findings import Finding, Status
+from nydus_console.fleet import NodeReport
+from nydus_console.screens.render import age_text, status_text
+from nydus_console.transport.base import ErrorKind, HostKeyError
+
+
+class NodeScreen(Screen[None]):
+    """Findings of one node; the panel below explains the highlighted check."""
+
+    BINDING_GROUP_TITLE = "Node"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Fleet", id="node.back"),
+        Binding("r", "refresh", "Refresh", id="node.refresh"),
+        Binding("x", "toggle_skipped", "Show skipped", id="node.toggle_skipped"),
+        Binding("k", "accept_host_key", "Accept host key", id="node.accept_host_key"),
+    ]
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+        self.show_skipped = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="node-summary")
+        yield DataTable(id="node-checks", cursor_type="row")
+        with VerticalScroll(id="node-detail-scroll"):
+            yield Static(id="node-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.node
+        table = self.query_one(DataTable)
+        table.add_column("Status", key="status", width=9)
+        table.add_column("Check", key="check", width=38)
+        table.add_column("Finding", key="message")
+        self.show_report(self.report)
+        self.set_interval(1.0, self.update_summary)
+        table.focus()
+
+    @property
+    def report(self) -> NodeReport:
+        return self.app.fleet.reports[self.node]  # type: ignore[attr-defined, no-any-return]
+
+    def findings(self) -> list[Finding]:
+        if self.show_skipped:
+            return self.report.findings
+        return [f for f in self.report.findings if f.status != Status.SKIP]
+
+    def show_report(self, report: NodeReport) -> None:
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for finding in self.findings():
+            table.add_row(
+                status_text(str(finding.status)),
+                finding.title,
+                finding.message,
+                key=finding.check,
+            )
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
+        self.update_summary()
+        self.show_detail()
+
+    def update_summary(self) -> None:
+        report = self.report
+        summary = report.summary()
+        parts = [
+            f"[b]{escape(report.spec.name)}[/b] ({escape(report.spec.address)})",
+            f"status [b]{report.status}[/b]",
+        ]
+        if summary:
+            parts += [
+                f"service {escape(summary['service'])}",
+                f"snapshotter {escape(summary['snapshotter'])}",
+                f"nydusd {escape(summary['nydusd'])}",
+                f"containerd {escape(summary['containerd'])}",
+                f"driver {escape(summary['fs_driver'])}",
+                f"daemons {summary['daemons']}",
+            ]
+        parts.append(
+            f"probed {age_text(report.probed_at, time.time())} ago "
+            f"in {report.seconds:.2f}s"
+        )
+        self.query_one("#node-summary", Static).update("  |  ".join(parts))
+
+    def show_detail(self) -> None:
+        detail = self.query_one("#node-detail", Static)
+        report = self.report
+        if report.error is not None:
+            detail.update(error_markup(report))
+            return
+        finding = self.highlighted()
+        detail.update(finding_markup(finding) if finding else "")
+
+    def highlighted(self) -> Finding | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return next((f for f in self.report.findings if f.check == row_key.value), None)
+
+    @on(DataTable.RowHighlighted, "#node-checks")
+    def row_highlighted(self) -> None:
+        self.show_detail()
+
+    def action_refresh(self) -> None:
+        self.app.probe(self.node, full=True)  # type: ignore[attr-defined]
+
+    def action_toggle_skipped(self) -> None:
+        self.show_skipped = not self.show_skipped
+        self.show_report(self.report)
+
+    def action_accept_host_key(self) -> None:
+        self.app.ask_host_key(self.node)  # type: ignore[attr-defined]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "accept_host_key":
+            error = self.report.error
+            return isinstance(error, HostKeyError) and (
+                error.kind == ErrorKind.HOST_KEY_UNKNOWN
+            )
+        return True
+
+
+def finding_markup(finding: Finding) -> str:
+    lines = [
+        f"[b]{escape(finding.title)}[/b]  ({finding.check}, {finding.status})",
+        escape(finding.message),
+    ]
+    for evidence in finding.evidence:
+        lines.append(f"\n[b]Evidence[/b] [dim]{escape(evidence.source)}[/dim]")
+        lines += [f"  {escape(line)}" for line in evidence.lines]
+    if finding.next_step:
+        lines.append(f"\n[b]Next step[/b]: {escape(finding.next_step)}")
+    if finding.runbook:
+        lines.append(f"[b]Runbook[/b]: {escape(finding.runbook)}")
+    return "\n".join(lines)
+
+
+def error_markup(report: NodeReport) -> str:
+    error = report.error
+    assert error is not None
+    lines = [
+        f"[b red]{escape(report.spec.name)} could not be probed: {error.kind}[/]",
+        escape(error.message),
+    ]
+    if error.next_step:
+        lines.append(f"\n[b]Next step[/b]: {escape(error.next_step)}")
+    if isinstance(error, HostKeyError) and error.key is not None:
+        lines.append(f"\nServer key: {error.key.key_type} {error.key.fingerprint}")
+        if error.kind == ErrorKind.HOST_KEY_UNKNOWN:
+            lines.append("Press [b]k[/b] to review and accept this key.")
+    return "\n".join(lines)
