@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import asyncssh
+
 from nydus_console.transport.base import HostKeyInfo
 
 

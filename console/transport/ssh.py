@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import asyncssh
+
 from nydus_console.transport.base import (
     CommandResult,
     ErrorKind,
