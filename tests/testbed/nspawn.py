@@ -2,8 +2,11 @@
 
 Every node runs systemd as PID 1 with journald, OpenSSH and containerd, booted
 from the shared read-only base of ``rootfs.py`` with ``--volatile=overlay``.
-Node N lives in network namespace ``<prefix>n<N>`` with address
-10.201.<subnet>.(4N+2)/30; the host side of its veth pair is 10.201.<subnet>.(4N+1).
+Node N of a fleet on subnet S has hostname ``nc-node<N>``, address
+10.201.S.(4N+2)/30 in network namespace ``ncS n<N>`` (without the space), and
+the host side of its veth pair ``ncSh<N>`` has 10.201.S.(4N+1). Each running
+fleet claims a subnet in a registry under /run, so parallel sessions do not
+collide and the leftovers of a crashed session are removed by the next one.
 
 The pytest process launches nspawn with ``subprocess.Popen``, so it is the
 parent and reaps the nodes. It works without systemd on the host, which is
@@ -14,6 +17,8 @@ own cgroup created here.
 from __future__ import annotations
 
 import atexit
+import fcntl
+import json
 import os
 import re
 import shutil
@@ -35,6 +40,9 @@ BOOT_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 10.0
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# One JSON file per running fleet, <prefix>.json with the owner's PID.
+REGISTRY = Path("/run/nydus-console-testbed")
+SUBNETS = 256
 
 
 def cgroup_parents() -> list[Path]:
@@ -52,7 +60,7 @@ def cgroup_parents() -> list[Path]:
     return [parent for parent in parents if (parent / "cgroup.procs").exists()]
 
 
-def _remove_cgroup_tree(path: Path) -> None:
+def remove_cgroup_tree(path: Path) -> None:
     """Kill every process in the cgroup tree at path, then rmdir it depth first."""
     if not path.is_dir():
         return
@@ -128,6 +136,7 @@ class Node:
 
     index: int
     name: str
+    machine: str
     address: str
     host_address: str
     netns: str
@@ -236,33 +245,31 @@ class Node:
 class NspawnFleet:
     """Boot count nodes in parallel and tear them down on close.
 
-    Use it as a context manager. ``prefix`` names the network namespaces
+    Use it as a context manager. ``subnet`` (the third octet of 10.201.x.y)
+    defaults to the lowest one no live fleet holds. It also makes the
+    fleet's prefix ``nc<subnet>``, which names the network namespaces
     (``<prefix>n<N>``), host veths (``<prefix>h<N>``), machines and cgroups
-    (``<prefix>-node<N>``); ``subnet`` is the third octet of 10.201.x.y.
-    Leftovers with the same prefix are removed before booting, so two
-    fleets only run side by side with different prefixes and subnets.
+    (``<prefix>-node<N>``). Hostnames are ``<hostname_prefix>-node<N>``.
     """
 
     def __init__(
         self,
         count: int,
         *,
-        prefix: str = "nc",
-        subnet: int = 0,
+        subnet: int | None = None,
+        hostname_prefix: str = "nc",
         workdir: Path | None = None,
         boot_timeout: float = BOOT_TIMEOUT,
     ) -> None:
         if not 1 <= count <= 63:
             raise ValueError(f"node count must be between 1 and 63, got {count}")
-        if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", prefix):
-            raise ValueError(
-                f"prefix must be 1-8 lowercase letters or digits: {prefix!r}"
-            )
-        if not 0 <= subnet <= 255:
+        if subnet is not None and not 0 <= subnet < SUBNETS:
             raise ValueError(f"subnet must be between 0 and 255, got {subnet}")
         self.count = count
-        self.prefix = prefix
-        self.subnet = subnet
+        self.requested_subnet = subnet
+        self.subnet = -1
+        self.prefix = ""
+        self.hostname_prefix = hostname_prefix
         self.boot_timeout = boot_timeout
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="nc-fleet-"))
@@ -271,6 +278,8 @@ class NspawnFleet:
         self.known_hosts: Path = self.workdir / "known_hosts"
         self.base: Path | None = None
         self.timings: dict[str, float] = {}
+        # Node name to profile name, filled by profiles.boot_fleet().
+        self.node_profiles: dict[str, str] = {}
         self._closed = False
 
     def __enter__(self) -> NspawnFleet:
@@ -305,8 +314,8 @@ class NspawnFleet:
         authorized_keys.write_text(self.client_key.public_line + "\n")
         authorized_keys.chmod(0o644)
 
-        self.remove_leftovers(self.prefix)
         atexit.register(self.close)
+        self._claim_subnet()
         started = time.monotonic()
         for index in range(1, self.count + 1):
             node = self._plan_node(index)
@@ -322,11 +331,54 @@ class NspawnFleet:
         self.timings["ssh_ready"] = time.monotonic() - started
         self.write_known_hosts()
 
+    def _claim_subnet(self) -> None:
+        """Claim a subnet in the registry, removing leftovers of dead owners."""
+        REGISTRY.mkdir(parents=True, exist_ok=True)
+        with (REGISTRY / "lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            taken = set()
+            for record in REGISTRY.glob("nc*.json"):
+                try:
+                    owner = json.loads(record.read_text())
+                except (OSError, ValueError):
+                    owner = {}
+                if _process_alive(int(owner.get("pid", 0))):
+                    taken.add(int(owner["subnet"]))
+                    continue
+                self.remove_leftovers(record.stem)
+                record.unlink()
+            if self.requested_subnet is None:
+                free = [subnet for subnet in range(SUBNETS) if subnet not in taken]
+                if not free:
+                    raise TestbedUnavailable(
+                        f"all {SUBNETS} testbed subnets are in use"
+                    )
+                self.subnet = free[0]
+            elif self.requested_subnet in taken:
+                raise TestbedUnavailable(
+                    f"subnet {self.requested_subnet} is held by another live fleet; "
+                    f"records in {REGISTRY}"
+                )
+            else:
+                self.subnet = self.requested_subnet
+            self.prefix = f"nc{self.subnet}"
+            # A crash without a record (for example during the claim) can
+            # still leave resources under this prefix.
+            self.remove_leftovers(self.prefix)
+            self._record.write_text(
+                json.dumps({"pid": os.getpid(), "subnet": self.subnet})
+            )
+
+    @property
+    def _record(self) -> Path:
+        return REGISTRY / f"{self.prefix}.json"
+
     def _plan_node(self, index: int) -> Node:
         name = f"{self.prefix}-node{index}"
         return Node(
             index=index,
-            name=name,
+            name=f"{self.hostname_prefix}-node{index}",
+            machine=name,
             address=f"10.201.{self.subnet}.{4 * index + 2}",
             host_address=f"10.201.{self.subnet}.{4 * index + 1}",
             netns=f"{self.prefix}n{index}",
@@ -370,14 +422,21 @@ class NspawnFleet:
             "--register=no",
             "--keep-unit",
             f"--uuid={uuid.uuid4()}",
-            f"--machine={node.name}",
+            f"--machine={node.machine}",
             f"--hostname={node.name}",
             f"--network-namespace-path=/run/netns/{node.netns}",
             f"--bind-ro={authorized_keys}:{rootfs.NODE_AUTHORIZED_KEYS}",
             "--console=passive",
         ]
         cgroup_args = [str(cgroup) for cgroup in node.cgroups]
-        argv = ["sh", "-c", _LAUNCH_SCRIPT, "sh", str(len(cgroup_args)), *cgroup_args]
+        argv = [
+            "sh",
+            "-c",
+            LAUNCH_IN_CGROUPS_SCRIPT,
+            "sh",
+            str(len(cgroup_args)),
+            *cgroup_args,
+        ]
         with node.log_path.open("wb") as log:
             node.process = subprocess.Popen(
                 argv + nspawn,
@@ -502,7 +561,11 @@ class NspawnFleet:
                 node.process.wait(timeout=SHUTDOWN_TIMEOUT)
         errors: list[str] = []
         for node in self.nodes:
-            errors += self._remove_node_resources(node.name, node.netns, node.host_veth)
+            errors += self._remove_node_resources(
+                node.machine, node.netns, node.host_veth
+            )
+        if self.prefix:
+            self._record.unlink(missing_ok=True)
         _remove_empty_netns_mount()
         self.timings["teardown"] = time.monotonic() - started
         if self._own_workdir:
@@ -517,7 +580,7 @@ class NspawnFleet:
         errors = []
         for parent in cgroup_parents():
             try:
-                _remove_cgroup_tree(parent / name)
+                remove_cgroup_tree(parent / name)
             except OSError as error:
                 errors.append(f"cgroup {parent / name}: {error}")
         if netns in _netns_names():
@@ -564,7 +627,7 @@ class NspawnFleet:
 # nspawn argv. The shell moves itself into each cgroup and then execs nspawn,
 # so nspawn and everything below it start there. A preexec_fn would do the
 # same but is unsafe when the caller runs threads.
-_LAUNCH_SCRIPT = """
+LAUNCH_IN_CGROUPS_SCRIPT = """
 count=$1; shift
 while [ "$count" -gt 0 ]; do
   echo $$ > "$1/cgroup.procs"
@@ -573,6 +636,17 @@ while [ "$count" -gt 0 ]; do
 done
 exec "$@"
 """
+
+
+def _process_alive(pid: int) -> bool:
+    """Return whether pid runs; zombies count as dead."""
+    if pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _remove_empty_netns_mount() -> None:

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from .nspawn import Node
+from .nspawn import Node, NspawnFleet
 
 DOUBLES_SOURCE = Path(__file__).resolve().parent.parent / "doubles"
 DOUBLES_DIR = "/usr/local/lib/nydus-doubles"
@@ -304,3 +306,33 @@ def apply_profile(node: Node, name: str) -> None:
             f"unknown profile {name!r}; known: {sorted(PROFILES)}"
         ) from None
     apply(node)
+
+
+DEFAULT_FLEET_PROFILES = ("healthy", "healthy", "broken-root")
+
+
+def boot_fleet(
+    profiles: Sequence[str] = DEFAULT_FLEET_PROFILES, **fleet_options: Any
+) -> NspawnFleet:
+    """Boot one node per entry of profiles and apply the profiles in parallel.
+
+    fleet_options go to NspawnFleet. The returned fleet is started, has its
+    inventory written, and records each node's profile in ``node_profiles``.
+    The caller must close it. On failure the fleet is closed before the
+    exception propagates.
+    """
+    fleet = NspawnFleet(len(profiles), **fleet_options)
+    try:
+        fleet.start()
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=len(profiles)) as pool:
+            list(pool.map(apply_profile, fleet.nodes, profiles))
+        fleet.timings["profiles"] = time.monotonic() - started
+        fleet.node_profiles = dict(
+            zip((n.name for n in fleet.nodes), profiles, strict=True)
+        )
+        fleet.write_inventory()
+    except BaseException:
+        fleet.close()
+        raise
+    return fleet

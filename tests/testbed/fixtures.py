@@ -1,0 +1,64 @@
+"""pytest fixtures for the testbed; register with ``pytest_plugins``.
+
+In a conftest.py::
+
+    pytest_plugins = ["tests.testbed.fixtures"]
+
+``nspawn_fleet`` boots three nodes once per session: nc-node1 and nc-node2
+with the ``healthy`` profile, nc-node3 with ``broken-root``. Tests that change
+a node (its unit, config or sshd) must restore it, because the fleet is
+shared. ``loopback_sshd`` starts three sshd instances on 127.0.0.1.
+
+When the machine cannot run the testbed (not root, tools missing, nodes do
+not boot) the fixtures call ``pytest.skip`` with the reason. Set
+``NC_TESTBED_REQUIRED=1`` to make that a failure instead, as CI should.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from .errors import NodeBootError, TestbedUnavailable
+from .loopback import LoopbackFleet
+from .nspawn import NspawnFleet
+from .profiles import DEFAULT_FLEET_PROFILES, boot_fleet
+
+
+def _unavailable(error: Exception) -> None:
+    reason = f"testbed unavailable: {error}"
+    if os.environ.get("NC_TESTBED_REQUIRED") == "1":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def nspawn_fleet() -> Iterator[NspawnFleet]:
+    """Three booted nodes: healthy, healthy, broken-root (see the module doc)."""
+    try:
+        fleet = boot_fleet(DEFAULT_FLEET_PROFILES)
+    except (TestbedUnavailable, NodeBootError) as error:
+        _unavailable(error)
+    try:
+        yield fleet
+    finally:
+        fleet.close()
+
+
+@pytest.fixture(scope="session")
+def loopback_sshd() -> Iterator[LoopbackFleet]:
+    """Three sshd instances on 127.0.0.1 that accept the session's key for root."""
+    fleet = LoopbackFleet(3)
+    try:
+        fleet.start()
+    except BaseException as error:
+        fleet.close()
+        if isinstance(error, TestbedUnavailable):
+            _unavailable(error)
+        raise
+    try:
+        yield fleet
+    finally:
+        fleet.close()
