@@ -220,13 +220,16 @@ def _node_from_table(
         raise InventoryError(f"{source}: invalid node name {name!r}")
     merged = {k: v for k, v in defaults.items() if k != "known_hosts"} | table
     address = merged.get("address", name)
-    spec = parse_node_argument(_string(address, "address", where, source))
+    try:
+        spec = parse_node_argument(_string(address, "address", where, source))
+    except InventoryError as exc:
+        raise InventoryError(f"{source}: {where} {exc}") from None
     port = merged.get("port", spec.port)
     if port is not None and not (isinstance(port, int) and 0 < port < 65536):
         raise InventoryError(f"{source}: {where} port must be 1-65535, got {port!r}")
     user = merged.get("user", spec.user)
-    if user is not None:
-        _check(_USER.match(_string(user, "user", where, source)), "user", user, name)
+    if user is not None and not _USER.match(_string(user, "user", where, source)):
+        raise InventoryError(f"{source}: {where} invalid user {user!r}")
     return replace(
         spec,
         name=name,
@@ -285,7 +288,10 @@ def _optional_path(value: object, where: str, source: str) -> str | None:
 def _optional_jump(value: object, where: str, source: str) -> str | None:
     if value is None:
         return None
-    spec = parse_node_argument(_string(value, "jump_host", where, source))
+    try:
+        spec = parse_node_argument(_string(value, "jump_host", where, source))
+    except InventoryError as exc:
+        raise InventoryError(f"{source}: {where} jump_host: {exc}") from None
     return spec.address
 
 
