@@ -342,7 +342,7 @@ class NspawnFleet:
                     owner = json.loads(record.read_text())
                 except (OSError, ValueError):
                     owner = {}
-                if _process_alive(int(owner.get("pid", 0))):
+                if process_alive(int(owner.get("pid", 0))):
                     taken.add(int(owner["subnet"]))
                     continue
                 self.remove_leftovers(record.stem)
@@ -409,6 +409,14 @@ class NspawnFleet:
         _ip("-n", node.netns, "addr", "add", f"{node.address}/30", "dev", "eth0")
         _ip("-n", node.netns, "link", "set", "eth0", "up")
         _ip("-n", node.netns, "link", "set", "lo", "up")
+        # Every probe of the node must stay on this host. Check that the
+        # kernel routes its address through the new veth, not elsewhere.
+        route = _ip("route", "get", node.address).stdout
+        if f" dev {node.host_veth} " not in f"{route} ":
+            raise NodeBootError(
+                f"{node.address} is not routed through {node.host_veth}: "
+                + route.strip()
+            )
 
     def _launch(self, node: Node, authorized_keys: Path) -> None:
         assert self.base is not None
@@ -428,6 +436,11 @@ class NspawnFleet:
             f"--bind-ro={authorized_keys}:{rootfs.NODE_AUTHORIZED_KEYS}",
             "--console=passive",
         ]
+        # nspawn's private /dev lacks /dev/fuse, which fusedev nodes have.
+        # With --keep-unit and no host systemd there is no device cgroup
+        # policy, so the bind mount is enough to make it usable.
+        if Path("/dev/fuse").exists():
+            nspawn.append("--bind=/dev/fuse")
         cgroup_args = [str(cgroup) for cgroup in node.cgroups]
         argv = [
             "sh",
@@ -456,6 +469,8 @@ class NspawnFleet:
                     f"{node.process.returncode} during boot; log {node.log_path}:\n"
                     f"{_tail(node.log_path)}"
                 )
+            if node.leader_pid and not Path(f"/proc/{node.leader_pid}").exists():
+                node.leader_pid = 0
             if not node.leader_pid:
                 node.leader_pid = self._find_leader(node.process.pid)
             if node.leader_pid:
@@ -473,14 +488,27 @@ class NspawnFleet:
 
     @staticmethod
     def _find_leader(nspawn_pid: int) -> int:
+        """Return the host PID of the node's systemd, or 0 while it is not there yet.
+
+        nspawn first forks a helper that sets up the namespaces and then
+        exits, so a child of nspawn is the leader only once it is PID 1 in
+        its own PID namespace.
+        """
         try:
             children = Path(
                 f"/proc/{nspawn_pid}/task/{nspawn_pid}/children"
             ).read_text()
         except OSError:
             return 0
-        pids = children.split()
-        return int(pids[0]) if pids else 0
+        for pid in children.split():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"^NSpid:\s+(.*)$", status, re.MULTILINE)
+            if match and match.group(1).split()[1:] == ["1"]:
+                return int(pid)
+        return 0
 
     @staticmethod
     def _read_host_keys(node: Node) -> None:
@@ -638,7 +666,7 @@ exec "$@"
 """
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Return whether pid runs; zombies count as dead."""
     if pid <= 0:
         return False

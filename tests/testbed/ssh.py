@@ -28,6 +28,9 @@ class ClientKey:
     @classmethod
     def generate(cls, directory: Path, name: str = "client_ed25519") -> ClientKey:
         path = directory / name
+        # ssh-keygen asks before overwriting, so remove an old pair first.
+        path.unlink(missing_ok=True)
+        path.with_name(name + ".pub").unlink(missing_ok=True)
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nc-testbed-client"]
             + ["-f", str(path)],
