@@ -123,6 +123,7 @@ def make_transport(spec: NodeSpec, host_keys: HostKeyStore | None) -> Transport:
         identity_file=spec.identity_file,
         jump_host=spec.jump_host,
         sudo=spec.sudo,
+        connect_timeout=spec.connect_timeout,
     )
     return SSHTransport(target, host_keys)
 

@@ -56,6 +56,7 @@ class NodeSpec:
     sudo: bool = False
     read_only: bool = False
     local: bool = False
+    connect_timeout: float = 10.0
     paths: NodePaths = field(default_factory=NodePaths)
 
     @property
@@ -239,6 +240,7 @@ def _node_from_table(
         jump_host=_optional_jump(merged.get("jump_host"), where, source),
         sudo=_bool(merged.get("sudo", False), "sudo", where, source),
         read_only=_bool(merged.get("read_only", False), "read_only", where, source),
+        connect_timeout=_seconds(merged.get("connect_timeout", 10.0), where, source),
         paths=_paths(merged, where, source),
     )
 
@@ -277,6 +279,15 @@ def _bool(value: object, key: str, where: str, source: str) -> bool:
     if not isinstance(value, bool):
         raise InventoryError(f"{source}: {where} {key} must be true or false")
     return value
+
+
+def _seconds(value: object, where: str, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InventoryError(
+            f"{source}: {where} connect_timeout must be a positive number of "
+            f"seconds, got {value!r}"
+        )
+    return float(value)
 
 
 def _optional_path(value: object, where: str, source: str) -> str | None:

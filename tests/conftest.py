@@ -6,3 +6,5 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from testbed.fixtures import loopback_sshd, nspawn_fleet  # noqa: E402, F401

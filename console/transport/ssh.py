@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -125,6 +126,16 @@ class SSHTransport:
             return await asyncssh.connect(target.host, **options)  # type: ignore[arg-type]
         except asyncssh.HostKeyNotVerifiable:
             raise await self._host_key_error() from None
+        except (asyncssh.KeyImportError, FileNotFoundError, IsADirectoryError) as exc:
+            if target.identity_file is None:
+                raise classify_connect_error(target, exc) from None
+            raise TransportError(
+                ErrorKind.FAILED,
+                f"identity_file {target.identity_file!r} for {target.address} "
+                f"cannot be used: {_describe(exc)}.",
+                "point identity_file at an OpenSSH private key (for example "
+                "~/.ssh/id_ed25519) that has no passphrase or is in ssh-agent",
+            ) from None
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             raise classify_connect_error(target, exc) from None
 
@@ -189,7 +200,11 @@ class SSHTransport:
                 await self._drop()
                 raise self._channel_error(exc) from None
         stderr = _text(result.stderr)
-        status = result.exit_status if result.exit_status is not None else -1
+        status = _exit_status(result)
+        if status is None:
+            # The channel closed without an exit status: the connection dropped.
+            await self._drop()
+            raise self._channel_error(ConnectionError("channel closed without status"))
         if sudo and self.target.sudo and status != 0:
             refusal = sudo_password_error(self.name, stderr)
             if refusal is not None:
@@ -320,6 +335,21 @@ def classify_connect_error(target: SSHTarget, exc: BaseException) -> TransportEr
         f"connecting to {where} failed: {_describe(exc)}.",
         "run `ssh -v` to the node for details",
     )
+
+
+def _exit_status(result: asyncssh.SSHCompletedProcess) -> int | None:
+    if result.exit_status is not None and result.exit_status >= 0:
+        return result.exit_status
+    if result.exit_signal:
+        return 128 + _signal_number(result.exit_signal[0])
+    return None
+
+
+def _signal_number(name: str) -> int:
+    try:
+        return int(signal.Signals(f"SIG{name}"))
+    except ValueError:
+        return 0
 
 
 def _describe(exc: BaseException) -> str:
