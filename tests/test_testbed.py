@@ -17,10 +17,6 @@ from testbed.nspawn import Node, NspawnFleet
 from testbed.profiles import GRPC_SOCKET, SNAPSHOTTER_UNIT, SYSTEM_SOCKET
 from testbed.rootfs import PROMPTING_SUDO_USER, SUDO_USER
 
-# Registers nspawn_fleet and loopback_sshd; a conftest may register the same
-# module, and pytest then loads it once.
-pytest_plugins = ["testbed.fixtures"]
-
 HEALTHY = ("nc-node1", "nc-node2")
 BROKEN = "nc-node3"
 
@@ -48,7 +44,7 @@ def connect_node(
 async def http_get(
     conn: asyncssh.SSHClientConnection, socket_path: str, path: str
 ) -> tuple[int, bytes]:
-    """Send GET path to the HTTP server on a remote unix socket; return status, body."""
+    """Return (status, body) of GET path from an HTTP server on a remote unix socket."""
     reader, writer = await conn.open_unix_connection(socket_path)
     writer.write(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
     response = await reader.read()

@@ -302,7 +302,7 @@ class NydusDaemon:
 
 
 class Manager:
-    """Starts, recovers and watches nydusd processes; serves the system controller."""
+    """Supervisor of the nydusd processes: start, recovery, restart and status."""
 
     def __init__(self, config: dict[str, Any], nydusd_config: dict[str, Any] | None):
         self.config = config
@@ -361,7 +361,7 @@ class Manager:
         argv = self.command(daemon)
         LOG.log("info", "nydusd command: " + " ".join(argv))
         # stdout and stderr pass through to the snapshotter's, as in the
-        # real program; KillMode=process leaves the child running on stop.
+        # real program. KillMode=process leaves the child running on stop.
         daemon.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         daemon.pid = daemon.process.pid
         daemon.started = time.monotonic()
@@ -510,7 +510,7 @@ def system_controller(manager: Manager, address: str) -> UnixHTTPServer:
 
 
 def listen_grpc(address: str) -> socket.socket:
-    """Listen on the gRPC socket path; connections are accepted and closed."""
+    """Listen on the gRPC socket path. accept_and_close() serves it."""
     os.makedirs(os.path.dirname(address), mode=0o700, exist_ok=True)
     try:
         remove_socket(address)
@@ -546,8 +546,8 @@ def print_version() -> None:
 
 def fatal(error: StartError) -> int:
     line = logrus_line("fatal", "failed to start nydus-snapshotter", error=str(error))
-    # Before the logger is set up only stderr gets it; afterwards the
-    # configured log also does. stderr reaches the journal under systemd.
+    # Before the logger is set up only stderr gets the line, and afterwards
+    # the configured log file too. stderr reaches the journal under systemd.
     sys.stderr.write(line)
     sys.stderr.flush()
     if LOG.stream is not None and LOG.stream is not sys.stdout:

@@ -1,8 +1,8 @@
 """Test double of nydusd: serves the nydusd HTTP API and writes nydusd log lines.
 
 It mounts nothing. It models one RAFS instance at the virtual mountpoint "/",
-as a nydusd started by nydus-snapshotter for an image has, so the FS metrics
-endpoint answers without an ``id`` query. Response shapes follow nydusd
+as a nydusd started by nydus-snapshotter for an image has. So the FS metrics
+endpoint returns data without an ``id`` query. Response shapes follow nydusd
 v2.4.4 (api/src/http*.rs, service/src/daemon.rs, utils/src/metrics.rs).
 Python 3.11 standard library only; it runs inside test nodes.
 """
@@ -53,7 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-D", "--localfs-dir")
     parser.add_argument("--prefetch-files")
     parser.add_argument("-m", "--virtual-mountpoint", default="/")
-    # nydusd takes an optional subcommand; "fuse" is the same as none.
+    # nydusd takes an optional subcommand, and "fuse" is the same as none.
     if argv and argv[0] in ("fuse", "singleton"):
         argv = argv[1:]
     return parser.parse_args(argv)
@@ -203,8 +203,8 @@ def error_body(message: str) -> dict[str, str]:
 
 def build_routes(daemon: Daemon) -> dict:  # type: ignore[type-arg]
     def metrics_for(query: dict[str, str], build: object) -> tuple[int, object]:
-        wanted = query.get("id")
-        if wanted is not None and wanted not in daemon.instances:
+        requested_id = query.get("id")
+        if requested_id is not None and requested_id not in daemon.instances:
             return 404, error_body("GlobalMetrics(Metrics(Stats(NoCounter)))")
         return 200, build()  # type: ignore[operator]
 
@@ -220,7 +220,7 @@ def build_routes(daemon: Daemon) -> dict:  # type: ignore[type-arg]
         return 204, None
 
     def exit_daemon(query: dict[str, str], body: bytes) -> tuple[int, object]:
-        # nydusd answers first, then sends itself SIGTERM.
+        # nydusd sends the response first, then sends itself SIGTERM.
         threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
         return 204, None
 
@@ -275,6 +275,7 @@ def main(argv: list[str]) -> int:
     if args.version:
         print_version()
         return 0
+
     log = NydusdLog(args.log_file)
     if not args.mountpoint:
         log.write("ERROR", "Mountpoint must be provided for FUSE server!")
@@ -284,11 +285,13 @@ def main(argv: list[str]) -> int:
             "ERROR", f"invalid thread number {args.fuse_threads}, valid range: [1-1024]"
         )
         return 1
+    # nydusd formats these values with Rust's Debug, which adds double quotes.
     log.write(
         "INFO",
-        f"Program Version: {PACKAGE_VERSION}, Git Commit: {GIT_COMMIT!r}, "
-        f"Build Time: {BUILD_TIME!r}, Profile: {PROFILE!r}, Rustc Version: {RUSTC!r}",
+        f'Program Version: {PACKAGE_VERSION}, Git Commit: "{GIT_COMMIT}", '
+        f'Build Time: "{BUILD_TIME}", Profile: "{PROFILE}", Rustc Version: "{RUSTC}"',
     )
+
     os.makedirs(args.mountpoint, exist_ok=True)
     daemon = Daemon(args, log)
     # Block the stop signals before any thread starts, so every thread
@@ -304,6 +307,7 @@ def main(argv: list[str]) -> int:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     log.write("INFO", "Fuse daemon started!")
     signal.sigwait(STOP_SIGNALS)
+
     if server is not None:
         server.shutdown()
         server.server_close()

@@ -1,6 +1,6 @@
 """HTTP/1.1 with JSON bodies over unix sockets, for the Nydus doubles (stdlib only).
 
-Installed next to the doubles inside test nodes; the doubles import it as a
+Installed next to the doubles inside test nodes. The doubles import it as a
 top-level module because Python puts the script's directory on sys.path.
 """
 
@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 # A route handler gets the query parameters and the request body and returns
-# (status, body). A body of None sends no content; bytes or str are sent as
+# (status, body). A body of None sends no content. Bytes or str are sent as
 # they are, anything else as JSON.
 RouteHandler = Callable[[dict[str, str], bytes], tuple[int, object]]
 Routes = dict[tuple[str, str], RouteHandler]
@@ -25,7 +25,7 @@ Fallback = Callable[[str, str], tuple[int, object]]
 
 
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """Threaded HTTP server on a unix socket; a stale socket file is replaced."""
+    """Threaded HTTP server on a unix socket that replaces a stale socket file."""
 
     daemon_threads = True
 
@@ -47,7 +47,7 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
 
 
 def remove_socket(path: str) -> None:
-    """Remove path if it is a socket; raise FileExistsError if it is anything else."""
+    """Remove path if it is a socket, or raise FileExistsError if it is another file."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:

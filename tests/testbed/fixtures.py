@@ -1,8 +1,10 @@
-"""pytest fixtures for the testbed; register with ``pytest_plugins``.
+"""pytest fixtures for the testbed.
 
-In a conftest.py::
-
-    pytest_plugins = ["tests.testbed.fixtures"]
+tests/conftest.py puts tests/ on sys.path and imports the fixtures from
+``testbed.fixtures``. ``pytest_plugins = ["testbed.fixtures"]`` in the root
+conftest works too. Use one of the two and that module name only. Under
+another name, such as ``tests.testbed.fixtures``, Python imports a second
+copy of the module and pytest boots a second fleet.
 
 ``nspawn_fleet`` boots three nodes once per session: nc-node1 and nc-node2
 with the ``healthy`` profile, nc-node3 with ``broken-root``. Tests that change

@@ -3,9 +3,9 @@
 For benchmarks and tests that need many SSH hosts but no systemd or
 containerd behind them. All instances run in one private mount namespace
 (``unshare --mount --propagation private``) in which an empty file is
-bind-mounted over /root/.bashrc: the host's root .bashrc may be slow (here
-it runs ``pyenv init``, about 150 ms per SSH command), and sshd makes bash
-source it for every command.
+bind-mounted over /root/.bashrc. sshd makes bash source that file for every
+command, and the host's may be slow: on the development VM it runs
+``pyenv init``, which costs about 150 ms per SSH command.
 
 Every instance logs in as the host's root with the session's client key and
 runs commands on the host itself, so tests must only run harmless commands.
@@ -65,7 +65,7 @@ def _free_ports(count: int) -> list[int]:
 class LoopbackFleet:
     """Start count sshd instances on 127.0.0.1 and stop them on close.
 
-    Use it as a context manager. ``known_hosts`` holds ``[127.0.0.1]:PORT
+    Use it as a context manager. ``known_hosts`` contains ``[127.0.0.1]:PORT
     key`` lines and ``client_key`` the key every instance accepts for root.
     """
 
@@ -80,7 +80,7 @@ class LoopbackFleet:
         self.known_hosts = self.workdir / "known_hosts"
         self.process: subprocess.Popen[bytes] | None = None
         # sshd puts each connection and session in a new session (setsid),
-        # so a process group kill misses them. A cgroup holds them all.
+        # so a process group kill misses them. A cgroup contains them all.
         name = f"nc-loopback-{os.getpid()}-{id(self):x}"
         self.cgroups = [parent / name for parent in cgroup_parents()]
         self.timings: dict[str, float] = {}
@@ -97,7 +97,7 @@ class LoopbackFleet:
         self.close()
 
     def start(self) -> None:
-        """Generate keys and configs, start every sshd and wait until all answer."""
+        """Generate keys and configs, start every sshd and wait for their banners."""
         if os.geteuid() != 0:
             raise TestbedUnavailable("loopback sshd servers need root")
         for tool in (SSHD, "unshare", "ssh-keygen"):
@@ -242,7 +242,7 @@ LogLevel ERROR
         started = time.monotonic()
         if self.process is not None and self.process.poll() is None:
             # The launcher leads its own process group (start_new_session),
-            # which holds the shell and the sshd listeners.
+            # which contains the shell and the sshd listeners.
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
             except ProcessLookupError:

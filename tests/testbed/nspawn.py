@@ -196,7 +196,7 @@ class Node:
         return result.stdout.strip()
 
     def stop_sshd(self) -> None:
-        """Stop ssh.service; open connections keep running, new ones are refused."""
+        """Stop ssh.service. Open connections keep running and new ones are refused."""
         self.systemctl("stop", "ssh.service", check=True)
 
     def kill_sshd(self) -> None:
@@ -211,7 +211,7 @@ class Node:
         self.systemctl("stop", "ssh.service")
 
     def start_sshd(self) -> None:
-        """Start ssh.service and wait until it answers on port 22."""
+        """Start ssh.service and wait until it accepts connections on port 22."""
         self.systemctl("reset-failed", "ssh.service")
         self.systemctl("start", "ssh.service", check=True)
         wait_for_ssh(self.address, self.port, timeout=10)
@@ -246,7 +246,7 @@ class NspawnFleet:
     """Boot count nodes in parallel and tear them down on close.
 
     Use it as a context manager. ``subnet`` (the third octet of 10.201.x.y)
-    defaults to the lowest one no live fleet holds. It also makes the
+    defaults to the lowest one that no live fleet uses. It also makes the
     fleet's prefix ``nc<subnet>``, which names the network namespaces
     (``<prefix>n<N>``), host veths (``<prefix>h<N>``), machines and cgroups
     (``<prefix>-node<N>``). Hostnames are ``<hostname_prefix>-node<N>``.
@@ -336,25 +336,25 @@ class NspawnFleet:
         REGISTRY.mkdir(parents=True, exist_ok=True)
         with (REGISTRY / "lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            taken = set()
+            held_subnets = set()
             for record in REGISTRY.glob("nc*.json"):
                 try:
                     owner = json.loads(record.read_text())
                 except (OSError, ValueError):
                     owner = {}
                 if process_alive(int(owner.get("pid", 0))):
-                    taken.add(int(owner["subnet"]))
+                    held_subnets.add(int(owner["subnet"]))
                     continue
                 self.remove_leftovers(record.stem)
                 record.unlink()
             if self.requested_subnet is None:
-                free = [subnet for subnet in range(SUBNETS) if subnet not in taken]
+                free = [net for net in range(SUBNETS) if net not in held_subnets]
                 if not free:
                     raise TestbedUnavailable(
                         f"all {SUBNETS} testbed subnets are in use"
                     )
                 self.subnet = free[0]
-            elif self.requested_subnet in taken:
+            elif self.requested_subnet in held_subnets:
                 raise TestbedUnavailable(
                     f"subnet {self.requested_subnet} is held by another live fleet; "
                     f"records in {REGISTRY}"
@@ -539,7 +539,7 @@ class NspawnFleet:
         path: Path | None = None,
         node_options: dict[str, dict[str, object]] | None = None,
     ) -> Path:
-        """Write the console's inventory TOML; node_options maps node name to keys."""
+        """Write the console's inventory TOML. node_options maps node names to keys."""
         assert self.client_key is not None
         options = node_options or {}
         nodes = [
@@ -567,7 +567,7 @@ class NspawnFleet:
         started = time.monotonic()
         for node in self.nodes:
             if node.leader_pid and node.process and node.process.poll() is None:
-                # SIGRTMIN+3 asks systemd for an orderly poweroff.
+                # SIGRTMIN+3 makes systemd start an orderly poweroff.
                 try:
                     os.kill(node.leader_pid, signal.SIGRTMIN + 3)
                 except ProcessLookupError:
@@ -579,7 +579,7 @@ class NspawnFleet:
             try:
                 node.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                # Killing the leader ends the node's PID namespace; nspawn follows.
+                # Killing the leader ends the node's PID namespace, and nspawn exits.
                 for pid in (node.leader_pid, node.process.pid):
                     try:
                         if pid:
@@ -667,7 +667,7 @@ exec "$@"
 
 
 def process_alive(pid: int) -> bool:
-    """Return whether pid runs; zombies count as dead."""
+    """Return whether pid runs. Zombies count as dead."""
     if pid <= 0:
         return False
     try:
@@ -678,7 +678,7 @@ def process_alive(pid: int) -> bool:
 
 
 def _remove_empty_netns_mount() -> None:
-    """Unmount /run/netns once no namespace is left; ``ip netns add`` mounted it."""
+    """Unmount /run/netns, which ``ip netns add`` mounted, once no namespace is left."""
     if _netns_names():
         return
     subprocess.run(

