@@ -25,13 +25,19 @@ EXIT_USAGE = 64
 DEFAULT_REFRESH_SECONDS = 10.0
 
 
-def _node_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
+def _node_options(sub: bool = False) -> argparse.ArgumentParser:
+    # A subcommand repeats these options; its defaults are suppressed so that
+    # `--inventory F doctor` and `doctor --inventory F` mean the same.
+    parent = argparse.ArgumentParser(
+        add_help=False, argument_default=argparse.SUPPRESS if sub else None
+    )
     group = parent.add_argument_group("nodes")
     group.add_argument(
         "--node",
         action="append",
-        default=[],
+        # argparse replaces, not extends, a list given again after the
+        # subcommand, so those values get their own destination.
+        dest="node_after" if sub else "node",
         metavar="[USER@]HOST[:PORT]",
         help="a node to manage over SSH; repeat for more (a ~/.ssh/config Host "
         "alias works too)",
@@ -51,10 +57,9 @@ def _node_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    nodes = _node_options()
     parser = argparse.ArgumentParser(
         prog="nydus-console",
-        parents=[nodes],
+        parents=[_node_options()],
         description="Console for nydus-snapshotter and nydusd on containerd nodes. "
         "With no nodes configured it manages this machine.",
     )
@@ -75,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     doctor = commands.add_parser(
         "doctor",
-        parents=[nodes],
+        parents=[_node_options(sub=True)],
         help="run every check and print the findings",
         description="Run every health check on every node. Exit status: 0 all ok, "
         "1 warnings or unknowns, 2 failures, 3 a node could not be reached, "
@@ -90,9 +95,15 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
     inventory: Inventory | None = None
     if args.inventory is not None:
         inventory = load_inventory(args.inventory)
-    elif not args.node and not args.ssh_hosts and locations.inventory_file().exists():
+    elif (
+        not args.node
+        and not getattr(args, "node_after", None)
+        and not args.ssh_hosts
+        and locations.inventory_file().exists()
+    ):
         inventory = load_inventory(locations.inventory_file())
-    extra = [parse_node_argument(text) for text in args.node]
+    texts = (args.node or []) + getattr(args, "node_after", [])
+    extra = [parse_node_argument(text) for text in texts]
     if args.ssh_hosts:
         config = Path("~/.ssh/config").expanduser()
         aliases = ssh_config_aliases(config, args.ssh_hosts)

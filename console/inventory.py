@@ -149,6 +149,7 @@ _NODE_KEYS = {
     "jump_host",
     "sudo",
     "read_only",
+    "connect_timeout",
 }
 _PATH_KEYS = {f.name for f in fields(NodePaths)}
 _DEFAULT_KEYS = _NODE_KEYS - {"address"} | _PATH_KEYS | {"known_hosts"}

@@ -29,7 +29,12 @@ from nydus_console.facts import (
     parse_version,
 )
 from nydus_console.inventory import NodeSpec
-from nydus_console.transport.base import ErrorKind, Transport, TransportError
+from nydus_console.transport.base import (
+    ErrorKind,
+    SocketState,
+    Transport,
+    TransportError,
+)
 
 FULL_PROBE_INTERVAL = 600.0
 PROBE_TIMEOUT = 30.0
@@ -155,7 +160,8 @@ class NodeProber:
         states = await asyncio.gather(
             *(self.transport.probe_unix_socket(path) for path in unique)
         )
-        facts.sockets.update(zip(unique, states, strict=True))
+        for path, state in zip(unique, states, strict=True):
+            facts.sockets[path] = refine_socket_state(state, facts.path_types.get(path))
 
     def _remember(
         self, facts: NodeFacts, needed: ProbePlan, full: bool, now: float
@@ -181,6 +187,19 @@ class NodeProber:
         self._cached = facts
 
 
+def refine_socket_state(state: SocketState, path_type: str | None) -> SocketState:
+    """Use the probe's file type where sshd only said that the open failed.
+
+    OpenSSH answers every failed streamlocal open with the same "open failed",
+    whether the socket is missing or nothing listens on it.
+    """
+    if path_type == "-" and state in (SocketState.UNKNOWN, SocketState.DENIED):
+        return SocketState.MISSING
+    if path_type == "socket" and state is SocketState.UNKNOWN:
+        return SocketState.REFUSED
+    return state
+
+
 def _unit_pid(facts: NodeFacts, unit_name: str, comm: str) -> int:
     unit = facts.units.get(unit_name)
     if unit is not None and unit.main_pid:
@@ -202,6 +221,7 @@ def plan_from_facts(facts: NodeFacts, spec: NodeSpec) -> ProbePlan:
         plan.reads.append(NYDUSD_DEFAULT_CONFIG)
         plan.roots.append(SNAPSHOTTER_DEFAULT_ROOT)
         plan.sockets.append(SNAPSHOTTER_DEFAULT_ADDRESS)
+        plan.stats.append(SNAPSHOTTER_DEFAULT_ADDRESS)
         return plan
     if config.needs_nydusd_config:
         plan.reads.append(config.nydusd_config)
@@ -211,6 +231,7 @@ def plan_from_facts(facts: NodeFacts, spec: NodeSpec) -> ProbePlan:
     plan.sockets.append(config.address)
     if config.system_enable:
         plan.sockets.append(config.system_address)
+    plan.stats += plan.sockets
     return plan
 
 
@@ -266,7 +287,10 @@ def _apply_path_section(
     elif words[0] == "path":
         facts.path_types[path] = words[2] if len(words) > 2 else "-"
     else:
-        facts.api_sockets += [line for line in body.splitlines() if line]
+        found = [line for line in body.splitlines() if line]
+        facts.api_sockets += found
+        # The glob only lists paths that exist.
+        facts.path_types.update({path: "socket" for path in found})
 
 
 def _apply_system_section(

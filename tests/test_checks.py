@@ -383,6 +383,7 @@ def test_leftover_cgroup_only_fails_when_stopped() -> None:
         (SocketState.REFUSED, Status.FAIL, "refuses connections"),
         (SocketState.MISSING, Status.FAIL, "does not exist"),
         (SocketState.DENIED, Status.UNKNOWN, "permission denied"),
+        (SocketState.UNKNOWN, Status.UNKNOWN, "socket"),
     ],
 )
 def test_grpc_socket_states(state: SocketState, status: Status, text: str) -> None:

@@ -199,3 +199,20 @@ Host !nope gpu-*
     )
     assert ssh_config_aliases(config) == ["bastion", "gpu-node-1", "gpu-node-2"]
     assert ssh_config_aliases(config, "gpu-*") == ["gpu-node-1", "gpu-node-2"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--inventory", "INV", "doctor"],
+        ["doctor", "--inventory", "INV"],
+        ["--node", "a", "doctor", "--node", "b"],
+    ],
+)
+def test_node_options_before_or_after_doctor(tmp_path: Path, argv: list[str]) -> None:
+    inventory = write(tmp_path, "[nodes.inv-node]\naddress = '127.0.0.1'\n")
+    args = build_parser().parse_args(
+        [str(inventory) if a == "INV" else a for a in argv]
+    )
+    names = [n.name for n in resolve_inventory(args).nodes]
+    assert names in (["inv-node"], ["a", "b"])

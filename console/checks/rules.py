@@ -607,6 +607,12 @@ def _socket_outcome(ctx: CheckContext, path: str, what: str) -> Outcome:
         )
     if state is SocketState.MISSING:
         return problem(f"{what} {path} does not exist", evidence)
+    if state is SocketState.DENIED:
+        return unknown(
+            f"{what} {path} exists but this login may not connect to it "
+            "(permission denied); log in as root to test it",
+            evidence,
+        )
     return unknown(f"{what} {path}: {state or 'not probed'}", evidence)
 
 
@@ -629,15 +635,27 @@ def nydusd_daemons(ctx: CheckContext) -> Outcome:
     states = {path: ctx.facts.sockets.get(path) for path in sockets}
     lines = [f"{path}: {state}" for path, state in states.items()]
     evidence = Evidence(f"{_config(ctx).root}/socket/*/api.sock", lines or ["-"])
-    dead = [p for p, s in states.items() if s is not SocketState.LISTENING]
+    denied = [p for p, s in states.items() if s is SocketState.DENIED]
+    dead = [
+        p
+        for p, s in states.items()
+        if s is not SocketState.LISTENING and p not in denied
+    ]
     if not sockets:
         return ok(
-            "no nydusd daemon sockets (daemons start when images are used)", evidence
+            "no nydusd daemon sockets (daemons start when images are used)",
+            evidence,
         )
     if dead:
         return problem(
             f"{len(dead)} of {len(sockets)} nydusd API sockets do not "
             "answer; pods on those daemons fail",
+            evidence,
+        )
+    if denied:
+        return unknown(
+            f"{len(denied)} nydusd API sockets could not be tested by this login "
+            "(permission denied); log in as root to test them",
             evidence,
         )
     return ok(f"{len(sockets)} nydusd daemon(s) answer", evidence)

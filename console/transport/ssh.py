@@ -246,7 +246,12 @@ class SSHTransport:
         try:
             _, writer = await asyncio.wait_for(conn.open_unix_connection(path), timeout)
         except asyncssh.ChannelOpenError as exc:
-            return socket_state_from_reason(exc.reason)
+            state = socket_state_from_reason(exc.reason)
+            if state is SocketState.UNKNOWN and self.target.sudo:
+                # sshd connects as the login user, not through sudo, so a
+                # root-only socket fails here even when its server listens.
+                return SocketState.DENIED
+            return state
         except TimeoutError:
             return SocketState.UNKNOWN
         except (OSError, asyncssh.Error) as exc:

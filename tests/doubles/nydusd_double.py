@@ -270,7 +270,16 @@ def fallback(method: str, path: str) -> tuple[int, object]:
     return 404, error_body("NoRoute")
 
 
+def set_process_name(name: str) -> None:
+    """Give the process the kernel name (comm) the real nydusd has."""
+    import ctypes
+
+    pr_set_name = 15
+    ctypes.CDLL(None).prctl(pr_set_name, name.encode()[:15] + b"\0", 0, 0, 0)
+
+
 def main(argv: list[str]) -> int:
+    set_process_name("nydusd")
     args = parse_args(argv)
     if args.version:
         print_version()
