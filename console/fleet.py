@@ -136,8 +136,11 @@ class Fleet:
         inventory: Inventory,
         host_keys: HostKeyStore | None = None,
         transport_factory: Callable[[NodeSpec], Transport] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.inventory = inventory
+        # Wall clock for probe times; tests pass a fixed one.
+        self.clock = clock
         self.host_keys = host_keys or HostKeyStore(
             locations.known_hosts_file(), [Path(p) for p in inventory.known_hosts]
         )
@@ -153,7 +156,7 @@ class Fleet:
     async def probe_node(self, name: str, full: bool = False) -> NodeReport:
         spec = self.specs[name]
         started = time.monotonic()
-        report = NodeReport(spec, probed_at=time.time())
+        report = NodeReport(spec, probed_at=self.clock())
         try:
             facts = await self.probers[name].probe(full=full)
         except TransportError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -76,7 +75,7 @@ class FleetScreen(Screen[None]):
     def reports(self) -> list[NodeReport]:
         return list(self.app.fleet.reports.values())  # type: ignore[attr-defined]
 
-    def visible(self) -> list[NodeReport]:
+    def visible_reports(self) -> list[NodeReport]:
         needle = self.filter_text.lower()
         shown = [r for r in self.reports() if needle in row_search_text(r)]
         return sorted(shown, key=self.sort_key)
@@ -93,8 +92,8 @@ class FleetScreen(Screen[None]):
         table = self.query_one(DataTable)
         current = self.selected_node()
         table.clear()
-        for report in self.visible():
-            table.add_row(*row_cells(report), key=report.spec.name)
+        for report in self.visible_reports():
+            table.add_row(*row_cells(report, self.now()), key=report.spec.name)
         if current is not None and current in table.rows:
             table.move_cursor(row=table.get_row_index(current))
         self.update_status_line()
@@ -106,13 +105,17 @@ class FleetScreen(Screen[None]):
         if name not in table.rows or self.sort_mode != "name":
             self.rebuild()
             return
-        for (key, _), value in zip(COLUMNS, row_cells(report), strict=True):
+        cells = row_cells(report, self.now())
+        for (key, _), value in zip(COLUMNS, cells, strict=True):
             table.update_cell(name, key, value)
         self.update_status_line()
 
+    def now(self) -> float:
+        return float(self.app.fleet.clock())  # type: ignore[attr-defined]
+
     def update_ages(self) -> None:
         table = self.query_one(DataTable)
-        now = time.time()
+        now = self.app.fleet.clock()  # type: ignore[attr-defined]
         for report in self.reports():
             if report.spec.name in table.rows:
                 table.update_cell(
@@ -189,14 +192,14 @@ class FleetScreen(Screen[None]):
         self.app.open_node(str(event.row_key.value))  # type: ignore[attr-defined]
 
 
-WORST_WIDTH = 72
+WORST_WIDTH = 60
 
 
 def _clip(text: str, width: int = WORST_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def row_cells(report: NodeReport) -> list[object]:
+def row_cells(report: NodeReport, now: float) -> list[object]:
     summary = report.summary()
     worst = report.worst
     if report.error is not None:
@@ -205,7 +208,7 @@ def row_cells(report: NodeReport) -> list[object]:
         )
     elif worst is not None:
         problem = Text(
-            _clip(f"{worst.title}: {worst.message}"),
+            _clip(worst_summary(report)),
             style="red" if worst.status == "fail" else "yellow",
         )
     else:
@@ -220,9 +223,20 @@ def row_cells(report: NodeReport) -> list[object]:
         summary.get("containerd", "-"),
         summary.get("fs_driver", "-"),
         summary.get("daemons", "-"),
-        age_text(report.probed_at),
+        age_text(report.probed_at, now),
         problem,
     ]
+
+
+def worst_summary(report: NodeReport) -> str:
+    """Name the worst finding and count the other problems of the node."""
+    worst = report.worst
+    assert worst is not None
+    others = sum(
+        1 for f in report.findings if f.status in ("fail", "warn") and f is not worst
+    )
+    more = f" (+{others} more)" if others else ""
+    return f"{worst.title}{more}"
 
 
 def row_search_text(report: NodeReport) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 from rich.markup import escape
@@ -13,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from nydus_console.findings import Finding, Status
+from nydus_console.findings import SEVERITY_ORDER, Finding, Status
 from nydus_console.fleet import NodeReport
 from nydus_console.screens.render import age_text, status_text
 from nydus_console.transport.base import ErrorKind, HostKeyError
@@ -58,9 +57,13 @@ class NodeScreen(Screen[None]):
         return self.app.fleet.reports[self.node]  # type: ignore[attr-defined, no-any-return]
 
     def findings(self) -> list[Finding]:
-        if self.show_skipped:
-            return self.report.findings
-        return [f for f in self.report.findings if f.status != Status.SKIP]
+        """Return the findings to list: problems first, then in check order."""
+        shown = [
+            f
+            for f in self.report.findings
+            if self.show_skipped or f.status != Status.SKIP
+        ]
+        return sorted(shown, key=lambda f: -SEVERITY_ORDER[f.status])
 
     def show_report(self, report: NodeReport) -> None:
         table = self.query_one(DataTable)
@@ -95,7 +98,7 @@ class NodeScreen(Screen[None]):
                 f"daemons {summary['daemons']}",
             ]
         parts.append(
-            f"probed {age_text(report.probed_at, time.time())} ago "
+            f"probed {age_text(report.probed_at, self.app.fleet.clock())} ago "  # type: ignore[attr-defined]
             f"in {report.seconds:.2f}s"
         )
         self.query_one("#node-summary", Static).update("  |  ".join(parts))

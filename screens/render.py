@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 
 STATUS_STYLES = {
@@ -31,11 +29,11 @@ def status_text(status: str) -> Text:
     return Text(STATUS_LABELS.get(status, status), style=STATUS_STYLES.get(status, ""))
 
 
-def age_text(probed_at: float, now: float | None = None) -> str:
+def age_text(probed_at: float, now: float) -> str:
     """Return how long ago a probe ran, as 4s, 3m or 2h."""
     if not probed_at:
         return "-"
-    seconds = max(0, int((now or time.time()) - probed_at))
+    seconds = max(0, int(now - probed_at))
     if seconds < 120:
         return f"{seconds}s"
     if seconds < 7200:

@@ -123,7 +123,7 @@ class SSHTransport:
         if target.jump_host:
             options["tunnel"] = target.jump_host
         try:
-            return await asyncssh.connect(target.host, **options)  # type: ignore[arg-type]
+            return await asyncssh.connect(target.host, **options)
         except asyncssh.HostKeyNotVerifiable:
             raise await self._host_key_error() from None
         except (asyncssh.KeyImportError, FileNotFoundError, IsADirectoryError) as exc:
@@ -352,8 +352,8 @@ def _exit_status(result: asyncssh.SSHCompletedProcess) -> int | None:
 
 def _signal_number(name: str) -> int:
     try:
-        return int(signal.Signals(f"SIG{name}"))
-    except ValueError:
+        return int(signal.Signals[f"SIG{name}"])
+    except KeyError:
         return 0
 
 

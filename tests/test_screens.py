@@ -1,0 +1,228 @@
+"""Pilot and snapshot tests of the fleet and node screens.
+
+The fleet is fed facts recorded from the booted test nodes (tests/samples/facts)
+so that the screens render the same on every run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from doubles.recorded_facts import load_recorded, recorded_fleet
+from factbuilder import SAMPLES
+from textual.binding import Binding
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from nydus_console.fleet import Fleet
+from nydus_console.inventory import Inventory
+from nydus_console.screens.app import NydusConsoleApp
+from nydus_console.screens.fleet import FleetScreen
+from nydus_console.screens.help import HelpScreen
+from nydus_console.screens.hostkey import HostKeyModal
+from nydus_console.screens.node import NodeScreen
+from nydus_console.transport.base import (
+    ErrorKind,
+    HostKeyError,
+    HostKeyInfo,
+    TransportError,
+)
+from nydus_console.transport.hostkeys import HostKeyStore
+
+NOW = 1_800_000_000.0
+SIZE = (150, 36)
+KEY = HostKeyInfo(
+    host="10.201.0.22",
+    port=22,
+    key_type="ssh-ed25519",
+    fingerprint="SHA256:2qXbZbT0T0m4QvUuS8mO0XjzQ8y3m2yX1m0aKQ9Zb1c",
+    openssh_line="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheTestOnly0000000000000",
+)
+
+
+def make_fleet(tmp_path: Path) -> Fleet:
+    recorded: dict[str, Any] = dict(load_recorded(SAMPLES / "facts"))
+    recorded["nc-node4"] = TransportError(
+        ErrorKind.REFUSED,
+        "root@10.201.0.18 refused the connection on port 22.",
+        "check that sshd runs on the node and listens on that port",
+    )
+    recorded["nc-node5"] = HostKeyError(
+        ErrorKind.HOST_KEY_UNKNOWN,
+        f"the host key of root@10.201.0.22 is not known (ssh-ed25519 "
+        f"{KEY.fingerprint}).",
+        "compare the fingerprint, then accept it",
+        KEY,
+    )
+    fleet = recorded_fleet(recorded, clock=lambda: NOW)
+    fleet.host_keys = HostKeyStore(tmp_path / "known_hosts")
+    return fleet
+
+
+def make_app(tmp_path: Path) -> NydusConsoleApp:
+    fleet = make_fleet(tmp_path)
+    return NydusConsoleApp(fleet.inventory, refresh_seconds=0, fleet=fleet)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def table_rows(app: NydusConsoleApp) -> list[str]:
+    table = app.screen.query_one(DataTable)
+    return [str(key.value) for key in table.rows]
+
+
+async def test_fleet_lists_every_node_worst_first(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, FleetScreen)
+        rows = table_rows(app)
+        assert rows[:2] == ["nc-node4", "nc-node5"]
+        assert rows[2] == "nc-node3"
+        assert sorted(rows[3:]) == ["nc-node1", "nc-node2"]
+        statuses = {n: r.status for n, r in app.fleet.reports.items()}
+        assert statuses == {
+            "nc-node1": "ok",
+            "nc-node2": "ok",
+            "nc-node3": "fail",
+            "nc-node4": "unreachable",
+            "nc-node5": "unreachable",
+        }
+
+
+async def test_unreachable_row_says_why(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        worst = str(table.get_cell("nc-node4", "worst"))
+        assert worst.startswith("refused: root@10.201.0.18 refused")
+        assert str(table.get_cell("nc-node4", "age")) == "0s"
+
+
+async def test_filter_and_sort(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"node3", "enter")
+        assert table_rows(app) == ["nc-node3"]
+        await pilot.press("escape")
+        assert len(table_rows(app)) == 5
+        await pilot.press("s")
+        assert table_rows(app) == [f"nc-node{i}" for i in range(1, 6)]
+
+
+async def test_enter_opens_node_with_evidence(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"node3", "enter", "enter")
+        assert isinstance(app.screen, NodeScreen)
+        assert app.screen.node == "nc-node3"
+        table = app.screen.query_one(DataTable)
+        root_row = table.get_row_index("config.root_location")
+        table.move_cursor(row=root_row)
+        await pilot.pause()
+        detail = str(app.screen.query_one("#node-detail").render())
+        assert 'root = "/data/containerd/io.containerd.snapshotter.v1.nydus"' in detail
+        assert "/etc/containerd/config.toml" in detail
+        await pilot.press("escape")
+        assert isinstance(app.screen, FleetScreen)
+
+
+async def test_host_key_cancel_then_accept(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    store_file = tmp_path / "known_hosts"
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.open_node("nc-node5")
+        await pilot.pause()
+        await pilot.press("k")
+        assert isinstance(app.screen, HostKeyModal)
+        assert app.screen.focused is not None
+        assert app.screen.focused.id == "hostkey-cancel"
+        await pilot.press("enter")
+        assert not store_file.exists()
+        await pilot.press("k", "tab", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, NodeScreen)
+        assert KEY.openssh_line in store_file.read_text()
+
+
+async def test_help_lists_screen_keys(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("Static").render())
+        assert "Fleet keys" in text
+        assert "Auto-refresh" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, FleetScreen)
+
+
+async def test_palette_commands_follow_screen(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        fleet_titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "fleet: refresh all nodes" in fleet_titles
+        assert "node: open nc-node3" in fleet_titles
+        app.open_node("nc-node5")
+        await pilot.pause()
+        node_titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "node: review host key of nc-node5" in node_titles
+        assert "fleet: refresh all nodes" not in node_titles
+
+
+def test_every_binding_has_an_id() -> None:
+    classes = [NydusConsoleApp, FleetScreen, NodeScreen, HostKeyModal, HelpScreen]
+    for cls in classes:
+        for binding in cls.BINDINGS:
+            assert isinstance(binding, Binding), f"{cls.__name__}: {binding!r}"
+            assert binding.id, f"{cls.__name__} binding {binding.key} has no id"
+
+
+def test_local_mode_starts_on_this_machine(tmp_path: Path) -> None:
+    inventory = Inventory(nodes=[], source="x")
+    app = NydusConsoleApp(inventory, refresh_seconds=0)
+    assert app.fleet.specs == {}
+
+
+# -- snapshots ------------------------------------------------------------------
+
+
+async def _wait(pilot: Pilot[Any]) -> None:
+    await settle(pilot)
+
+
+def test_snapshot_fleet(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=_wait)
+
+
+def test_snapshot_node_broken(snap_compare: Any, tmp_path: Path) -> None:
+    async def open_broken(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        pilot.app.open_node("nc-node3")  # type: ignore[attr-defined]
+        await pilot.pause()
+        table = pilot.app.screen.query_one(DataTable)
+        table.move_cursor(row=table.get_row_index("config.root_location"))
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_broken)
+
+
+def test_snapshot_host_key_modal(snap_compare: Any, tmp_path: Path) -> None:
+    async def open_modal(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        pilot.app.open_node("nc-node5")  # type: ignore[attr-defined]
+        await pilot.pause()
+        await pilot.press("k")
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_modal)
