@@ -199,8 +199,8 @@ def test_second_snapshotter_process_detected(
             "sh",
             "-c",
             "setsid /usr/local/bin/containerd-nydus-grpc --config "
-            "/etc/nydus/config.toml --address /run/containerd-nydus/stray.sock --daemons 0 "
-            ">/dev/null 2>&1 & echo $!",
+            "/etc/nydus/config.toml --address /run/containerd-nydus/stray.sock "
+            "--daemons 0 >/dev/null 2>&1 & echo $!",
         ],
         check=True,
     )

@@ -37,7 +37,7 @@ KEY = HostKeyInfo(
     port=22,
     key_type="ssh-ed25519",
     fingerprint="SHA256:2qXbZbT0T0m4QvUuS8mO0XjzQ8y3m2yX1m0aKQ9Zb1c",
-    openssh_line="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheTestOnly0000000000000",
+    openssh_line="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheTestOnly00000000",
 )
 
 
