@@ -13,15 +13,23 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from nydus_console import locations
+from nydus_console.actions import Action, ActionGate, ActionRefused
+from nydus_console.audit import AuditLog
 from nydus_console.fleet import Fleet
 from nydus_console.inventory import Inventory
 from nydus_console.screens.commands import console_commands
+from nydus_console.screens.confirm import ConfirmActionModal
 from nydus_console.screens.fleet import FleetScreen
 from nydus_console.screens.help import HelpScreen
 from nydus_console.screens.hostkey import HostKeyModal
-from nydus_console.screens.messages import HostKeyAccepted, NodeProbed
+from nydus_console.screens.messages import (
+    ActionFinished,
+    HostKeyAccepted,
+    NodeProbed,
+)
 from nydus_console.screens.node import NodeScreen
-from nydus_console.transport.base import ErrorKind, HostKeyError
+from nydus_console.transport.base import ErrorKind, HostKeyError, TransportError
 
 CSS_FILE = str(resources.files("nydus_console.assets").joinpath("app.tcss"))
 
@@ -41,10 +49,14 @@ class NydusConsoleApp(App[None]):
         read_only: bool = False,
         refresh_seconds: float = 10.0,
         fleet: Fleet | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         super().__init__()
         self.fleet = fleet or Fleet(inventory)
         self.read_only = read_only
+        self.gate = ActionGate(
+            audit or AuditLog(locations.audit_log_file()), read_only=read_only
+        )
         self.probe_interval = refresh_seconds if refresh_seconds > 0 else 10.0
         self.probing_enabled = refresh_seconds > 0
         self._in_flight: set[str] = set()
@@ -168,6 +180,56 @@ class NydusConsoleApp(App[None]):
     def host_key_accepted(self, message: HostKeyAccepted) -> None:
         self.notify(f"host key of {message.node} accepted and stored")
         self._announced_keys.discard(message.node)
+        self.probe(message.node, full=True)
+
+    # -- actions that change a node ---------------------------------------------
+
+    def request_action(self, node: str, action: Action) -> None:
+        """Show the command and run it through the gate once confirmed."""
+        spec = self.fleet.specs[node]
+        refusal = self.gate.refusal(spec)
+        if refusal:
+            self.notify(f"{action.name} not run: {refusal}", severity="error")
+            return
+
+        def decided(confirmation: str | None) -> None:
+            if confirmation:
+                self.run_worker(
+                    self._run_action(node, action, confirmation),
+                    name=f"action {node}",
+                    group="action",
+                    description=f"{action.name} on {node}",
+                    exit_on_error=False,
+                )
+
+        self.push_screen(ConfirmActionModal(node, spec.address, action), decided)
+
+    async def _run_action(self, node: str, action: Action, confirmation: str) -> None:
+        spec = self.fleet.specs[node]
+        transport = self.fleet.transports[node]
+        try:
+            result = await self.gate.run(
+                action, spec, transport, confirmed_by=confirmation
+            )
+        except (ActionRefused, TransportError) as exc:
+            self.post_message(ActionFinished(node, action.name, None, str(exc)))
+            return
+        error = result.stderr.strip()[-300:] if result.exit_status else ""
+        self.post_message(ActionFinished(node, action.name, result.exit_status, error))
+
+    @on(ActionFinished)
+    def action_finished(self, message: ActionFinished) -> None:
+        if message.exit_status == 0:
+            self.notify(f"{message.action} on {message.node} done")
+        else:
+            status = (
+                "" if message.exit_status is None else f" (exit {message.exit_status})"
+            )
+            self.notify(
+                f"{message.action} on {message.node} failed{status}: {message.error}",
+                severity="error",
+                timeout=12,
+            )
         self.probe(message.node, full=True)
 
     def action_help(self) -> None:

@@ -71,6 +71,12 @@ def _node_commands(app: NydusConsoleApp, screen: NodeScreen) -> Iterator[SystemC
         "Toggle checks skipped because a prerequisite failed",
         screen.action_toggle_skipped,
     )
+    unit = screen.report.spec.paths.snapshotter_unit
+    yield SystemCommand(
+        f"node: restart {unit}",
+        "Show the command, confirm, run it",
+        screen.action_restart_snapshotter,
+    )
     error = screen.report.error
     if isinstance(error, HostKeyError) and error.kind == ErrorKind.HOST_KEY_UNKNOWN:
         yield SystemCommand(

@@ -21,3 +21,16 @@ class HostKeyAccepted(Message):
     def __init__(self, node: str) -> None:
         super().__init__()
         self.node = node
+
+
+class ActionFinished(Message):
+    """An action on a node ran (or failed to start); `error` says why it failed."""
+
+    def __init__(
+        self, node: str, action: str, exit_status: int | None, error: str = ""
+    ) -> None:
+        super().__init__()
+        self.node = node
+        self.action = action
+        self.exit_status = exit_status
+        self.error = error

@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from nydus_console.actions import restart_service
 from nydus_console.findings import SEVERITY_ORDER, Finding, Status
 from nydus_console.fleet import NodeReport
 from nydus_console.screens.render import age_text, status_text
@@ -27,6 +28,12 @@ class NodeScreen(Screen[None]):
         Binding("r", "refresh", "Refresh", id="node.refresh"),
         Binding("x", "toggle_skipped", "Show skipped", id="node.toggle_skipped"),
         Binding("k", "accept_host_key", "Accept host key", id="node.accept_host_key"),
+        Binding(
+            "R",
+            "restart_snapshotter",
+            "Restart service",
+            id="node.restart_snapshotter",
+        ),
     ]
 
     def __init__(self, node: str) -> None:
@@ -80,6 +87,7 @@ class NodeScreen(Screen[None]):
             table.move_cursor(row=min(cursor, table.row_count - 1))
         self.update_summary()
         self.show_detail()
+        self.refresh_bindings()
 
     def update_summary(self) -> None:
         report = self.report
@@ -133,7 +141,14 @@ class NodeScreen(Screen[None]):
     def action_accept_host_key(self) -> None:
         self.app.ask_host_key(self.node)  # type: ignore[attr-defined]
 
+    def action_restart_snapshotter(self) -> None:
+        unit = self.report.spec.paths.snapshotter_unit
+        self.app.request_action(self.node, restart_service(unit))  # type: ignore[attr-defined]
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "restart_snapshotter":
+            # Allowed in read-only mode too, so that the gate can say why not.
+            return self.report.error is None and self.report.facts is not None
         if action == "accept_host_key":
             error = self.report.error
             return isinstance(error, HostKeyError) and (

@@ -430,3 +430,16 @@ def test_not_installed_node() -> None:
     assert findings["snapshotter.installed"].status == Status.FAIL
     assert "not installed" in findings["snapshotter.installed"].message
     assert findings["service.state"].status == Status.SKIP
+
+
+def test_check_reference_is_current() -> None:
+    from pathlib import Path
+
+    from nydus_console.checks import check_reference
+
+    page = Path(__file__).parent.parent / "docs" / "checks.md"
+    assert page.read_text() == check_reference(), (
+        "docs/checks.md is stale: run scripts/gen-check-reference"
+    )
+    for check in load_checks():
+        assert check.description, f"{check.id} has no description"

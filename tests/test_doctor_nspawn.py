@@ -217,3 +217,36 @@ def test_second_snapshotter_process_detected(
         assert f"main PID {main_pid}" in finding["next_step"]
     finally:
         node.exec(["sh", "-c", f"kill {pid} 2>/dev/null; true"])
+
+
+async def test_restart_action_on_node(
+    nspawn_fleet: NspawnFleet, tmp_path: Path
+) -> None:
+    from nydus_console.actions import ActionGate, restart_service
+    from nydus_console.audit import AuditLog
+    from nydus_console.fleet import Fleet
+    from nydus_console.inventory import load_inventory
+
+    node = nspawn_fleet.node("nc-node1")
+    unit = "nydus-snapshotter.service"
+    before = node.unit_property(unit, "MainPID")
+    fleet = Fleet(load_inventory(nspawn_fleet.write_inventory()))
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    try:
+        result = await ActionGate(audit, read_only=False).run(
+            restart_service(unit),
+            fleet.specs["nc-node1"],
+            fleet.transports["nc-node1"],
+            confirmed_by="nc-node1",
+        )
+        report = await fleet.probe_node("nc-node1", full=True)
+    finally:
+        await fleet.close()
+    assert result.exit_status == 0
+    after = node.unit_property(unit, "MainPID")
+    assert after not in (before, "0")
+    (entry,) = audit.entries()
+    assert entry["outcome"] == "ran"
+    assert entry["command"] == f"systemctl restart {unit}"
+    assert report.facts is not None
+    assert report.facts.units[unit].main_pid == int(after)

@@ -23,6 +23,7 @@ class CheckDefinition:
     next_step: str = ""
     runbook: str = ""
     requires: tuple[str, ...] = field(default_factory=tuple)
+    description: str = ""
 
 
 @cache
@@ -37,6 +38,7 @@ def load_checks() -> tuple[CheckDefinition, ...]:
             next_step=entry.get("next_step", ""),
             runbook=entry.get("runbook", ""),
             requires=tuple(entry.get("requires", ())),
+            description=entry.get("description", ""),
         )
         for entry in tomllib.loads(text)["check"]
     )
@@ -88,4 +90,35 @@ def _finding(check: CheckDefinition, outcome: Outcome) -> Finding:
     )
 
 
-__all__ = ["CheckDefinition", "load_checks", "run_checks", "RULES"]
+def check_reference() -> str:
+    """Render docs/checks.md from the check definitions."""
+    lines = [
+        "# Check reference",
+        "",
+        "Generated from `assets/checks.toml` by `scripts/gen-check-reference`; edit",
+        "the TOML, not this page. Checks run in this order. A check whose",
+        "prerequisite did not pass is reported as `skip`.",
+        "",
+        "Statuses: `ok`; `warn` and `fail` (the severity a failed check gets);",
+        "`unknown` when the facts cannot decide (for example a file this login may",
+        "not read); `skip`.",
+        "",
+    ]
+    for check in load_checks():
+        lines += [
+            f"## {check.title}",
+            "",
+            f"`{check.id}`, {check.severity} on failure.",
+        ]
+        if check.requires:
+            needs = ", ".join(f"`{r}`" for r in check.requires)
+            lines[-1] += f" Needs {needs}."
+        lines += ["", check.description, ""]
+        if check.next_step:
+            lines += [f"Next step: {check.next_step}", ""]
+        if check.runbook:
+            lines += [f"Runbook: `{check.runbook}`", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+__all__ = ["CheckDefinition", "check_reference", "load_checks", "run_checks", "RULES"]

@@ -1,0 +1,93 @@
+"""The one path for actions that change a node.
+
+Every such action is checked against read-only mode (global and per node),
+runs only after the operator confirmed the exact command, and is written to
+the audit log whatever its outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nydus_console.audit import AuditLog
+from nydus_console.inventory import NodeSpec
+from nydus_console.transport.base import CommandResult, Transport, TransportError
+from nydus_console.transport.quoting import quote_argv
+
+ACTION_TIMEOUT = 120.0
+
+
+class ActionRefused(Exception):
+    """An action was not run: read-only mode, or no confirmation."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """A command that changes a node, shown to the operator before it runs."""
+
+    name: str
+    argv: tuple[str, ...]
+    # Destructive actions need the node name typed to confirm.
+    destructive: bool = False
+
+    @property
+    def command_line(self) -> str:
+        return quote_argv(self.argv)
+
+
+def restart_service(unit: str) -> Action:
+    return Action(f"restart {unit}", ("systemctl", "restart", unit))
+
+
+class ActionGate:
+    def __init__(self, audit: AuditLog, *, read_only: bool) -> None:
+        self.audit = audit
+        self.read_only = read_only
+
+    def refusal(self, spec: NodeSpec) -> str:
+        """Return why actions on this node are not allowed, or '' if they are."""
+        if self.read_only:
+            return "the console runs with --read-only"
+        if spec.read_only:
+            return f"node {spec.name} is read-only in the inventory"
+        return ""
+
+    async def run(
+        self,
+        action: Action,
+        spec: NodeSpec,
+        transport: Transport,
+        *,
+        confirmed_by: str,
+    ) -> CommandResult:
+        """Run a confirmed action; raise ActionRefused or TransportError."""
+        base = {
+            "node": spec.name,
+            "address": spec.address,
+            "action": action.name,
+            "command": action.command_line,
+        }
+        reason = self.refusal(spec)
+        if not reason and not confirmed_by:
+            reason = "the action was not confirmed"
+        if not reason and action.destructive and confirmed_by != spec.name:
+            reason = (
+                f"destructive action confirmed with {confirmed_by!r}, not the node name"
+            )
+        if reason:
+            self.audit.append({**base, "outcome": "refused", "reason": reason})
+            raise ActionRefused(f"{action.name} on {spec.name} refused: {reason}")
+        try:
+            result = await transport.run(list(action.argv), timeout=ACTION_TIMEOUT)
+        except TransportError as exc:
+            self.audit.append({**base, "outcome": "failed", "error": str(exc)})
+            raise
+        self.audit.append(
+            {
+                **base,
+                "outcome": "ran",
+                "exit_status": result.exit_status,
+                "stderr": result.stderr.strip()[-500:],
+            }
+        )
+        return result
