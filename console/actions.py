@@ -7,6 +7,7 @@ the audit log whatever its outcome.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from nydus_console.audit import AuditLog
@@ -15,6 +16,7 @@ from nydus_console.transport.base import CommandResult, Transport, TransportErro
 from nydus_console.transport.quoting import quote_argv
 
 ACTION_TIMEOUT = 120.0
+log = logging.getLogger(__name__)
 
 
 class ActionRefused(Exception):
@@ -75,6 +77,7 @@ class ActionGate:
                 f"destructive action confirmed with {confirmed_by!r}, not the node name"
             )
         if reason:
+            log.warning("refused %s on %s: %s", action.name, spec.name, reason)
             self.audit.append({**base, "outcome": "refused", "reason": reason})
             raise ActionRefused(f"{action.name} on {spec.name} refused: {reason}")
         try:

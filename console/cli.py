@@ -139,7 +139,15 @@ def run_tui(inventory: Inventory, *, read_only: bool, refresh: float) -> int:
     from nydus_console.screens.app import NydusConsoleApp
 
     app = NydusConsoleApp(inventory, read_only=read_only, refresh_seconds=refresh)
+    log = logging.getLogger("nydus_console")
+    log.info(
+        "started with %d node(s) from %s%s",
+        len(inventory.nodes),
+        inventory.source,
+        " (read-only)" if read_only else "",
+    )
     app.run()
+    log.info("stopped")
     return app.return_code or 0
 
 

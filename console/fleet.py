@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from nydus_console.transport.local import LocalTransport
 from nydus_console.transport.ssh import SSHTarget, SSHTransport
 
 UNREACHABLE = "unreachable"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -155,16 +157,28 @@ class Fleet:
 
     async def probe_node(self, name: str, full: bool = False) -> NodeReport:
         spec = self.specs[name]
-        started = time.monotonic()
-        report = NodeReport(spec, probed_at=self.clock())
+        started = self.clock()
+        report = NodeReport(spec, probed_at=started)
         try:
             facts = await self.probers[name].probe(full=full)
         except TransportError as exc:
             report.error = exc
+            previous = self.reports[name].error
+            # Log a failure once, not on every refresh while it lasts.
+            if previous is None or previous.kind != exc.kind:
+                log.warning(
+                    "probe of %s (%s) failed: %s: %s",
+                    name,
+                    spec.address,
+                    exc.kind,
+                    exc.message,
+                )
         else:
+            if self.reports[name].error is not None:
+                log.info("probe of %s (%s) succeeded again", name, spec.address)
             report.facts = facts
             report.findings = run_checks(facts, spec.paths)
-        report.seconds = time.monotonic() - started
+        report.seconds = max(0.0, self.clock() - started)
         self.reports[name] = report
         return report
 

@@ -226,3 +226,14 @@ def test_snapshot_host_key_modal(snap_compare: Any, tmp_path: Path) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_modal)
+
+
+def test_snapshot_confirm_restart(snap_compare: Any, tmp_path: Path) -> None:
+    async def open_confirm(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        pilot.app.open_node("nc-node1")  # type: ignore[attr-defined]
+        await pilot.pause()
+        await pilot.press("R")
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_confirm)
