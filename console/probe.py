@@ -228,6 +228,7 @@ def plan_from_facts(facts: NodeFacts, spec: NodeSpec) -> ProbePlan:
     if config.mirrors_dir:
         plan.stats.append(config.mirrors_dir)
     plan.roots.append(config.root)
+    plan.stats.append(config.root)
     plan.sockets.append(config.address)
     if config.system_enable:
         plan.sockets.append(config.system_address)

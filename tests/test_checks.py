@@ -443,3 +443,16 @@ def test_check_reference_is_current() -> None:
     )
     for check in load_checks():
         assert check.description, f"{check.id} has no description"
+
+
+def test_root_missing_warns_and_file_fails() -> None:
+    root = "/var/lib/containerd/io.containerd.snapshotter.v1.nydus"
+    facts = healthy_facts()
+    facts.path_types[root] = "-"
+    finding = findings_of(facts)["config.root"]
+    assert finding.status == Status.WARN
+    assert f"mkdir -p {root}" in finding.next_step
+    facts.path_types[root] = "file"
+    assert findings_of(facts)["config.root"].status == Status.FAIL
+    facts.path_types[root] = "dir"
+    assert findings_of(facts)["config.root"].status == Status.OK

@@ -257,6 +257,17 @@ def config_root(ctx: CheckContext) -> Outcome:
             next_step="use a shorter root and export it from containerd: "
             '[proxy_plugins.nydus.exports] root = "<short root>"',
         )
+    kind = ctx.facts.path_types.get(root)
+    if kind == "-":
+        return problem(
+            f"root {root} does not exist: the snapshotter creates it when it "
+            "starts, and until then kubelet's image filesystem stats fail",
+            evidence,
+            status=Status.WARN,
+            next_step=f"mkdir -p {root}, then start the snapshotter",
+        )
+    if kind not in (None, "dir"):
+        return problem(f"root {root} exists but is not a directory ({kind})", evidence)
     return ok(f"{root} ({size} bytes)", evidence)
 
 
