@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testbed.nspawn import NspawnFleet
+from testbed.nspawn import Node, NspawnFleet
+from testbed.profiles import SYSTEM_SOCKET, restart_snapshotter, wait_until
 from testbed.rootfs import PROMPTING_SUDO_USER, SUDO_USER
 
 pytestmark = pytest.mark.nspawn
@@ -217,6 +218,21 @@ def test_second_snapshotter_process_detected(
         assert f"main PID {main_pid}" in finding["next_step"]
     finally:
         node.exec(["sh", "-c", f"kill {pid} 2>/dev/null; true"])
+        # The stray replaced and then removed the shared system.sock; a restart
+        # gives the node back its healthy state for the tests after this one.
+        restore_snapshotter(node)
+
+
+def restore_snapshotter(node: Node) -> None:
+    restart_snapshotter(node)
+    wait_for_system_socket(node)
+
+
+def wait_for_system_socket(node: Node) -> None:
+    wait_until(
+        lambda: node.exec(["test", "-S", SYSTEM_SOCKET]).returncode == 0,
+        f"{node.name} did not recreate {SYSTEM_SOCKET}",
+    )
 
 
 async def test_restart_action_on_node(
@@ -239,6 +255,8 @@ async def test_restart_action_on_node(
             fleet.transports["nc-node1"],
             confirmed_by="nc-node1",
         )
+        # The restarted double needs a moment to recreate its sockets.
+        wait_for_system_socket(node)
         report = await fleet.probe_node("nc-node1", full=True)
     finally:
         await fleet.close()

@@ -27,7 +27,12 @@ import time
 import tomllib
 from typing import Any
 
-from unix_http import UnixHTTPServer, remove_socket, request_json
+from unix_http import (
+    UnixHTTPServer,
+    remove_socket,
+    request_json,
+    set_process_name,
+)
 
 VERSION = "v0.15.15"
 # NOTE: a made-up revision hash and build time, not those of the v0.15.15 release.
@@ -628,18 +633,6 @@ def run(args: argparse.Namespace) -> int:
         server.shutdown()
         server.server_close()
     return 0
-
-
-def set_process_name(name: str) -> None:
-    """Give the process the kernel name (comm) the real binary has.
-
-    The console finds the snapshotter by /proc/<pid>/comm; the kernel cuts
-    the name to 15 bytes, as it does for the real containerd-nydus-grpc.
-    """
-    import ctypes
-
-    pr_set_name = 15
-    ctypes.CDLL(None).prctl(pr_set_name, name.encode()[:15] + b"\0", 0, 0, 0)
 
 
 def main(argv: list[str]) -> int:

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from unix_http import UnixHTTPServer
+from unix_http import UnixHTTPServer, set_process_name
 
 PACKAGE_VERSION = "v2.4.4"
 # NOTE: a made-up commit hash and build time, not those of the v2.4.4 release.
@@ -268,14 +268,6 @@ def fallback(method: str, path: str) -> tuple[int, object]:
     if path in known_paths:
         return 400, error_body("BadRequest")
     return 404, error_body("NoRoute")
-
-
-def set_process_name(name: str) -> None:
-    """Give the process the kernel name (comm) the real nydusd has."""
-    import ctypes
-
-    pr_set_name = 15
-    ctypes.CDLL(None).prctl(pr_set_name, name.encode()[:15] + b"\0", 0, 0, 0)
 
 
 def main(argv: list[str]) -> int:

@@ -24,6 +24,18 @@ Routes = dict[tuple[str, str], RouteHandler]
 Fallback = Callable[[str, str], tuple[int, object]]
 
 
+def set_process_name(name: str) -> None:
+    """Give the process the kernel name (comm) of the binary it stands in for.
+
+    The console finds Nydus processes by /proc/<pid>/comm. The kernel cuts the
+    name to 15 bytes, as it does for the real containerd-nydus-grpc.
+    """
+    import ctypes
+
+    pr_set_name = 15
+    ctypes.CDLL(None).prctl(pr_set_name, name.encode()[:15] + b"\0", 0, 0, 0)
+
+
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """Threaded HTTP server on a unix socket that replaces a stale socket file."""
 
