@@ -60,6 +60,11 @@ async def measure(inventory_path: Path, rounds: int, node_counter: Path) -> dict
                     round_trips[report.facts.round_trips] += 1
         prober = next(iter(fleet.probers.values()))
         refresh_command = quote_argv(prober._arguments(False, prober.plan.arguments()))
+        # The probe skips `ctr` and the --version calls while these PIDs live.
+        hints = {
+            "containerd": prober._containerd_pid,
+            "snapshotter": prober._snapshotter_pid,
+        }
     finally:
         await fleet.close()
     cold, warm = samples[0], samples[1:]
@@ -74,6 +79,7 @@ async def measure(inventory_path: Path, rounds: int, node_counter: Path) -> dict
         "round_trips": {str(k): v for k, v in sorted(round_trips.items())},
         "errors": dict(errors.most_common(5)),
         "refresh_command": refresh_command,
+        "refresh_hints": hints,
     }
 
 

@@ -274,9 +274,23 @@ def render_console_details(
             f"{cold.get('wall_s', 0):.2f} s wall, {cold.get('cpu_s', 0):.3f} s CPU; "
             f"refresh rounds {walls} s; "
             f"probes by round trips {refresh.get('round_trips')}; "
-            f"errors {refresh.get('errors') or 'none'}."
+            f"errors {refresh.get('errors') or 'none'}; "
+            f"PID hints {hints_text(refresh.get('refresh_hints'))}."
         )
     return lines
+
+
+def hints_text(hints: dict | None) -> str:
+    """Describe the PID hints the refresh probe sent and what they made it skip."""
+    if not hints:
+        return "not recorded"
+    text = f"containerd {hints['containerd']}, snapshotter {hints['snapshotter']}"
+    if hints["containerd"] and hints["snapshotter"]:
+        return text + " (both alive, so refreshes skipped `ctr` and `--version`)"
+    return text + (
+        " (0 means not running: then every refresh runs `ctr` for containerd 0 "
+        "and the `--version` calls for snapshotter 0)"
+    )
 
 
 def render_targets(

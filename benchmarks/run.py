@@ -325,7 +325,7 @@ def console_probe_command(inventory_path: Path) -> str:
     """Return the command line the console sends for a full probe of one node.
 
     Every node in the benchmark inventory has the same paths, so one line
-    stands for all; only the random section nonce differs between runs.
+    is valid for all of them. Only the random section nonce differs between runs.
     """
     spec = load_inventory(inventory_path).nodes[0]
     prober = NodeProber(spec, make_transport(spec, None))
@@ -353,7 +353,13 @@ def summarize_refresh(data: dict[str, object]) -> dict[str, object]:
         "walls": [round(w, 3) for w in data["walls"]],  # type: ignore[attr-defined]
         **{
             key: data[key]
-            for key in ("round_trips", "errors", "cold", "refresh_command")
+            for key in (
+                "round_trips",
+                "errors",
+                "cold",
+                "refresh_command",
+                "refresh_hints",
+            )
             if key in data
         },
     }

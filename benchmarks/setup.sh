@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install what benchmarks/run.py needs besides nydus-console itself (Debian 12, root).
-# Ansible goes into its own venv so that it cannot change the console's packages;
-# run.py looks for /tmp/nc-bench-ansible/bin/ansible unless --ansible says otherwise.
+# Ansible goes into its own venv so that it cannot change the console's packages.
+# run.py uses /tmp/nc-bench-ansible/bin/ansible unless --ansible names another.
 set -eu
 apt-get install -y pssh tmux openssh-server openssh-client
 venv=${1:-/tmp/nc-bench-ansible}

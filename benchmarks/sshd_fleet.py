@@ -53,8 +53,8 @@ class Node:
 def free_ports(count: int) -> list[int]:
     """Return count distinct free TCP ports on 127.0.0.1.
 
-    NOTE: another process may take a port before sshd binds it; the start then
-    times out and the error names the sshd log.
+    NOTE: another process may take a port before sshd binds it. The start then
+    times out, and the error names the sshd log.
     """
     sockets = []
     try:
@@ -69,7 +69,7 @@ def free_ports(count: int) -> list[int]:
 
 
 class SshdFleet:
-    """Start count sshd instances in a cpuacct group; stop them on exit."""
+    """Start count sshd instances in a cpuacct group, and stop them on exit."""
 
     def __init__(self, count: int, workdir: Path) -> None:
         self.count = count
@@ -182,7 +182,7 @@ Subsystem sftp {SFTP_SERVER}
             ]
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"{len(waiting)} sshd instances did not answer within "
+                    f"{len(waiting)} sshd instances sent no SSH banner within "
                     f"{START_TIMEOUT} s, for example {waiting[0].name} on port "
                     f"{waiting[0].port}; see {self.workdir}/{waiting[0].name}/sshd.log"
                 )

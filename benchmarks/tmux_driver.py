@@ -67,7 +67,7 @@ class TmuxServer:
         return self.tmux("capture-pane", "-p", "-t", session)
 
     def wait_for_text(self, session: str, text: str, timeout: float) -> float:
-        """Poll the pane until text appears; return the perf_counter time it did."""
+        """Poll the pane until text appears, and return the perf_counter time then."""
         deadline = time.perf_counter() + timeout
         while True:
             if text in self.capture(session):
