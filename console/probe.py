@@ -117,7 +117,10 @@ class NodeProber:
 
     def _arguments(self, mode: bool | str, paths: list[str]) -> list[str]:
         paths_spec = self.spec.paths
-        flag = mode if isinstance(mode, str) else ("1" if mode else "0")
+        if isinstance(mode, str):
+            flag = mode
+        else:
+            flag = "1" if mode else "0"
         nydusd = self._cached_nydusd_path()
         return [
             "sh",
@@ -188,7 +191,7 @@ class NodeProber:
 
 
 def refine_socket_state(state: SocketState, path_type: str | None) -> SocketState:
-    """Use the probe's file type where sshd only said that the open failed.
+    """Use the probe's file type where sshd only reported that the open failed.
 
     OpenSSH answers every failed streamlocal open with the same "open failed",
     whether the socket is missing or nothing listens on it.

@@ -1,4 +1,4 @@
-"""Modal that shows an unknown host key and asks whether to trust it."""
+"""Modal that shows an unknown host key for the operator to accept or cancel."""
 
 from __future__ import annotations
 

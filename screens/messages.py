@@ -24,7 +24,7 @@ class HostKeyAccepted(Message):
 
 
 class ActionFinished(Message):
-    """An action on a node ran (or failed to start); `error` says why it failed."""
+    """An action on a node ran (or failed to start); `error` describes a failure."""
 
     def __init__(
         self, node: str, action: str, exit_status: int | None, error: str = ""

@@ -147,7 +147,7 @@ class NodeScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "restart_snapshotter":
-            # Allowed in read-only mode too, so that the gate can say why not.
+            # Allowed in read-only mode too, so that the gate can explain the refusal.
             return self.report.error is None and self.report.facts is not None
         if action == "accept_host_key":
             error = self.report.error

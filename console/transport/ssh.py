@@ -23,7 +23,8 @@ from nydus_console.transport.base import (
 from nydus_console.transport.hostkeys import HostKeyStore, describe_key
 from nydus_console.transport.quoting import quote_argv, with_sudo
 
-# OpenSSH's default MaxSessions: sessions beyond it are queued, never failed.
+# OpenSSH's default MaxSessions. The transport queues sessions beyond it instead
+# of opening channels that sshd would reject.
 DEFAULT_MAX_SESSIONS = 10
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
@@ -31,7 +32,7 @@ BACKOFF_MAX_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class SSHTarget:
-    """Where and how to log in to one node."""
+    """Address, login and limits of one node."""
 
     name: str
     host: str
@@ -293,7 +294,7 @@ def socket_state_from_reason(reason: str) -> SocketState:
 
 
 def classify_connect_error(target: SSHTarget, exc: BaseException) -> TransportError:
-    """Turn a connect failure into an error that says why and what to do."""
+    """Turn a connect failure into an error that names the cause and the next step."""
     where = target.address
     if isinstance(exc, ConnectionRefusedError):
         return TransportError(
