@@ -199,6 +199,12 @@ def test_local_mode_starts_on_this_machine(tmp_path: Path) -> None:
 
 async def _wait(pilot: Pilot[Any]) -> None:
     await settle(pilot)
+    quiet(pilot)
+
+
+def quiet(pilot: Pilot[Any]) -> None:
+    """Drop toasts: they expire after seconds, so a slow run would lose them."""
+    pilot.app.clear_notifications()
 
 
 def test_snapshot_fleet(snap_compare: Any, tmp_path: Path) -> None:
@@ -212,6 +218,7 @@ def test_snapshot_node_broken(snap_compare: Any, tmp_path: Path) -> None:
         await pilot.pause()
         table = pilot.app.screen.query_one(DataTable)
         table.move_cursor(row=table.get_row_index("config.root_location"))
+        quiet(pilot)
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_broken)
@@ -223,6 +230,7 @@ def test_snapshot_host_key_modal(snap_compare: Any, tmp_path: Path) -> None:
         pilot.app.open_node("nc-node5")  # type: ignore[attr-defined]
         await pilot.pause()
         await pilot.press("k")
+        quiet(pilot)
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_modal)
@@ -234,6 +242,7 @@ def test_snapshot_confirm_restart(snap_compare: Any, tmp_path: Path) -> None:
         pilot.app.open_node("nc-node1")  # type: ignore[attr-defined]
         await pilot.pause()
         await pilot.press("R")
+        quiet(pilot)
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_confirm)
