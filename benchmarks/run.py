@@ -12,7 +12,7 @@ benchmarks/setup.sh runs these steps.
 
 Run from the repository root with the venv that has nydus-console installed:
 
-    python benchmarks/run.py                 # N = 10, 50, 100, about 12 minutes
+    python benchmarks/run.py                 # N = 10, 50, 100, about 9 minutes
     python benchmarks/run.py --quick         # N = 10 only, a smoke run
     python benchmarks/run.py --write         # also update docs/benchmarks.md
 
@@ -629,15 +629,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="skip the first-frame and idle cases",
     )
     options = parser.parse_args(argv)
+
     options.node_counts = [int(n) for n in options.nodes.split(",") if n.strip()]
     options.reps, options.pssh_reps, options.rounds = 5, 3, 5
     options.ansible_warm_rounds = 3
     options.ttff_samples, options.idle = 5, (50, 60.0, 60.0)
+
     if options.quick:
         options.node_counts = [10]
         options.ttff_samples, options.idle = 3, (10, 10.0, 10.0)
+
     if options.write and options.quick:
         parser.error("--write records full runs only; drop --quick")
+
     if not options.ansible.exists():
         log(
             f"{options.ansible} not found: the Ansible anchors are skipped "

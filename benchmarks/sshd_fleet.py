@@ -98,11 +98,13 @@ class SshdFleet:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # sshd exits with "Missing privilege separation directory" without it.
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+
         self.client_key = ClientKey.generate(self.workdir)
         authorized_keys = self.workdir / "authorized_keys"
         authorized_keys.write_text(self.client_key.public_line + "\n")
         empty_bashrc = self.workdir / "empty_bashrc"
         empty_bashrc.write_text("")
+
         lines = ["set -e"]
         if Path("/root/.bashrc").exists():
             lines.append(f"mount --bind {shlex.quote(str(empty_bashrc))} /root/.bashrc")
@@ -114,6 +116,7 @@ class SshdFleet:
                 f"2> {shlex.quote(str(log))} &"
             )
         lines.append("wait")
+
         # The PID namespace makes the shell the reaper of every sshd and session,
         # and --kill-child ends them all when the shell dies.
         argv = ["unshare", "--mount", "--propagation", "private"]
