@@ -1,7 +1,7 @@
 # Node fact probe for nydus-console, run as: sh -c "$(cat probe.sh)" probe ARGS...
 # It forks as little as it can: /proc and small files are read with shell
 # builtins, and `ctr` and the --version calls run only when the daemon they
-# describe has restarted since the previous probe (its PID hint is gone).
+# describe has started, stopped or restarted since the previous probe.
 #
 # Arguments: NONCE SNAP_UNIT CTD_UNIT CTD_SOCKET CTD_PID_HINT SNAP_PID_HINT
 # NYDUSD_BIN FULL, then paths tagged r:PATH (read the file), s:PATH (report its
@@ -21,7 +21,10 @@ paths() {
             r:*)
                 if [ -f "$path" ] && [ -r "$path" ]; then
                     printf '%s file %s ok\n' "$m" "$i"
-                    cat -- "$path"
+                    # Builtins: for the few-KiB configs this is cheaper than cat.
+                    while IFS= read -r line || [ -n "$line" ]; do
+                        printf '%s\n' "$line"
+                    done < "$path"
                     echo
                 elif [ -e "$path" ]; then
                     printf '%s file %s unreadable\n' "$m" "$i"
@@ -53,9 +56,15 @@ if [ "$full" = paths ]; then
     printf '%s end\n' "$m"
     exit 0
 fi
-alive_as() {
-    [ "$1" -gt 0 ] 2>/dev/null && [ -r "/proc/$1/comm" ] || return 1
-    read -r c < "/proc/$1/comm" && [ "$c" = "$2" ]
+# changed HINT COMM SEEN: true when the daemon's process differs from the
+# previous probe: the hinted PID is gone, or none was hinted and one runs now.
+changed() {
+    if [ "$1" -gt 0 ] 2>/dev/null; then
+        [ -r "/proc/$1/comm" ] && read -r c < "/proc/$1/comm" && [ "$c" = "$2" ] &&
+            return 1
+        return 0
+    fi
+    [ -n "$3" ]
 }
 printf '%s kernel\n' "$m"
 read -r release < /proc/sys/kernel/osrelease && echo "$release"
@@ -70,18 +79,17 @@ if [ "$full" = 1 ]; then
     grep -sE '^CONFIG_(CACHEFILES_ONDEMAND|EROFS_FS_ONDEMAND|FUSE_FS)=' \
         "/boot/config-$release"
 fi
-printf '%s systemd\n' "$m"
-systemctl show --no-pager -p Id,LoadState,ActiveState,SubState,MainPID,NRestarts \
-    -p ExecMainStartTimestamp,ExecMainStatus,Result,UnitFileState,FragmentPath \
-    "$snap_unit" "$ctd_unit" 2>&1
-echo "rc=$?"
 paths "$@"
 printf '%s procs\n' "$m"
-cmdlines=
+cmdlines= snap_seen= ctd_seen=
 for d in /proc/[0-9]*; do
     read -r c < "$d/comm" 2>/dev/null || continue
     case $c in
         containerd-nydu*|nydusd|nydus-*|containerd)
+            case $c in
+                containerd-nydu*) snap_seen=1 ;;
+                containerd) ctd_seen=1 ;;
+            esac
             read -r s < "$d/stat" 2>/dev/null || continue
             s=${s##*) }
             rest=${s#* }
@@ -93,6 +101,16 @@ done
 printf '%s cmdlines\n' "$m"
 [ -n "$cmdlines" ] && grep -azH '' $cmdlines
 echo
+# Unit state changes go with a change of the main PID, so while both daemons
+# keep theirs the previous probe's `systemctl show` still holds.
+if [ "$full" = 1 ] || changed "$ctd_hint" containerd "$ctd_seen" ||
+    changed "$snap_hint" containerd-nydu "$snap_seen"; then
+    printf '%s systemd\n' "$m"
+    systemctl show --no-pager -p Id,LoadState,ActiveState,SubState,MainPID,NRestarts \
+        -p ExecMainStartTimestamp,ExecMainStatus,Result,UnitFileState,FragmentPath \
+        "$snap_unit" "$ctd_unit" 2>&1
+    echo "rc=$?"
+fi
 printf '%s cgroups\n' "$m"
 for f in /sys/fs/cgroup/system.slice/nydusd/cgroup.procs \
          /sys/fs/cgroup/*/system.slice/nydusd/cgroup.procs; do
@@ -101,7 +119,7 @@ for f in /sys/fs/cgroup/system.slice/nydusd/cgroup.procs \
     while read -r p; do n=$((n + 1)); done < "$f"
     echo "$n $f"
 done
-if [ "$full" = 1 ] || ! alive_as "$ctd_hint" containerd; then
+if [ "$full" = 1 ] || changed "$ctd_hint" containerd "$ctd_seen"; then
     printf '%s plugins\n' "$m"
     if [ -S "$ctd_sock" ]; then
         timeout 8 ctr --address "$ctd_sock" --connect-timeout 2s plugin ls 2>&1
@@ -111,7 +129,7 @@ if [ "$full" = 1 ] || ! alive_as "$ctd_hint" containerd; then
         echo "rc=-1"
     fi
 fi
-if [ "$full" = 1 ] || ! alive_as "$snap_hint" containerd-nydu; then
+if [ "$full" = 1 ] || changed "$snap_hint" containerd-nydu "$snap_seen"; then
     version() {
         p=$(command -v "$2") || p=
         printf '%s version %s %s\n' "$m" "$1" "$p"

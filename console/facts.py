@@ -91,6 +91,8 @@ class NodeFacts:
     kernel_config: dict[str, str] | None = None
     systemd_output: str = ""
     systemd_rc: int = 0
+    # False when the probe reused the previous `systemctl show` (no PID changed).
+    systemd_probed: bool = False
     units: dict[str, UnitState] = field(default_factory=dict)
     processes: list[ProcessInfo] = field(default_factory=list)
     nydusd_cgroups: dict[str, int] = field(default_factory=dict)

@@ -20,7 +20,6 @@ from nydus_console.probe import NodeProber
 from nydus_console.transport.base import HostKeyError, Transport, TransportError
 from nydus_console.transport.hostkeys import HostKeyStore
 from nydus_console.transport.local import LocalTransport
-from nydus_console.transport.ssh import SSHTarget, SSHTransport
 
 UNREACHABLE = "unreachable"
 log = logging.getLogger(__name__)
@@ -117,6 +116,10 @@ def daemon_count(facts: NodeFacts) -> int:
 def make_transport(spec: NodeSpec, host_keys: HostKeyStore | None) -> Transport:
     if spec.local:
         return LocalTransport(spec.name, use_sudo=spec.sudo)
+    # asyncssh takes about 0.15 s to import, so a session on this machine alone
+    # never loads it.
+    from nydus_console.transport.ssh import SSHTarget, SSHTransport
+
     target = SSHTarget(
         name=spec.name,
         host=spec.host,
@@ -128,6 +131,12 @@ def make_transport(spec: NodeSpec, host_keys: HostKeyStore | None) -> Transport:
         connect_timeout=spec.connect_timeout,
     )
     return SSHTransport(target, host_keys)
+
+
+def _reset_backoff(transport: Transport) -> None:
+    reset = getattr(transport, "reset_backoff", None)
+    if reset is not None:
+        reset()
 
 
 class Fleet:
@@ -195,14 +204,11 @@ class Fleet:
         if error.kind != error.kind.HOST_KEY_UNKNOWN:
             raise ValueError(f"the host key of {name} changed; it cannot be accepted")
         self.host_keys.accept(error.key)
-        transport = self.transports[name]
-        if isinstance(transport, SSHTransport):
-            transport.reset_backoff()
+        _reset_backoff(self.transports[name])
 
     def reset_backoff(self) -> None:
         for transport in self.transports.values():
-            if isinstance(transport, SSHTransport):
-                transport.reset_backoff()
+            _reset_backoff(transport)
 
     async def close(self) -> None:
         await asyncio.gather(

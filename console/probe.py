@@ -180,6 +180,10 @@ class NodeProber:
                 facts.versions = previous.versions
             if facts.kernel_config is None:
                 facts.kernel_config = previous.kernel_config
+            if not facts.systemd_probed:
+                facts.systemd_output = previous.systemd_output
+                facts.systemd_rc = previous.systemd_rc
+                facts.units = previous.units
         self._containerd_pid = _unit_pid(
             facts, self.spec.paths.containerd_unit, "containerd"
         )
@@ -312,6 +316,7 @@ def _apply_system_section(
         text, rc = _strip_rc(body)
         facts.systemd_output, facts.systemd_rc = text, rc
         facts.units = parse_systemctl_show(text, [])
+        facts.systemd_probed = True
     elif name == "cgroups":
         for line in body.splitlines():
             count, _, path = line.partition(" ")

@@ -9,6 +9,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from nydus_console.fleet import NodeReport
@@ -28,6 +29,11 @@ COLUMNS = (
     ("worst", "Worst finding"),
 )
 SORT_MODES = ("status", "name", "age")
+# Seconds between a probe result and the redraw that shows it, so that a burst
+# of results is drawn once.
+FLUSH_DELAY = 0.2
+# Seconds between updates of the Age column.
+AGE_INTERVAL = 5.0
 
 
 class FleetScreen(Screen[None]):
@@ -52,6 +58,10 @@ class FleetScreen(Screen[None]):
         super().__init__()
         self.filter_text = ""
         self.sort_mode = SORT_MODES[0]
+        self._pending: set[str] = set()
+        self._flush_timer: Timer | None = None
+        # The text of every cell as last drawn, per node, to skip no-op updates.
+        self._shown: dict[str, list[str]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -67,7 +77,7 @@ class FleetScreen(Screen[None]):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         self.rebuild()
-        self.set_interval(1.0, self.update_ages)
+        self.set_interval(AGE_INTERVAL, self.update_ages)
         table.focus()
 
     # -- rows -----------------------------------------------------------------
@@ -92,35 +102,60 @@ class FleetScreen(Screen[None]):
         table = self.query_one(DataTable)
         current = self.selected_node()
         table.clear()
+        self._shown.clear()
+        now = self.now()
         for report in self.visible_reports():
-            table.add_row(*row_cells(report, self.now()), key=report.spec.name)
+            cells = row_cells(report, now)
+            table.add_row(*cells, key=report.spec.name)
+            self._shown[report.spec.name] = [str(cell) for cell in cells]
         if current is not None and current in table.rows:
             table.move_cursor(row=table.get_row_index(current))
         self.update_status_line()
 
     def update_report(self, report: NodeReport) -> None:
-        """Update one node's cells in place, or redraw if its position changes."""
+        """Queue a node's new report; the table takes queued reports in batches.
+
+        With many nodes, reports arrive in bursts. Redrawing once per burst
+        instead of once per report keeps the screen's CPU use low.
+        """
+        self._pending.add(report.spec.name)
+        if self._flush_timer is None:
+            self._flush_timer = self.set_timer(FLUSH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """Apply queued reports: cells in place, or a redraw if the order changed."""
+        self._flush_timer = None
+        pending, self._pending = self._pending, set()
         table = self.query_one(DataTable)
-        name = report.spec.name
-        if name not in table.rows or self.sort_mode != "name":
+        order = [report.spec.name for report in self.visible_reports()]
+        if order != [str(key.value) for key in table.rows]:
             self.rebuild()
             return
-        cells = row_cells(report, self.now())
-        for (key, _), value in zip(COLUMNS, cells, strict=True):
-            table.update_cell(name, key, value)
+        reports = self.app.fleet.reports  # type: ignore[attr-defined]
+        now = self.now()
+        for name in pending & set(order):
+            self.update_row(reports[name], now)
         self.update_status_line()
+
+    def update_row(self, report: NodeReport, now: float) -> None:
+        """Change only the cells whose text changed."""
+        table = self.query_one(DataTable)
+        name = report.spec.name
+        cells = row_cells(report, now)
+        shown = self._shown.get(name, [])
+        for index, ((key, _), value) in enumerate(zip(COLUMNS, cells, strict=True)):
+            if index >= len(shown) or shown[index] != str(value):
+                table.update_cell(name, key, value)
+        self._shown[name] = [str(cell) for cell in cells]
 
     def now(self) -> float:
         return float(self.app.fleet.clock())  # type: ignore[attr-defined]
 
     def update_ages(self) -> None:
-        table = self.query_one(DataTable)
-        now = self.app.fleet.clock()  # type: ignore[attr-defined]
-        for report in self.reports():
-            if report.spec.name in table.rows:
-                table.update_cell(
-                    report.spec.name, "age", age_text(report.probed_at, now)
-                )
+        now = self.now()
+        for name in list(self._shown):
+            report = self.app.fleet.reports[name]  # type: ignore[attr-defined]
+            self.update_row(report, now)
 
     def update_status_line(self) -> None:
         reports = self.reports()

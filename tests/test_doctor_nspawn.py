@@ -268,3 +268,36 @@ async def test_restart_action_on_node(
     assert entry["command"] == f"systemctl restart {unit}"
     assert report.facts is not None
     assert report.facts.units[unit].main_pid == int(after)
+
+
+async def test_refresh_follows_service_stop_and_start(
+    nspawn_fleet: NspawnFleet,
+) -> None:
+    from nydus_console.fleet import Fleet
+    from nydus_console.inventory import load_inventory
+
+    node = nspawn_fleet.node("nc-node2")
+    unit = "nydus-snapshotter.service"
+    fleet = Fleet(load_inventory(nspawn_fleet.write_inventory()))
+    try:
+        await fleet.probe_node("nc-node2", full=True)
+        steady = await fleet.probe_node("nc-node2")
+        assert steady.facts is not None
+        assert not steady.facts.systemd_probed, "no PID changed: systemctl skipped"
+        assert steady.status == "ok"
+        node.systemctl("stop", unit, check=True)
+        stopped = await fleet.probe_node("nc-node2")
+        assert stopped.facts is not None and stopped.facts.systemd_probed
+        checks = {f.check: f for f in stopped.findings}
+        assert checks["service.state"].status == "fail"
+        assert "inactive" in checks["service.state"].message
+        again = await fleet.probe_node("nc-node2")
+        assert {f.check: f for f in again.findings}["service.state"].status == "fail"
+    finally:
+        restore_snapshotter(node)
+        await fleet.close()
+    fleet = Fleet(load_inventory(nspawn_fleet.write_inventory()))
+    try:
+        assert (await fleet.probe_node("nc-node2", full=True)).status == "ok"
+    finally:
+        await fleet.close()

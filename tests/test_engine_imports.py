@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pkgutil
 import subprocess
 import sys
@@ -46,3 +47,22 @@ def test_ui_does_import_textual() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "True"
+
+
+def test_local_session_skips_asyncssh() -> None:
+    code = (
+        "import sys\n"
+        "from nydus_console.cli import main, resolve_inventory, build_parser\n"
+        "from nydus_console.fleet import Fleet\n"
+        "Fleet(resolve_inventory(build_parser().parse_args([])))\n"
+        "print('asyncssh' in sys.modules)\n"
+    )
+    env = dict(os.environ, XDG_CONFIG_HOME="/nonexistent-nydus-console-test")
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert result.stdout.strip() == "False"

@@ -138,3 +138,15 @@ async def test_missing_files_reported(tmp_path: Path) -> None:
     assert facts.file(str(tmp_path / "absent.toml")).status == "missing"
     findings = {f.check: f for f in run_checks(facts, spec.paths)}
     assert findings["containerd.config"].status == Status.WARN
+
+
+async def test_refresh_skips_versions_and_ctr(tmp_node: TmpNode) -> None:
+    transport = LocalTransport("t")
+    prober = NodeProber(tmp_node.spec, transport)
+    await prober.probe(full=True)
+    refresh = await transport.run(prober._arguments(False, prober.plan.arguments()))
+    assert " version " not in refresh.stdout
+    assert " plugins" not in refresh.stdout
+    full = await transport.run(prober._arguments(True, prober.plan.arguments()))
+    assert " version snapshotter" in full.stdout
+    assert " plugins" in full.stdout

@@ -18,7 +18,7 @@ from textual.widgets import DataTable
 from nydus_console.fleet import Fleet
 from nydus_console.inventory import Inventory
 from nydus_console.screens.app import NydusConsoleApp
-from nydus_console.screens.fleet import FleetScreen
+from nydus_console.screens.fleet import FLUSH_DELAY, FleetScreen
 from nydus_console.screens.help import HelpScreen
 from nydus_console.screens.hostkey import HostKeyModal
 from nydus_console.screens.node import NodeScreen
@@ -67,7 +67,8 @@ def make_app(tmp_path: Path) -> NydusConsoleApp:
 
 async def settle(pilot: Pilot[Any]) -> None:
     await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    # The fleet table takes probe results in batches (FLUSH_DELAY).
+    await pilot.pause(FLUSH_DELAY + 0.2)
 
 
 def table_rows(app: NydusConsoleApp) -> list[str]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from nydus_console.transport.base import HostKeyInfo
+
+if TYPE_CHECKING:
+    import asyncssh
 
 
 def host_pattern(host: str, port: int) -> str:
@@ -31,6 +33,8 @@ class HostKeyStore:
 
     def load(self) -> asyncssh.SSHKnownHosts:
         """Return the keys of every known_hosts file that exists."""
+        import asyncssh
+
         text = []
         for path in self.files:
             try:
