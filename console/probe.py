@@ -8,7 +8,7 @@ node's configs point at, so later refreshes fetch them in the same round trip.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import os
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -127,7 +127,7 @@ class NodeProber:
             "-c",
             probe_script(),
             "nydus-console-probe",
-            secrets.token_hex(8),
+            os.urandom(8).hex(),
             paths_spec.snapshotter_unit,
             paths_spec.containerd_unit,
             paths_spec.containerd_socket,
