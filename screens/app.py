@@ -9,6 +9,7 @@ from typing import ClassVar
 from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
@@ -62,6 +63,20 @@ class NydusConsoleApp(App[None]):
         self._in_flight: set[str] = set()
         self._timer: Timer | None = None
         self._announced_keys: set[str] = set()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Show a toast; plain text by default, because messages carry node data."""
+        super().notify(
+            message, title=title, severity=severity, timeout=timeout, markup=markup
+        )
 
     def on_mount(self) -> None:
         if self.read_only:

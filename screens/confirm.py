@@ -57,7 +57,9 @@ class ConfirmActionModal(ModalScreen[str]):
             return
         typed = self.query_one("#confirm-name", Input).value.strip()
         if typed != self.node:
-            self.notify(f"type {self.node} to confirm", severity="warning")
+            self.notify(
+                f"type {self.node} to confirm", severity="warning", markup=False
+            )
             return
         self.dismiss(typed)
 

@@ -29,6 +29,14 @@ COLUMNS = (
     ("worst", "Worst finding"),
 )
 SORT_MODES = ("status", "name", "age")
+SUMMARY_COLUMNS = (
+    "service",
+    "snapshotter",
+    "nydusd",
+    "containerd",
+    "fs_driver",
+    "daemons",
+)
 # Seconds between a probe result and the redraw that shows it, so that a burst
 # of results is drawn once.
 FLUSH_DELAY = 0.2
@@ -177,7 +185,7 @@ class FleetScreen(Screen[None]):
         )
         if self.filter_text:
             line += f"  |  filter: {self.filter_text!r}"
-        self.query_one("#fleet-status", Static).update(line)
+        self.query_one("#fleet-status", Static).update(Text(line))
 
     def selected_node(self) -> str | None:
         table = self.query_one(DataTable)
@@ -247,18 +255,14 @@ def row_cells(report: NodeReport, now: float) -> list[object]:
             style="red" if worst.status == "fail" else "yellow",
         )
     else:
-        problem = "-" if report.facts is None else "all checks passed"
+        problem = Text("-" if report.facts is None else "all checks passed")
+    # Node data is shown as plain Text: a string cell would be read as markup.
     return [
-        report.spec.name,
-        report.spec.address,
+        Text(report.spec.name + (" (ro)" if report.spec.read_only else "")),
+        Text(report.spec.address),
         status_text(report.status),
-        summary.get("service", "-"),
-        summary.get("snapshotter", "-"),
-        summary.get("nydusd", "-"),
-        summary.get("containerd", "-"),
-        summary.get("fs_driver", "-"),
-        summary.get("daemons", "-"),
-        age_text(report.probed_at, now),
+        *(Text(summary.get(column, "-")) for column in SUMMARY_COLUMNS),
+        Text(age_text(report.probed_at, now)),
         problem,
     ]
 

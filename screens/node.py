@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.markup import escape
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -79,8 +80,8 @@ class NodeScreen(Screen[None]):
         for finding in self.findings():
             table.add_row(
                 status_text(str(finding.status)),
-                finding.title,
-                finding.message,
+                Text(finding.title),
+                Text(finding.message),
                 key=finding.check,
             )
         if table.row_count:

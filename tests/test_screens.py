@@ -247,3 +247,29 @@ def test_snapshot_confirm_restart(snap_compare: Any, tmp_path: Path) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_confirm)
+
+
+async def test_markup_in_node_data_is_text(tmp_path: Path) -> None:
+    recorded: dict[str, Any] = dict(load_recorded(SAMPLES / "facts"))
+    facts = recorded["nc-node3"]
+    config = facts.files["/etc/nydus/config.toml"]
+    config.text = config.text.replace(
+        'root = "/data/containerd-nydus"', 'root = "/data/[/x][bold red]y"'
+    )
+    containerd = facts.files["/etc/containerd/config.toml"]
+    containerd.text = 'version = 2\nroot = "/data/containerd"\n'
+    fleet = recorded_fleet({"nc-node3": facts}, clock=lambda: NOW)
+    app = NydusConsoleApp(fleet.inventory, refresh_seconds=0, fleet=fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.open_node("nc-node3")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        message = table.get_cell("config.root_location", "message")
+        assert "/data/[/x][bold red]y" in str(message)
+        table.move_cursor(row=table.get_row_index("config.root_location"))
+        await pilot.pause()
+        detail = str(app.screen.query_one("#node-detail").render())
+        assert "[/x][bold red]y" in detail
+        screen = app.export_screenshot().replace("&#160;", " ")
+        assert "containerd has no [proxy_plugins.nydus]" in screen
