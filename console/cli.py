@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import json
 import logging
+import logging.handlers
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from nydus_console import __version__, locations
 from nydus_console.findings import Status
@@ -23,12 +26,41 @@ from nydus_console.inventory import (
 
 EXIT_USAGE = 64
 DEFAULT_REFRESH_SECONDS = 10.0
+MIN_REFRESH_SECONDS = 2.0
+
+
+class UsageParser(argparse.ArgumentParser):
+    """Exits with EXIT_USAGE on bad arguments, as documented, instead of 2.
+
+    Status 2 means "a check failed" for doctor, so argparse's own code would
+    mislead scripts.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def refresh_interval(text: str) -> float:
+    """Parse --refresh: 0 (off) or at least MIN_REFRESH_SECONDS."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds"
+        ) from None
+    if seconds != 0 and not seconds >= MIN_REFRESH_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use 0 to turn auto-refresh off, or at least "
+            f"{MIN_REFRESH_SECONDS:g} seconds"
+        )
+    return seconds
 
 
 def _node_options(sub: bool = False) -> argparse.ArgumentParser:
     # A subcommand repeats these options; its defaults are suppressed so that
     # `--inventory F doctor` and `doctor --inventory F` mean the same.
-    parent = argparse.ArgumentParser(
+    parent = UsageParser(
         add_help=False, argument_default=argparse.SUPPRESS if sub else None
     )
     group = parent.add_argument_group("nodes")
@@ -57,7 +89,7 @@ def _node_options(sub: bool = False) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog="nydus-console",
         parents=[_node_options()],
         description="Console for nydus-snapshotter and nydusd on containerd nodes. "
@@ -71,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--refresh",
-        type=float,
+        type=refresh_interval,
         default=DEFAULT_REFRESH_SECONDS,
         metavar="SECONDS",
         help="auto-refresh interval in seconds, 0 to refresh only on request "
@@ -116,8 +148,15 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
         return local_inventory()
     if inventory is None:
         inventory = Inventory(nodes=[], source="command line")
-    names = {n.name for n in inventory.nodes}
-    inventory.nodes += [n for n in extra if n.name not in names]
+    seen = {n.name for n in inventory.nodes}
+    for node in extra:
+        if node.name in seen:
+            raise InventoryError(
+                f"node {node.name!r} is given twice; each node needs its own name "
+                "(nodes on one host differ by :port)"
+            )
+        seen.add(node.name)
+    inventory.nodes += extra
     return inventory
 
 
@@ -151,14 +190,26 @@ def run_tui(inventory: Inventory, *, read_only: bool, refresh: float) -> int:
     return app.return_code or 0
 
 
+LOG_MAX_BYTES = 1024 * 1024
+LOG_BACKUPS = 3
+
+
 def _log_to_file() -> None:
+    """Log to a rotating file under the XDG state dir, readable by the user only."""
     path = locations.log_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=path,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS
     )
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # asyncssh logs every command line at INFO, probe scripts included.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
 async def run_doctor(inventory: Inventory, *, as_json: bool) -> int:

@@ -92,7 +92,9 @@ def parse_node_argument(text: str) -> NodeSpec:
         user, rest = rest.rsplit("@", 1)
         _check(_USER.match(user), "user", user, text)
     host, port = _split_host_port(rest, text)
-    return NodeSpec(name=host, host=host, port=port, user=user)
+    # Two nodes on one host differ by port, so the port is part of the name.
+    name = host if port is None else f"{host}:{port}"
+    return NodeSpec(name=name, host=host, port=port, user=user)
 
 
 def _split_host_port(text: str, original: str) -> tuple[str, int | None]:
@@ -163,8 +165,13 @@ def load_inventory(path: Path) -> Inventory:
         raise InventoryError(
             f"inventory file {str(path)!r} not found; create it or drop --inventory"
         ) from None
+    except IsADirectoryError:
+        raise InventoryError(
+            f"inventory {str(path)!r} is a directory; give the TOML file inside it"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"cannot read inventory {str(path)!r}: {exc}") from None
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InventoryError(f"cannot read inventory {str(path)!r}: {reason}") from None
     except tomllib.TOMLDecodeError as exc:
         raise InventoryError(
             f"inventory {str(path)!r} is not valid TOML: {exc}"
@@ -206,6 +213,10 @@ def _reject_unknown(
     table: Mapping[str, Any], allowed: Iterable[str], where: str, source: str
 ) -> None:
     unknown = sorted(set(table) - set(allowed))
+    if "known_hosts" in unknown:
+        raise InventoryError(
+            f"{source}: known_hosts in {where} is allowed only in [defaults]"
+        )
     if unknown:
         raise InventoryError(
             f"{source}: unknown key(s) {unknown} in {where}; "
@@ -219,16 +230,25 @@ def _node_from_table(
     where = f"[nodes.{name}]"
     _reject_unknown(table, _NODE_KEYS | _PATH_KEYS, where, source)
     if not _NODE_NAME.match(name):
-        raise InventoryError(f"{source}: invalid node name {name!r}")
+        raise InventoryError(
+            f"{source}: invalid node name {name!r}: use letters, digits and "
+            "_ . : @ [ ] - (at most 128)"
+        )
     merged = {k: v for k, v in defaults.items() if k != "known_hosts"} | table
     address = merged.get("address", name)
+    if not isinstance(address, str):
+        raise InventoryError(f"{source}: {where} address must be a string")
     try:
-        spec = parse_node_argument(_string(address, "address", where, source))
+        spec = parse_node_argument(address)
     except InventoryError as exc:
         raise InventoryError(f"{source}: {where} {exc}") from None
     port = merged.get("port", spec.port)
-    if port is not None and not (isinstance(port, int) and 0 < port < 65536):
-        raise InventoryError(f"{source}: {where} port must be 1-65535, got {port!r}")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool)):
+        raise InventoryError(
+            f"{source}: {where} port must be a number without quotes, got {port!r}"
+        )
+    if port is not None and not 0 < port < 65536:
+        raise InventoryError(f"{source}: {where} port must be 1-65535, got {port}")
     user = merged.get("user", spec.user)
     if user is not None and not _USER.match(_string(user, "user", where, source)):
         raise InventoryError(f"{source}: {where} invalid user {user!r}")
@@ -294,7 +314,13 @@ def _seconds(value: object, where: str, source: str) -> float:
 def _optional_path(value: object, where: str, source: str) -> str | None:
     if value is None:
         return None
-    return expand(_string(value, "identity_file", where, source))
+    path = expand(_string(value, "identity_file", where, source))
+    if not Path(path).is_file():
+        raise InventoryError(
+            f"{source}: {where} identity_file {path!r} does not exist or is not a "
+            "file; point it at an OpenSSH private key"
+        )
+    return path
 
 
 def _optional_jump(value: object, where: str, source: str) -> str | None:

@@ -138,7 +138,7 @@ jump_host = "ops@bastion:2200"
     ("text", "message"),
     [
         ("[nodes.a]\naddres = 'x'\n", "unknown key(s) ['addres']"),
-        ("[nodes.a]\nport = 'ssh'\n", "port must be 1-65535"),
+        ("[nodes.a]\nport = 0\n", "port must be 1-65535"),
         (
             "[nodes.a]\nsnapshotter_config = 'etc/nydus/config.toml'\n",
             "must be an absolute path",
@@ -216,3 +216,56 @@ def test_node_options_before_or_after_doctor(tmp_path: Path, argv: list[str]) ->
     )
     names = [n.name for n in resolve_inventory(args).nodes]
     assert names in (["inv-node"], ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--node", "-oProxyCommand=id@127.0.0.1:1"], "expected one argument"),
+        (["--refresh", "abc"], "not a number of seconds"),
+        (["--refresh", "0.01"], "at least 2 seconds"),
+        (["--refresh", "-1"], "at least 2 seconds"),
+        (["doctor", "--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_arguments_exit_64(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 64
+    assert message in capsys.readouterr().err
+
+
+def test_same_host_other_port_is_another_node() -> None:
+    args = build_parser().parse_args(
+        ["--node", "root@127.0.0.1:2299", "--node", "127.0.0.1:1"]
+    )
+    names = [n.name for n in resolve_inventory(args).nodes]
+    assert names == ["127.0.0.1:2299", "127.0.0.1:1"]
+
+
+def test_duplicate_node_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--node", "a", "--node", "a"]) == 64
+    assert "'a' is given twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[nodes.a]\nport = '22'\n", "port must be a number without quotes"),
+        ("[nodes.a]\nknown_hosts = ['/x']\n", "allowed only in [defaults]"),
+        ("[nodes.a]\naddress = 5\n", "address must be a string"),
+        ("[nodes.a]\nidentity_file = '/nonexistent/key'\n", "does not exist"),
+    ],
+)
+def test_inventory_type_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(write(tmp_path, text))
+    assert message in str(caught.value)
+    assert str(caught.value).count(str(tmp_path)) == 1
+
+
+def test_inventory_directory(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match="is a directory"):
+        load_inventory(tmp_path)
