@@ -93,7 +93,12 @@ def write(tmp_path: Path, text: str, name: str = "inventory.toml") -> Path:
     return path
 
 
-def test_inventory_defaults_and_overrides(tmp_path: Path) -> None:
+def test_inventory_defaults_and_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_nydus").write_text("key")
     inventory = load_inventory(
         write(
             tmp_path,
