@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from nydus_console.transport.base import HostKeyInfo
+from nydus_console.transport.hostkeys import public_key_file
 
 
 class HostKeyModal(ModalScreen[bool]):
@@ -37,7 +38,7 @@ class HostKeyModal(ModalScreen[bool]):
                 f"presented a host key that no known_hosts file lists:\n\n"
                 f"  {escape(key.key_type)}  [b]{escape(key.fingerprint)}[/b]\n\n"
                 "Compare it with the output of\n"
-                "  ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\n"
+                f"  ssh-keygen -lf {public_key_file(key.key_type)}\n"
                 "run on the node itself. Accepting stores the key in the "
                 "console's own known_hosts."
             )

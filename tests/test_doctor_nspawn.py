@@ -301,3 +301,28 @@ async def test_refresh_follows_service_stop_and_start(
         assert (await fleet.probe_node("nc-node2", full=True)).status == "ok"
     finally:
         await fleet.close()
+
+
+def test_unknown_key_shows_ed25519(nspawn_fleet: NspawnFleet, tmp_path: Path) -> None:
+    node = nspawn_fleet.node("nc-node1")
+    assert nspawn_fleet.client_key is not None
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(
+        f'[defaults]\nidentity_file = "{nspawn_fleet.client_key.private_path}"\n'
+        f'[nodes.nc-node1]\naddress = "root@{node.address}"\n'
+    )
+    result = run_console(
+        "doctor", "--inventory", str(inventory), "--json", home=tmp_path
+    )
+    error = json.loads(result.stdout)["nodes"][0]["error"]
+    assert error["kind"] == "host key unknown"
+    assert error["host_key"]["type"] == "ssh-ed25519"
+    expected = subprocess.run(
+        ["ssh-keygen", "-lf", "-"],
+        input=node.host_public_key,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert error["host_key"]["fingerprint"] == expected.split()[1]
+    assert "/etc/ssh/ssh_host_ed25519_key.pub" in error["next_step"]

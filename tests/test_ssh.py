@@ -69,7 +69,9 @@ async def test_unknown_key_shown_then_accepted(
         assert report.error is not None
         assert report.error.kind is ErrorKind.HOST_KEY_UNKNOWN
         key = report.error.key  # type: ignore[attr-defined]
+        assert key.key_type == "ssh-ed25519"
         assert key.fingerprint == fingerprint(server.host_public_key)
+        assert "ssh_host_ed25519_key.pub" in report.error.next_step
         assert key.fingerprint in report.error.message
         assert not own.exists(), "nothing is trusted before the operator accepts"
 
@@ -96,7 +98,9 @@ async def test_changed_key_refused(
         assert report.error is not None
         assert report.error.kind is ErrorKind.HOST_KEY_CHANGED
         assert "CHANGED" in report.error.message
-        assert "ssh-keygen -R" in report.error.next_step
+        assert f"ssh-keygen -R '[127.0.0.1]:{server.port}' -f {stale}" in (
+            report.error.next_step
+        )
         with pytest.raises(ValueError, match="changed"):
             fleet.accept_host_key(server.name)
     finally:

@@ -45,8 +45,20 @@ class HostKeyStore:
 
     def has_entry(self, host: str, addr: str, port: int) -> bool:
         """Return whether any file lists a key (of any type) for this host."""
-        keys = self.load().match(host, addr, port)[0]
-        return bool(keys)
+        return self.entry_file(host, addr, port) is not None
+
+    def entry_file(self, host: str, addr: str, port: int) -> Path | None:
+        """Return the first known_hosts file that lists a key for this host."""
+        import asyncssh
+
+        for path in self.files:
+            try:
+                known = asyncssh.import_known_hosts(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if known.match(host, addr, port)[0]:
+                return path
+        return None
 
     def accept(self, key: HostKeyInfo) -> None:
         """Append an operator-accepted key to the console's known_hosts."""
@@ -55,6 +67,32 @@ class HostKeyStore:
         with self.own_file.open("a") as handle:
             handle.write(line)
         os.chmod(self.own_file, 0o600)
+
+
+# Preferred when fetching an unknown key for display: the ed25519 key is the one
+# operators usually compare (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).
+DISPLAY_KEY_ALGORITHMS = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+    "ssh-rsa",
+)
+
+
+def public_key_file(key_type: str) -> str:
+    """Return the usual sshd public key file for a key type."""
+    for prefix, name in (
+        ("ssh-ed25519", "ed25519"),
+        ("ecdsa", "ecdsa"),
+        ("ssh-rsa", "rsa"),
+        ("rsa", "rsa"),
+    ):
+        if key_type.startswith(prefix):
+            return f"/etc/ssh/ssh_host_{name}_key.pub"
+    return "/etc/ssh/ssh_host_*_key.pub"
 
 
 def describe_key(host: str, port: int, key: asyncssh.SSHKey) -> HostKeyInfo:

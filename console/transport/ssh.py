@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import shlex
 import signal
 import socket
 import time
@@ -20,7 +21,13 @@ from nydus_console.transport.base import (
     TransportError,
     sudo_password_error,
 )
-from nydus_console.transport.hostkeys import HostKeyStore, describe_key
+from nydus_console.transport.hostkeys import (
+    DISPLAY_KEY_ALGORITHMS,
+    HostKeyStore,
+    describe_key,
+    host_pattern,
+    public_key_file,
+)
 from nydus_console.transport.quoting import quote_argv, with_sudo
 
 # OpenSSH's default MaxSessions. The transport queues sessions beyond it instead
@@ -144,34 +151,42 @@ class SSHTransport:
         target = self.target
         try:
             key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(target.host, target.port_or_default),
+                asyncssh.get_server_host_key(
+                    target.host,
+                    target.port_or_default,
+                    server_host_key_algs=list(DISPLAY_KEY_ALGORITHMS),
+                ),
                 target.connect_timeout,
             )
         except (OSError, asyncssh.Error, TimeoutError):
             key = None
         port = target.port_or_default
         info = describe_key(target.host, port, key) if key else None
-        listed = self.host_keys is not None and self.host_keys.has_entry(
-            target.host, target.host, port
+        listed = (
+            self.host_keys.entry_file(target.host, target.host, port)
+            if self.host_keys is not None
+            else None
         )
-        if listed:
+        if listed is not None:
             shown = info.fingerprint if info else "unavailable"
+            entry = shlex.quote(host_pattern(target.host, port))
             return HostKeyError(
                 ErrorKind.HOST_KEY_CHANGED,
                 f"the host key of {target.address} has CHANGED (server now presents "
                 f"{shown}); the connection was refused because this can mean a "
                 "man-in-the-middle attack.",
                 "confirm the new key with the node's owner, then remove the old "
-                f"entry with: ssh-keygen -R '{target.host}' (and from the "
-                "console's known_hosts)",
+                f"entry with: ssh-keygen -R {entry} -f {shlex.quote(str(listed))}",
                 info,
             )
+        key_file = public_key_file(info.key_type if info else "")
         return HostKeyError(
             ErrorKind.HOST_KEY_UNKNOWN,
             f"the host key of {target.address} is not known"
             + (f" ({info.key_type} {info.fingerprint})." if info else "."),
             "compare the fingerprint with `ssh-keygen -lf "
-            "/etc/ssh/ssh_host_ed25519_key.pub` on the node, then accept it",
+            f"{key_file}` run on the node, then open the node in the console and "
+            "press k (or add the key to a known_hosts file)",
             info,
         )
 
