@@ -86,6 +86,11 @@ for d in /proc/[0-9]*; do
     read -r c < "$d/comm" 2>/dev/null || continue
     case $c in
         containerd-nydu*|nydusd|nydus-*|containerd)
+            # Skip processes of containers with their own PID namespace: they
+            # are not this node's daemons. An unreadable link is kept.
+            if [ -e "$d/ns/pid" ] && ! [ "$d/ns/pid" -ef "/proc/$$/ns/pid" ]; then
+                continue
+            fi
             case $c in
                 containerd-nydu*) snap_seen=1 ;;
                 containerd) ctd_seen=1 ;;

@@ -54,6 +54,20 @@ class ActionGate:
             return f"node {spec.name} is read-only in the inventory"
         return ""
 
+    def record_refusal(self, action: Action, spec: NodeSpec, reason: str) -> None:
+        """Audit an action that was refused before it reached confirmation."""
+        log.warning("refused %s on %s: %s", action.name, spec.name, reason)
+        self.audit.append(
+            {
+                "node": spec.name,
+                "address": spec.address,
+                "action": action.name,
+                "command": action.command_line,
+                "outcome": "refused",
+                "reason": reason,
+            }
+        )
+
     async def run(
         self,
         action: Action,

@@ -204,6 +204,7 @@ class NydusConsoleApp(App[None]):
         spec = self.fleet.specs[node]
         refusal = self.gate.refusal(spec)
         if refusal:
+            self.gate.record_refusal(action, spec, refusal)
             self.notify(f"{action.name} not run: {refusal}", severity="error")
             return
 

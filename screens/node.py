@@ -148,8 +148,13 @@ class NodeScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "restart_snapshotter":
-            # Allowed in read-only mode too, so that the gate can explain the refusal.
-            return self.report.error is None and self.report.facts is not None
+            facts = self.report.facts
+            return (
+                self.report.error is None
+                and facts is not None
+                and facts.systemd_running
+                and not self.app.gate.refusal(self.report.spec)  # type: ignore[attr-defined]
+            )
         if action == "accept_host_key":
             error = self.report.error
             return isinstance(error, HostKeyError) and (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -150,3 +151,30 @@ async def test_refresh_skips_versions_and_ctr(tmp_node: TmpNode) -> None:
     full = await transport.run(prober._arguments(True, prober.plan.arguments()))
     assert " version snapshotter" in full.stdout
     assert " plugins" in full.stdout
+
+
+async def test_other_pid_namespace_not_counted(
+    tmp_node: TmpNode, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to create a PID namespace")
+    sleeper = tmp_path / "containerd-nydus-grpc"
+    shutil.copy("/bin/sh", sleeper)
+    proc = subprocess.Popen(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            str(sleeper),
+            "-c",
+            "sleep 30; :",
+        ]
+    )
+    try:
+        await asyncio.sleep(0.3)
+        facts = await NodeProber(tmp_node.spec, LocalTransport("t")).probe(full=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not [p for p in facts.processes if p.comm.startswith("containerd-nydu")]

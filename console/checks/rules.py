@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import shlex
 from collections.abc import Callable
 
 from nydus_console.checks.context import CheckContext
@@ -57,14 +58,34 @@ def _config_evidence(ctx: CheckContext, *keys: str) -> Evidence:
 def snapshotter_installed(ctx: CheckContext) -> Outcome:
     path, version = ctx.facts.versions.get("snapshotter", ("", ""))
     if ctx.snapshotter_installed:
-        found = f"containerd-nydus-grpc {version} at {path}" if path else "found"
-        return ok(found, Evidence("command -v containerd-nydus-grpc", [path or "-"]))
+        if path:
+            return ok(
+                f"containerd-nydus-grpc {version} at {path}",
+                Evidence("command -v containerd-nydus-grpc", [path]),
+            )
+        return ok(
+            "containerd-nydus-grpc is not in PATH, but the node has "
+            + ", ".join(installed_signs(ctx)),
+            Evidence("command -v containerd-nydus-grpc", ["(not found)"]),
+        )
     return problem(
         "nydus-snapshotter is not installed: no containerd-nydus-grpc in PATH, "
         f"no {ctx.paths.snapshotter_unit} unit and no "
         f"{ctx.paths.snapshotter_config}",
         Evidence("command -v containerd-nydus-grpc", ["(not found)"]),
     )
+
+
+def installed_signs(ctx: CheckContext) -> list[str]:
+    signs = []
+    unit = ctx.snapshotter_unit
+    if unit is not None and unit.loaded:
+        signs.append(f"the {ctx.paths.snapshotter_unit} unit")
+    if ctx.facts.processes_named("containerd-nydu"):
+        signs.append("a running containerd-nydus-grpc process")
+    if ctx.snapshotter.file.status == "ok":
+        signs.append(ctx.paths.snapshotter_config)
+    return signs
 
 
 @rule("systemd.running")
@@ -85,7 +106,13 @@ def _service_without_systemd(ctx: CheckContext) -> Outcome:
     evidence = Evidence("/proc", [f"{p.pid} {p.command}" for p in found] or ["-"])
     if found:
         return ok(f"containerd-nydus-grpc runs as PID {found[0].pid}", evidence)
-    return problem("no containerd-nydus-grpc process runs", evidence)
+    return problem(
+        "no containerd-nydus-grpc process runs",
+        evidence,
+        next_step="start containerd-nydus-grpc --config "
+        f"{shlex.quote(ctx.paths.snapshotter_config)} the way this host runs "
+        "daemons (it has no systemd)",
+    )
 
 
 @rule("service.state")
@@ -154,9 +181,19 @@ def single_snapshotter(ctx: CheckContext) -> Outcome:
     if len(running) <= 1:
         return ok(f"{len(running)} containerd-nydus-grpc process", evidence)
     strays = [str(p.pid) for p in running if p.pid != main_pid]
-    return problem(
+    message = (
         f"{len(running)} containerd-nydus-grpc processes run; a second one keeps "
-        "the database locked and daemons fail with 'api.sock: not found'",
+        "the database locked and daemons fail with 'api.sock: not found'"
+    )
+    if not ctx.facts.systemd_running or not main_pid:
+        return problem(
+            message,
+            evidence,
+            next_step="keep the one your service manager started, kill the "
+            "others, then start the snapshotter again",
+        )
+    return problem(
+        message,
         evidence,
         next_step=f"kill {' '.join(strays)} (not systemd's main PID {main_pid}), "
         f"then systemctl restart {ctx.paths.snapshotter_unit}",
