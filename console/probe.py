@@ -232,6 +232,9 @@ def plan_from_facts(facts: NodeFacts, spec: NodeSpec) -> ProbePlan:
         return plan
     if config.needs_nydusd_config:
         plan.reads.append(config.nydusd_config)
+        # Read too, so that a wrong nydusd_config can point at the file that exists.
+        if config.nydusd_config != NYDUSD_DEFAULT_CONFIG:
+            plan.reads.append(NYDUSD_DEFAULT_CONFIG)
     if config.mirrors_dir:
         plan.stats.append(config.mirrors_dir)
     plan.roots.append(config.root)

@@ -456,3 +456,39 @@ def test_root_missing_warns_and_file_fails() -> None:
     assert findings_of(facts)["config.root"].status == Status.FAIL
     facts.path_types[root] = "dir"
     assert findings_of(facts)["config.root"].status == Status.OK
+
+
+def test_next_steps_quote_node_values() -> None:
+    hostile = "/data/x; rm -rf ~"
+    snapshotter = SNAPSHOTTER_CONFIG.replace(
+        'root = "/var/lib/containerd/io.containerd.snapshotter.v1.nydus"',
+        f'root = "{hostile}"',
+    )
+    facts = healthy_facts(snapshotter=snapshotter)
+    facts.path_types[hostile] = "-"
+    findings = findings_of(facts)
+    assert "mkdir -p '/data/x; rm -rf ~'" in findings["config.root"].next_step
+    assert 'root = "/data/x; rm -rf ~"' in findings["config.root_location"].next_step
+
+
+def test_too_long_root_is_never_kept() -> None:
+    long_root = "/" + "r" * 85
+    snapshotter = SNAPSHOTTER_CONFIG.replace(
+        'root = "/var/lib/containerd/io.containerd.snapshotter.v1.nydus"',
+        f'root = "{long_root}"',
+    )
+    finding = findings_of(healthy_facts(snapshotter=snapshotter))[
+        "config.root_location"
+    ]
+    assert "keep root" not in finding.next_step
+    assert "/var/lib/containerd/io.containerd.snapshotter.v1.nydus" in finding.next_step
+
+
+def test_missing_nydusd_config_points_at_existing_default() -> None:
+    from nydus_console.facts import FileRead
+
+    facts = healthy_facts(nydusd=None)
+    default = "/etc/nydus/nydusd-config.json"
+    facts.files[default] = FileRead(default, "ok", "{}")
+    finding = findings_of(facts)["config.nydusd_config"]
+    assert 'nydusd_config = "/etc/nydus/nydusd-config.json"' in finding.next_step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 import shlex
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from nydus_console.configs import (
     FS_DRIVERS,
     MAX_ROOT_BYTES,
     MAX_THREADS,
+    NYDUSD_DEFAULT_CONFIG,
     RECOVER_POLICIES,
     SnapshotterConfig,
     expected_root,
@@ -126,7 +128,8 @@ def service_state(ctx: CheckContext) -> Outcome:
         return problem(
             f"unit {name} is not installed",
             evidence,
-            next_step=f"install the {name} unit (the setup wizard writes it)",
+            next_step=f"install the {name} unit (docs/user-guide.md, Installing nydus "
+            "by hand), or set snapshotter_unit in the inventory",
         )
     active, sub = unit.get("ActiveState"), unit.get("SubState")
     if active == "active":
@@ -301,7 +304,7 @@ def config_root(ctx: CheckContext) -> Outcome:
             "starts, and until then kubelet's image filesystem stats fail",
             evidence,
             status=Status.WARN,
-            next_step=f"mkdir -p {root}, then start the snapshotter",
+            next_step=f"mkdir -p {shlex.quote(root)}, then start the snapshotter",
         )
     if kind not in (None, "dir"):
         return problem(f"root {root} exists but is not a directory ({kind})", evidence)
@@ -336,19 +339,34 @@ def root_location(ctx: CheckContext) -> Outcome:
 
 
 def _root_fix(ctx: CheckContext, root: str, wanted: str) -> str:
-    if len(wanted.encode()) > MAX_ROOT_BYTES:
-        return (
-            f"{wanted} is over {MAX_ROOT_BYTES} bytes, so keep root and add "
-            f'[proxy_plugins.nydus.exports] root = "{root}" to '
-            f"{ctx.paths.containerd_config} (containerd 1.6.31+/1.7.16+), then "
-            "restart containerd"
-        )
-    return (
-        f'set root = "{wanted}" in {ctx.paths.snapshotter_config}, run mkdir -p '
-        f"{wanted}, then restart {ctx.paths.snapshotter_unit}; or keep root and "
-        f'add [proxy_plugins.nydus.exports] root = "{root}" on a containerd that '
-        "supports exports"
+    export = (
+        f"[proxy_plugins.nydus.exports] root = {_toml_string(root)} to "
+        f"{ctx.paths.containerd_config} (containerd 1.6.31+ or 1.7.16+), then "
+        "restart containerd"
     )
+    move = (
+        f"set root = {_toml_string(wanted)} in {ctx.paths.snapshotter_config}, run "
+        f"mkdir -p {shlex.quote(wanted)}, then restart {ctx.paths.snapshotter_unit}"
+    )
+    wanted_fits = len(wanted.encode()) <= MAX_ROOT_BYTES
+    root_fits = len(root.encode()) <= MAX_ROOT_BYTES
+    if wanted_fits and root_fits:
+        return f"{move}; or keep root and add {export}"
+    if wanted_fits:
+        return move
+    if root_fits:
+        return f"{wanted} is over {MAX_ROOT_BYTES} bytes, so keep root and add {export}"
+    return (
+        f"both {wanted} and the current root are over {MAX_ROOT_BYTES} bytes: pick "
+        f"a root of at most {MAX_ROOT_BYTES} bytes, set it in "
+        f"{ctx.paths.snapshotter_config}, and add it as "
+        "[proxy_plugins.nydus.exports] root in containerd's config"
+    )
+
+
+def _toml_string(value: str) -> str:
+    """Quote a value as a TOML basic string (JSON escapes are valid TOML)."""
+    return json.dumps(value)
 
 
 @rule("config.fs_driver")
@@ -417,11 +435,17 @@ def nydusd_config(ctx: CheckContext) -> Outcome:
             f"nydusd_config {path} does not exist: the snapshotter exits with "
             f"'read FUSE configuration file {path}: ... no such file or directory'",
             *evidence,
+            next_step=_missing_nydusd_fix(ctx, path),
         )
     if parsed.file.status != "ok":
         return unknown(f"{path}: {parsed.file.status}", *evidence)
     if parsed.model is None:
-        return problem(f"{path} does not parse: {parsed.error}", *evidence)
+        return problem(
+            f"{path} does not parse: {parsed.error}",
+            *evidence,
+            next_step=f"fix the syntax of {path} where the error points, then "
+            f"restart {ctx.paths.snapshotter_unit}",
+        )
     if parsed.model.problems:
         return problem(
             f"{path} is invalid: " + "; ".join(parsed.model.problems),
@@ -430,6 +454,18 @@ def nydusd_config(ctx: CheckContext) -> Outcome:
         )
     return ok(
         f"{path}: {parsed.model.format}, {parsed.model.backend_type} backend", *evidence
+    )
+
+
+def _missing_nydusd_fix(ctx: CheckContext, path: str) -> str:
+    install = f"install a nydusd JSON config at {path}"
+    default = ctx.facts.file(NYDUSD_DEFAULT_CONFIG)
+    if path == NYDUSD_DEFAULT_CONFIG or default.status != "ok":
+        return f"{install}, then restart {ctx.paths.snapshotter_unit}"
+    return (
+        f"{install}, or set [daemon] nydusd_config = "
+        f"{_toml_string(NYDUSD_DEFAULT_CONFIG)} (that file exists), then restart "
+        f"{ctx.paths.snapshotter_unit}"
     )
 
 
@@ -561,7 +597,8 @@ def proxy_plugin(ctx: CheckContext) -> Outcome:
             f"containerd dials {containerd.proxy_address} but the snapshotter "
             f"listens on {address}",
             evidence,
-            next_step=f'set address = "{address}" in [proxy_plugins.nydus], then '
+            next_step=f"set address = {_toml_string(address)} in "
+            "[proxy_plugins.nydus], then "
             "restart containerd",
         )
     return ok(f"type snapshot, address {address}", evidence)
