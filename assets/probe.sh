@@ -115,6 +115,12 @@ if [ "$full" = 1 ] || changed "$ctd_hint" containerd "$ctd_seen" ||
         -p ExecMainStartTimestamp,ExecMainStatus,Result,UnitFileState,FragmentPath \
         "$snap_unit" "$ctd_unit" 2>&1
     echo "rc=$?"
+    # A snapshotter that does not run has left its reason in the journal: fatal
+    # start-up errors go to stderr before its own logger is set up.
+    if ! systemctl is-active --quiet "$snap_unit" 2>/dev/null; then
+        printf '%s journal\n' "$m"
+        journalctl --no-pager -u "$snap_unit" -n 12 -o short-iso 2>&1
+    fi
 fi
 printf '%s cgroups\n' "$m"
 for f in /sys/fs/cgroup/system.slice/nydusd/cgroup.procs \

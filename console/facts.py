@@ -93,6 +93,8 @@ class NodeFacts:
     systemd_rc: int = 0
     # False when the probe reused the previous `systemctl show` (no PID changed).
     systemd_probed: bool = False
+    # Last journal lines of the snapshotter unit, read only while it is not active.
+    snapshotter_journal: str = ""
     units: dict[str, UnitState] = field(default_factory=dict)
     processes: list[ProcessInfo] = field(default_factory=list)
     nydusd_cgroups: dict[str, int] = field(default_factory=dict)

@@ -184,6 +184,7 @@ class NodeProber:
                 facts.systemd_output = previous.systemd_output
                 facts.systemd_rc = previous.systemd_rc
                 facts.units = previous.units
+                facts.snapshotter_journal = previous.snapshotter_journal
         self._containerd_pid = _unit_pid(
             facts, self.spec.paths.containerd_unit, "containerd"
         )
@@ -320,6 +321,8 @@ def _apply_system_section(
         facts.systemd_output, facts.systemd_rc = text, rc
         facts.units = parse_systemctl_show(text, [])
         facts.systemd_probed = True
+    elif name == "journal":
+        facts.snapshotter_journal = body
     elif name == "cgroups":
         for line in body.splitlines():
             count, _, path = line.partition(" ")

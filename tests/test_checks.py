@@ -492,3 +492,26 @@ def test_missing_nydusd_config_points_at_existing_default() -> None:
     facts.files[default] = FileRead(default, "ok", "{}")
     finding = findings_of(facts)["config.nydusd_config"]
     assert 'nydusd_config = "/etc/nydus/nydusd-config.json"' in finding.next_step
+
+
+def test_failed_service_quotes_journal_cause() -> None:
+    facts = healthy_facts()
+    facts.units["nydus-snapshotter.service"] = unit(
+        "nydus-snapshotter.service", "failed", "failed", 0, restarts=3
+    )
+    facts.snapshotter_journal = (
+        "2023-11-13T09:05:19+0000 node-1 containerd-nydus-grpc[1314]: "
+        'time="2023-11-13T09:05:19Z" level=fatal msg="failed to start '
+        'nydus-snapshotter" error="failed to initialize snapshotter: load daemon '
+        "configuration: read FUSE configuration file /etc/nydus/x.json: open "
+        '/etc/nydus/x.json: no such file or directory"\n'
+        "2023-11-13T09:05:19+0000 node-1 systemd[1]: nydus-snapshotter.service: "
+        "Main process exited, code=exited, status=1/FAILURE\n"
+    )
+    finding = findings_of(facts)["service.state"]
+    assert finding.status == Status.FAIL
+    assert "last error: failed to start nydus-snapshotter: failed to initialize" in (
+        finding.message
+    )
+    assert finding.evidence[1].source.startswith("journalctl -u nydus-snapshotter")
+    assert any("level=fatal" in line for line in finding.evidence[1].lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import shlex
 from collections.abc import Callable
 
@@ -26,6 +27,7 @@ from nydus_console.configs import (
     RECOVER_POLICIES,
     SnapshotterConfig,
     expected_root,
+    mask_secrets,
 )
 from nydus_console.facts import parse_kernel_release
 from nydus_console.findings import Evidence, Status
@@ -134,23 +136,54 @@ def service_state(ctx: CheckContext) -> Outcome:
     active, sub = unit.get("ActiveState"), unit.get("SubState")
     if active == "active":
         return ok(f"{active} ({sub}), main PID {unit.main_pid}", evidence)
+    journal = _journal_evidence(ctx)
+    cause = _last_error(ctx.facts.snapshotter_journal)
+    because = f"; last error: {cause}" if cause else ""
     if active == "activating" or sub == "auto-restart":
         return problem(
             f"restart loop: {name} keeps exiting (result {unit.get('Result')}, "
-            f"{unit.restarts} restarts)",
+            f"{unit.restarts} restarts){because}",
             evidence,
+            *journal,
         )
     if active == "failed":
         return problem(
             f"{name} failed (result {unit.get('Result')}, exit status "
-            f"{unit.get('ExecMainStatus') or '?'})",
+            f"{unit.get('ExecMainStatus') or '?'}){because}",
             evidence,
+            *journal,
         )
     return problem(
         f"{name} is {active} ({sub})",
         evidence,
         next_step=f"systemctl enable --now {name}",
     )
+
+
+_ERROR_LINE = re.compile(r"level=(?:fatal|error)|^Error: |\bERROR\b")
+_LOGRUS_FIELD = re.compile(r'(msg|error)="((?:[^"\\]|\\.)*)"')
+
+
+def _last_error(journal: str) -> str:
+    """Return the text of the newest error line of the snapshotter's journal."""
+    for line in reversed(journal.splitlines()):
+        text = line.split(": ", 1)[1] if ": " in line else line
+        if not _ERROR_LINE.search(text):
+            continue
+        fields = dict(_LOGRUS_FIELD.findall(text))
+        if fields:
+            joined = ": ".join(v for v in (fields.get("msg"), fields.get("error")) if v)
+            return mask_secrets(joined.replace('\\"', '"'))
+        return mask_secrets(text.strip())
+    return ""
+
+
+def _journal_evidence(ctx: CheckContext) -> list[Evidence]:
+    journal = ctx.facts.snapshotter_journal
+    if not journal.strip():
+        return []
+    source = f"journalctl -u {ctx.paths.snapshotter_unit} -n 12"
+    return [command_lines(source, journal, 12)]
 
 
 @rule("service.restarts")
