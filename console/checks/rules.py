@@ -374,7 +374,8 @@ def root_location(ctx: CheckContext) -> Outcome:
 def _root_fix(ctx: CheckContext, root: str, wanted: str) -> str:
     export = (
         f"[proxy_plugins.nydus.exports] root = {_toml_string(root)} to "
-        f"{ctx.paths.containerd_config} (containerd 1.6.31+ or 1.7.16+), then "
+        f"{ctx.paths.containerd_config} (needs a containerd with proxy plugin "
+        "exports: 2.x, or a 1.6 or 1.7 release with the April 2024 backport), then "
         "restart containerd"
     )
     move = (
