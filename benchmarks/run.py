@@ -496,7 +496,7 @@ def run_first_frame(samples: int, console: Path) -> dict[str, object]:
     for path in env.values():
         Path(path).mkdir()
     apps = {
-        "console": ([str(console)], "nodes:"),
+        "console": ([str(console)], "sort:"),
         "minimal": (
             [sys.executable, str(HERE / "minimal_app.py")],
             "minimal-app-ready",
@@ -542,7 +542,7 @@ def run_idle(n: int, warmup: float, window: float, console: Path) -> dict[str, o
             }
             argv = [str(console), "--inventory", str(inventory), "--refresh", "5"]
             session, pane_pid, started = tmux.launch(argv, env)
-            tmux.wait_for_text(session, "nodes:", timeout=60)
+            tmux.wait_for_text(session, "sort:", timeout=60)
             pid = find_process(pane_pid, "nydus-console")
             log(
                 f"idle: console pid {pid} drew its first frame; warming up "
@@ -572,7 +572,7 @@ def run_idle(n: int, warmup: float, window: float, console: Path) -> dict[str, o
     console_cpu = after[0] - before[0]
     node_cpu = after[1] - before[1]
     status = next(
-        (line.strip() for line in screen.splitlines() if "nodes:" in line), ""
+        (line.strip() for line in screen.splitlines() if "sort:" in line), ""
     )
     return {
         "n": n,

@@ -187,6 +187,15 @@ class NydusConsoleApp(App[None]):
         def decided(accepted: bool | None) -> None:
             if accepted:
                 self.fleet.accept_host_key(name)
+                assert error.key is not None
+                self.gate.audit.append(
+                    {
+                        "node": name,
+                        "action": "accept host key",
+                        "outcome": "ran",
+                        "key": f"{error.key.key_type} {error.key.fingerprint}",
+                    }
+                )
                 self.post_message(HostKeyAccepted(name))
 
         self.push_screen(HostKeyModal(name, error.key), decided)

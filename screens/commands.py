@@ -16,7 +16,7 @@ from nydus_console.transport.base import ErrorKind, HostKeyError
 if TYPE_CHECKING:
     from nydus_console.screens.app import NydusConsoleApp
 
-REFRESH_CHOICES = (5.0, 10.0, 30.0, 60.0)
+REFRESH_CHOICES = (5.0, 10.0, 30.0, 60.0)  # listed in this order by the palette
 
 
 def console_commands(

@@ -108,7 +108,9 @@ class FleetScreen(Screen[None]):
     def rebuild(self) -> None:
         """Redraw every row, keeping the cursor on the same node."""
         table = self.query_one(DataTable)
-        current = self.selected_node()
+        # Follow the selected node only once the operator has moved off the top
+        # row; until then the cursor stays on the worst node.
+        current = self.selected_node() if table.cursor_row > 0 else None
         table.clear()
         self._shown.clear()
         now = self.now()
@@ -179,8 +181,9 @@ class FleetScreen(Screen[None]):
         )
         mode = "  READ-ONLY" if app.read_only else ""  # type: ignore[attr-defined]
         source = app.fleet.inventory.source  # type: ignore[attr-defined]
+        noun = "node" if len(reports) == 1 else "nodes"
         line = (
-            f"{len(reports)} nodes: {', '.join(parts)}  |  sort: {self.sort_mode}"
+            f"{len(reports)} {noun}: {', '.join(parts)}  |  sort: {self.sort_mode}"
             f"  |  {auto}  |  {source}{mode}"
         )
         if self.filter_text:

@@ -35,6 +35,11 @@ echo "installing nydus-console into $venv"
 mkdir -p "$HOME/.local/bin"
 ln -sf "$venv/bin/nydus-console" "$HOME/.local/bin/nydus-console"
 echo "installed: $HOME/.local/bin/nydus-console"
+case ":$PATH:" in
+    *":$HOME/.local/bin:"*) ;;
+    *) echo "note: $HOME/.local/bin is not in PATH; add it, or run" \
+            "$HOME/.local/bin/nydus-console" ;;
+esac
 
 if [ -t 1 ]; then
     exec "$venv/bin/nydus-console" "$@"

@@ -3,6 +3,7 @@
 # lint, type checks and pytest, including the tier of booted Debian nodes.
 #
 #   sudo ./scripts/test.sh [pytest arguments...]
+#   sudo ./scripts/test.sh --setup-only    # install only; the venv is .venv-test
 #
 # Needs root (the testbed boots systemd-nspawn nodes in network namespaces)
 # and the Debian and PyPI package registries. The first run builds the node
@@ -33,6 +34,10 @@ venv=${NC_TEST_VENV:-$repo/.venv-test}
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip
 "$venv/bin/pip" install --quiet "$repo[test]"
+if [ "${1:-}" = --setup-only ]; then
+    echo "installed; the test venv is $venv"
+    exit 0
+fi
 
 echo "== ruff"
 "$venv/bin/ruff" check console screens tests benchmarks

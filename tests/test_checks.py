@@ -515,3 +515,10 @@ def test_failed_service_quotes_journal_cause() -> None:
     )
     assert finding.evidence[1].source.startswith("journalctl -u nydus-snapshotter")
     assert any("level=fatal" in line for line in finding.evidence[1].lines)
+
+
+def test_skip_names_the_check_that_failed() -> None:
+    findings = findings_of(healthy_facts(snapshotter=None))
+    assert findings["config.version"].status == Status.SKIP
+    assert "Snapshotter config.toml readable" in findings["config.version"].message
+    assert "valid TOML" not in findings["config.version"].message

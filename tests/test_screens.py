@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
+from nydus_console.audit import AuditLog
 from nydus_console.fleet import Fleet
 from nydus_console.inventory import Inventory
 from nydus_console.screens.app import NydusConsoleApp
@@ -62,7 +63,12 @@ def make_fleet(tmp_path: Path) -> Fleet:
 
 def make_app(tmp_path: Path) -> NydusConsoleApp:
     fleet = make_fleet(tmp_path)
-    return NydusConsoleApp(fleet.inventory, refresh_seconds=0, fleet=fleet)
+    return NydusConsoleApp(
+        fleet.inventory,
+        refresh_seconds=0,
+        fleet=fleet,
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+    )
 
 
 async def settle(pilot: Pilot[Any]) -> None:
@@ -152,6 +158,9 @@ async def test_host_key_cancel_then_accept(tmp_path: Path) -> None:
         await settle(pilot)
         assert isinstance(app.screen, NodeScreen)
         assert KEY.openssh_line in store_file.read_text()
+        (entry,) = app.gate.audit.entries()
+        assert entry["action"] == "accept host key"
+        assert entry["key"] == f"ssh-ed25519 {KEY.fingerprint}"
 
 
 async def test_help_lists_screen_keys(tmp_path: Path) -> None:

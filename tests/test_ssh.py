@@ -189,7 +189,7 @@ async def test_bad_nodes_never_delay_good_ones(
     assert bad_file is not None and bad_file.kind is ErrorKind.FAILED
     assert "cannot be used" in bad_file.message
     assert str(Path(__file__)) in bad_file.message
-    assert "did not answer within 4 s" in reports["silent"].error.message  # type: ignore[union-attr]
+    assert "sent no SSH banner within 4 s" in reports["silent"].error.message  # type: ignore[union-attr]
 
 
 async def test_backoff_answers_fast_then_recovers(
@@ -295,3 +295,32 @@ async def test_sshd_killed_mid_command(tmp_path: Path) -> None:
             await transport.run(["true"])
         assert again.value.kind is ErrorKind.REFUSED
         await transport.close()
+
+
+async def test_jump_host_used_and_blamed(
+    loopback_sshd: LoopbackFleet, trusted: HostKeyStore
+) -> None:
+    bastion, target = loopback_sshd.servers[0], loopback_sshd.servers[1]
+    good = spec_for(
+        loopback_sshd,
+        target,
+        name="via-bastion",
+        jump_host=f"root@127.0.0.1:{bastion.port}",
+    )
+    dead_port = closed_port()
+    bad = spec_for(
+        loopback_sshd,
+        target,
+        name="via-dead-bastion",
+        jump_host=f"root@127.0.0.1:{dead_port}",
+    )
+    fleet = fleet_of([good, bad], trusted)
+    try:
+        reports = {r.spec.name: r for r in await fleet.probe_all(full=True)}
+    finally:
+        await fleet.close()
+    assert reports["via-bastion"].error is None, reports["via-bastion"].error
+    error = reports["via-dead-bastion"].error
+    assert error is not None
+    assert error.kind is ErrorKind.REFUSED
+    assert error.message.startswith(f"jump host root@127.0.0.1:{dead_port} of ")

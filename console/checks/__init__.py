@@ -48,10 +48,16 @@ def run_checks(facts: NodeFacts, paths: NodePaths) -> list[Finding]:
     """Evaluate every check against one node's facts, in definition order."""
     context = CheckContext(facts, paths)
     findings: dict[str, Finding] = {}
+    # For a skipped check, the checks that really failed beneath it.
+    causes: dict[str, list[str]] = {}
     for check in load_checks():
         blocked = [r for r in check.requires if findings[r].status != Status.OK]
         if blocked:
-            findings[check.id] = _skipped(check, blocked, findings)
+            roots: list[str] = []
+            for required in blocked:
+                roots += causes.get(required, [required])
+            causes[check.id] = list(dict.fromkeys(roots))
+            findings[check.id] = _skipped(check, causes[check.id], findings)
             continue
         outcome = RULES[check.id](context)
         findings[check.id] = _finding(check, outcome)

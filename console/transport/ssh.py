@@ -56,7 +56,8 @@ class SSHTarget:
     def address(self) -> str:
         login = f"{self.user}@" if self.user else ""
         port = f":{self.port}" if self.port not in (None, 22) else ""
-        return f"{login}{self.host}{port}"
+        host = f"[{self.host}]" if ":" in self.host and port else self.host
+        return f"{login}{host}{port}"
 
     @property
     def port_or_default(self) -> int:
@@ -80,6 +81,7 @@ class SSHTransport:
         self._backoff = 0.0
         self._retry_at = 0.0
         self._last_error: TransportError | None = None
+        self._jump: asyncssh.SSHClientConnection | None = None
 
     # -- connection ------------------------------------------------------------
 
@@ -97,6 +99,7 @@ class SSHTransport:
             try:
                 self._conn = await self._open()
             except TransportError as exc:
+                await self._drop()
                 self._note_failure(exc)
                 raise
             self._backoff = 0.0
@@ -129,7 +132,7 @@ class SSHTransport:
         if target.identity_file:
             options["client_keys"] = [target.identity_file]
         if target.jump_host:
-            options["tunnel"] = target.jump_host
+            options["tunnel"] = await self._open_jump(target.jump_host, options)
         try:
             return await asyncssh.connect(target.host, **options)
         except asyncssh.HostKeyNotVerifiable:
@@ -144,8 +147,43 @@ class SSHTransport:
                 "point identity_file at an OpenSSH private key (for example "
                 "~/.ssh/id_ed25519) that has no passphrase or is in ssh-agent",
             ) from None
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
+        except TimeoutError as exc:
+            if not target.jump_host and await _tcp_accepts(target):
+                raise TransportError(
+                    ErrorKind.TIMED_OUT,
+                    f"{target.address} accepted the TCP connection but sent no SSH "
+                    f"banner within {target.connect_timeout:g} s.",
+                    "check what listens on that port (it may not be sshd) and "
+                    "whether sshd is overloaded (MaxStartups)",
+                ) from None
             raise classify_connect_error(target, exc) from None
+        except (OSError, asyncssh.Error) as exc:
+            raise classify_connect_error(target, exc) from None
+
+    async def _open_jump(
+        self, jump_host: str, options: dict[str, object]
+    ) -> asyncssh.SSHClientConnection:
+        """Connect to the jump host first, so that its failures are named as its own."""
+        from nydus_console.inventory import parse_node_argument
+
+        spec = parse_node_argument(jump_host)
+        hop = SSHTransport(
+            SSHTarget(
+                name=f"jump host {spec.address}",
+                host=spec.host,
+                port=spec.port,
+                user=spec.user,
+                identity_file=self.target.identity_file,
+                connect_timeout=self.target.connect_timeout,
+            ),
+            self.host_keys,
+        )
+        try:
+            self._jump = await hop._open()
+        except TransportError as exc:
+            exc.message = f"jump host {spec.address} of {self.name}: {exc.message}"
+            raise
+        return self._jump
 
     async def _host_key_error(self) -> HostKeyError:
         target = self.target
@@ -277,9 +315,10 @@ class SSHTransport:
         return SocketState.LISTENING
 
     async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.abort()
+        for conn in (self._conn, self._jump):
+            if conn is not None:
+                conn.abort()
+        self._conn = self._jump = None
 
     def _channel_error(self, exc: BaseException) -> TransportError:
         return TransportError(
@@ -291,9 +330,24 @@ class SSHTransport:
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
+        jump, self._jump = self._jump, None
+        if jump is not None:
+            jump.close()
         if conn is not None:
             conn.close()
             await conn.wait_closed()
+
+
+async def _tcp_accepts(target: SSHTarget, timeout: float = 1.0) -> bool:
+    """Return whether the node's SSH port accepts a plain TCP connection."""
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(target.host, target.port_or_default), timeout
+        )
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
 
 
 def socket_state_from_reason(reason: str) -> SocketState:
