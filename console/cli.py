@@ -57,7 +57,7 @@ def refresh_interval(text: str) -> float:
     return seconds
 
 
-def _node_options(sub: bool = False) -> argparse.ArgumentParser:
+def _node_options(sub: bool = False) -> UsageParser:
     # A subcommand repeats these options; its defaults are suppressed so that
     # `--inventory F doctor` and `doctor --inventory F` mean the same.
     parent = UsageParser(
@@ -88,7 +88,7 @@ def _node_options(sub: bool = False) -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> UsageParser:
     parser = UsageParser(
         prog="nydus-console",
         parents=[_node_options()],

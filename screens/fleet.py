@@ -188,6 +188,8 @@ class FleetScreen(Screen[None]):
         )
         if self.filter_text:
             line += f"  |  filter: {self.filter_text!r}"
+            if not self.query_one(DataTable).row_count:
+                line += " matches no node (escape clears it)"
         self.query_one("#fleet-status", Static).update(Text(line))
 
     def selected_node(self) -> str | None:

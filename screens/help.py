@@ -11,15 +11,15 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-GENERAL = """\
-[b]nydus-console[/b] checks nydus-snapshotter, nydusd and containerd on every node.
-
-Each row of the fleet is one node. Enter opens its checks; each check shows the
-evidence that decided it and the next step. Statuses: ok, warn, fail, unknown
-(could not be decided), skip (a check it depends on did not pass), unreachable.
-
-ctrl+p opens the command palette with the commands of the current screen.
-"""
+GENERAL = (
+    "[b]nydus-console[/b] checks nydus-snapshotter, nydusd and containerd on every "
+    "node.\n\n"
+    "Each row of the fleet is one node. Enter opens its checks, and each check "
+    "shows the evidence that decided it and the next step. Statuses: ok, warn, "
+    "fail, unknown (could not be decided), skip (a check it depends on did not "
+    "pass), unreachable.\n\n"
+    "ctrl+p opens the command palette with the commands of the current screen.\n"
+)
 
 
 class HelpScreen(ModalScreen[None]):
