@@ -164,17 +164,18 @@ class NodeScreen(Screen[None]):
 
 
 def finding_markup(finding: Finding) -> str:
+    """Render a finding with the next step first, then the evidence behind it."""
     lines = [
         f"[b]{escape(finding.title)}[/b]  ({finding.check}, {finding.status})",
         escape(finding.message),
     ]
-    for evidence in finding.evidence:
-        lines.append(f"\n[b]Evidence[/b] [dim]{escape(evidence.source)}[/dim]")
-        lines += [f"  {escape(line)}" for line in evidence.lines]
     if finding.next_step:
         lines.append(f"\n[b]Next step[/b]: {escape(finding.next_step)}")
     if finding.runbook:
         lines.append(f"[b]Runbook[/b]: {escape(finding.runbook)}")
+    for evidence in finding.evidence:
+        lines.append(f"\n[b]Evidence[/b] [dim]{escape(evidence.source)}[/dim]")
+        lines += [f"  {escape(line)}" for line in evidence.lines]
     return "\n".join(lines)
 
 
