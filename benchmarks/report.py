@@ -285,11 +285,10 @@ def hints_text(hints: dict | None) -> str:
     if not hints:
         return "not recorded"
     text = f"containerd {hints['containerd']}, snapshotter {hints['snapshotter']}"
-    if hints["containerd"] and hints["snapshotter"]:
-        return text + " (both alive, so refreshes skipped `ctr` and `--version`)"
     return text + (
-        " (0 means not running: then every refresh runs `ctr` for containerd 0 "
-        "and the `--version` calls for snapshotter 0)"
+        " (0 means not running; a refresh runs `systemctl`, `ctr` and the "
+        "`--version` calls only when a hinted process is gone or, for 0, one "
+        "has started)"
     )
 
 

@@ -571,9 +571,7 @@ def run_idle(n: int, warmup: float, window: float, console: Path) -> dict[str, o
     elapsed = after[3] - before[3]
     console_cpu = after[0] - before[0]
     node_cpu = after[1] - before[1]
-    status = next(
-        (line.strip() for line in screen.splitlines() if "sort:" in line), ""
-    )
+    status = next((line.strip() for line in screen.splitlines() if "sort:" in line), "")
     return {
         "n": n,
         "window_s": elapsed,

@@ -16,7 +16,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from cpuacct import CpuacctGroup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from testbed.loopback import free_ports  # noqa: E402
 from testbed.ssh import (  # noqa: E402
     ClientKey,
     InventoryNode,
@@ -48,24 +48,6 @@ class Node:
     name: str
     port: int
     host_public_key: str
-
-
-def free_ports(count: int) -> list[int]:
-    """Return count distinct free TCP ports on 127.0.0.1.
-
-    NOTE: another process may take a port before sshd binds it. The start then
-    times out, and the error names the sshd log.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class SshdFleet:

@@ -44,7 +44,7 @@ class LoopbackServer:
     address: str = "127.0.0.1"
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """Return count distinct free TCP ports on 127.0.0.1.
 
     NOTE: another process may take a port between this check and sshd's
@@ -117,7 +117,7 @@ class LoopbackFleet:
         empty_bashrc.write_text("")
 
         commands = []
-        for index, port in enumerate(_free_ports(self.count), start=1):
+        for index, port in enumerate(free_ports(self.count), start=1):
             server = self._configure(index, port, authorized_keys)
             self.servers.append(server)
             config = self.workdir / server.name / "sshd_config"
