@@ -1,0 +1,1 @@
+"""Log records from journald and the Nydus log files: parsing, following, buffering."""

@@ -1,0 +1,145 @@
+"""Follow a journald unit or a log file on a node, surviving dropped connections.
+
+A journal follower remembers the cursor of the last entry it saw and resumes
+with `--after-cursor`, so a reconnect neither repeats nor loses entries. A
+file follower cannot resume exactly: after a reconnect it continues from the
+end of the file and marks the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+from nydus_console.logs.parsers import masked, parse_journal_json, parse_text
+from nydus_console.logs.records import Level, LogRecord
+from nydus_console.transport.base import Transport, TransportError
+
+# Lines are handed on in batches: at most this many, and at most this many
+# seconds after the first line of a batch arrived.
+BATCH_LINES = 1000
+BATCH_SECONDS = 0.05
+# Lines read ahead of the consumer; beyond this the reader waits (SSH flow
+# control then slows the remote command) instead of growing memory.
+QUEUE_LINES = 20_000
+BACKOFF_MAX_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """A journald unit or a log file on a node."""
+
+    kind: Literal["journal", "file"]
+    target: str
+
+    @property
+    def label(self) -> str:
+        return self.target if self.kind == "journal" else self.target.rsplit("/", 1)[-1]
+
+    def command(self, lines: int, cursor: str = "", follow: bool = True) -> list[str]:
+        """Return the argument list that prints (and follows) this source."""
+        if self.kind == "journal":
+            argv = ["journalctl", "--no-pager", "-o", "json", "-u", self.target]
+            argv += ["--after-cursor", cursor] if cursor else ["-n", str(lines)]
+            return [*argv, "--follow"] if follow else argv
+        if follow:
+            return ["tail", "-n", str(lines), "-F", "--", self.target]
+        return ["tail", "-n", str(lines), "--", self.target]
+
+    def parse(self, node: str, line: str) -> LogRecord:
+        if self.kind == "journal":
+            return masked(parse_journal_json(node, self.label, line))
+        return masked(parse_text(node, self.label, line))
+
+
+def marker(node: str, source: LogSource, text: str, level: Level) -> LogRecord:
+    """Return a line the console inserts into a stream (gaps, reconnects)."""
+    return LogRecord(
+        node, source.label, text, level, time.time(), marker=True, raw=text
+    )
+
+
+class LogFollower:
+    """Streams batches of parsed records from one source until cancelled."""
+
+    def __init__(
+        self, transport: Transport, node: str, source: LogSource, lines: int = 200
+    ) -> None:
+        self.transport = transport
+        self.node = node
+        self.source = source
+        self.lines = lines
+        self.cursor = ""
+
+    async def batches(self) -> AsyncIterator[list[LogRecord]]:
+        """Yield record batches; reconnect with backoff when the stream fails."""
+        backoff = 1.0
+        first = True
+        while True:
+            argv = self.source.command(self.lines if first else 0, self.cursor)
+            try:
+                async for batch in self._stream(argv):
+                    backoff = 1.0
+                    yield batch
+                reason = "the log command ended"
+            except TransportError as exc:
+                reason = f"the connection failed: {exc.message}"
+            first = False
+            yield [self._gap_marker(reason, backoff)]
+            await asyncio.sleep(backoff)
+            backoff = min(BACKOFF_MAX_SECONDS, backoff * 2)
+
+    def _gap_marker(self, reason: str, backoff: float) -> LogRecord:
+        if self.source.kind == "journal" and self.cursor:
+            resume = "then resumes after the last entry shown"
+        else:
+            resume = "lines written meanwhile may be missing"
+        text = f"-- {reason}; retrying in {backoff:g} s, {resume} --"
+        return marker(self.node, self.source, text, Level.WARNING)
+
+    async def _stream(self, argv: list[str]) -> AsyncIterator[list[LogRecord]]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LINES)
+        pump = asyncio.create_task(self._pump(argv, queue))
+        try:
+            while True:
+                lines = await _next_batch(queue)
+                if lines is None:
+                    break
+                records = [self.source.parse(self.node, line) for line in lines]
+                for record in records:
+                    if record.cursor:
+                        self.cursor = record.cursor
+                yield records
+            await pump
+        finally:
+            pump.cancel()
+
+    async def _pump(self, argv: list[str], queue: asyncio.Queue[str | None]) -> None:
+        try:
+            async for line in self.transport.stream(argv):
+                await queue.put(line)
+        finally:
+            await queue.put(None)
+
+
+async def _next_batch(queue: asyncio.Queue[str | None]) -> list[str] | None:
+    """Wait for one line, then take what arrives within BATCH_SECONDS."""
+    first = await queue.get()
+    if first is None:
+        return None
+    lines = [first]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BATCH_SECONDS
+    while len(lines) < BATCH_LINES:
+        try:
+            line = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            break
+        if line is None:
+            queue.put_nowait(None)
+            break
+        lines.append(line)
+    return lines

@@ -1,0 +1,73 @@
+"""One record type for every log line, whatever format it came in."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Level(enum.IntEnum):
+    """Severity, ordered so that filters can say "warning and worse"."""
+
+    TRACE = 0
+    DEBUG = 1
+    INFO = 2
+    WARNING = 3
+    ERROR = 4
+    FATAL = 5
+
+    @classmethod
+    def parse(cls, text: str) -> Level:
+        """Map a level word of logrus, nydusd, klog or syslog to a Level."""
+        return _LEVEL_WORDS.get(text.strip().lower(), Level.INFO)
+
+
+_LEVEL_WORDS = {
+    "trace": Level.TRACE,
+    "debug": Level.DEBUG,
+    "info": Level.INFO,
+    "notice": Level.INFO,
+    "warn": Level.WARNING,
+    "warning": Level.WARNING,
+    "error": Level.ERROR,
+    "err": Level.ERROR,
+    "fatal": Level.FATAL,
+    "panic": Level.FATAL,
+    "crit": Level.FATAL,
+    "alert": Level.FATAL,
+    "emerg": Level.FATAL,
+    "i": Level.INFO,
+    "w": Level.WARNING,
+    "e": Level.ERROR,
+    "f": Level.FATAL,
+}
+
+# journald PRIORITY (syslog severity) to Level.
+SYSLOG_PRIORITY = {
+    0: Level.FATAL,
+    1: Level.FATAL,
+    2: Level.FATAL,
+    3: Level.ERROR,
+    4: Level.WARNING,
+    5: Level.INFO,
+    6: Level.INFO,
+    7: Level.DEBUG,
+}
+
+
+@dataclass
+class LogRecord:
+    """A parsed log line; `timestamp` is Unix seconds, None when the line has none."""
+
+    node: str
+    source: str
+    message: str
+    level: Level = Level.INFO
+    timestamp: float | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    # The line as received, for "show raw" and for lines no parser understood.
+    raw: str = ""
+    # journald cursor of this entry; a follower resumes after it.
+    cursor: str = ""
+    # A marker line the console inserted (a gap, a reconnect), not a log line.
+    marker: bool = False
