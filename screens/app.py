@@ -24,6 +24,7 @@ from nydus_console.screens.confirm import ConfirmActionModal
 from nydus_console.screens.fleet import FleetScreen
 from nydus_console.screens.help import HelpScreen
 from nydus_console.screens.hostkey import HostKeyModal
+from nydus_console.screens.logs import LogScreen
 from nydus_console.screens.messages import (
     ActionFinished,
     HostKeyAccepted,
@@ -33,11 +34,12 @@ from nydus_console.screens.node import NodeScreen
 from nydus_console.transport.base import ErrorKind, HostKeyError, TransportError
 
 CSS_FILE = str(resources.files("nydus_console.assets").joinpath("app.tcss"))
+LOGS_CSS_FILE = str(resources.files("nydus_console.assets").joinpath("logs.tcss"))
 
 
 class NydusConsoleApp(App[None]):
     TITLE = "nydus-console"
-    CSS_PATH = CSS_FILE
+    CSS_PATH = [CSS_FILE, LOGS_CSS_FILE]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
@@ -177,6 +179,13 @@ class NydusConsoleApp(App[None]):
 
     def open_node(self, name: str) -> None:
         self.push_screen(NodeScreen(name))
+
+    def open_logs(self, node: str | None = None) -> None:
+        """Follow the logs of `node`, or of every node merged when it is None."""
+        if node is None:
+            self.push_screen(LogScreen(nodes=list(self.fleet.specs)))
+        else:
+            self.push_screen(LogScreen(node))
 
     def ask_host_key(self, name: str) -> None:
         error = self.fleet.reports[name].error

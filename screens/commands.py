@@ -53,7 +53,18 @@ def _fleet_commands(
     yield SystemCommand(
         "fleet: cycle sort", "Sort by status, name or age", screen.action_cycle_sort
     )
+    yield SystemCommand(
+        "fleet: logs of every node",
+        "Follow the journal units and log files of all nodes in one view",
+        app.open_logs,
+    )
     for name in app.fleet.specs:
+        yield SystemCommand(
+            f"node: logs of {name}",
+            "Follow this node's journal units and log files",
+            partial(app.open_logs, name),
+            discover=False,
+        )
         yield SystemCommand(
             f"node: open {name}",
             "Show this node's checks",
@@ -70,6 +81,11 @@ def _node_commands(app: NydusConsoleApp, screen: NodeScreen) -> Iterator[SystemC
         "node: show or hide skipped checks",
         "Toggle checks skipped because a prerequisite failed",
         screen.action_toggle_skipped,
+    )
+    yield SystemCommand(
+        f"node: logs of {screen.node}",
+        "Follow this node's journal units and log files",
+        screen.action_logs,
     )
     unit = screen.report.spec.paths.snapshotter_unit
     yield SystemCommand(

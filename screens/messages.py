@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from nydus_console.fleet import NodeReport
+from nydus_console.logs.records import LogRecord
 
 
 class NodeProbed(Message):
@@ -34,3 +35,22 @@ class ActionFinished(Message):
         self.action = action
         self.exit_status = exit_status
         self.error = error
+
+
+class LogLinesRead(Message):
+    """A log follower read a batch of records from source number `source`."""
+
+    def __init__(self, source: int, records: list[LogRecord]) -> None:
+        super().__init__()
+        self.source = source
+        self.records = records
+
+
+class LogSourceChecked(Message):
+    """The state of a log source changed: missing, unreadable, ended and so on."""
+
+    def __init__(self, source: int, state: str, detail: str = "") -> None:
+        super().__init__()
+        self.source = source
+        self.state = state
+        self.detail = detail

@@ -28,6 +28,7 @@ class NodeScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Fleet", id="node.back"),
         Binding("r", "refresh", "Refresh", id="node.refresh"),
         Binding("x", "toggle_skipped", "Show skipped", id="node.toggle_skipped"),
+        Binding("l", "logs", "Logs", id="node.logs"),
         Binding("k", "accept_host_key", "Accept host key", id="node.accept_host_key"),
         Binding(
             "R",
@@ -138,6 +139,9 @@ class NodeScreen(Screen[None]):
     def action_toggle_skipped(self) -> None:
         self.show_skipped = not self.show_skipped
         self.show_report(self.report)
+
+    def action_logs(self) -> None:
+        self.app.open_logs(self.node)  # type: ignore[attr-defined]
 
     def action_accept_host_key(self) -> None:
         self.app.ask_host_key(self.node)  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ end of the file and marks the gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -115,7 +116,11 @@ class LogFollower:
                 yield records
             await pump
         finally:
+            # Wait for the pump, so that the command has exited when this returns
+            # (also when the consumer is cancelled) instead of after the loop closed.
             pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
 
     async def _pump(self, argv: list[str], queue: asyncio.Queue[str | None]) -> None:
         try:

@@ -1,0 +1,780 @@
+"""Log screen: follows the journal units and log files of one node or many."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import re
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from nydus_console.configs import (
+    ConfigError,
+    SnapshotterConfig,
+    parse_snapshotter_config,
+)
+from nydus_console.fleet import Fleet, NodeReport
+from nydus_console.logs.buffer import LogBuffer
+from nydus_console.logs.follow import LogFollower, LogSource
+from nydus_console.logs.records import Level, LogRecord
+from nydus_console.screens.logview import LogRow, LogView
+from nydus_console.screens.messages import LogLinesRead, LogSourceChecked
+from nydus_console.transport.base import Transport, TransportError
+
+BUFFER_CAPACITY = 20_000
+# Lines read from each source before following it.
+INITIAL_LINES = 200
+# Records read by the followers are drawn at most this often (seconds).
+FLUSH_SECONDS = 0.1
+# Seconds to wait for the followers' commands to exit when the screen closes.
+STOP_SECONDS = 3.0
+LEVEL_FILTERS = (
+    ("all", Level.TRACE),
+    ("info+", Level.INFO),
+    ("warning+", Level.WARNING),
+    ("error+", Level.ERROR),
+)
+CONTEXT_CHOICES = (0, 2, 5)
+KUBELET_UNIT = "kubelet.service"
+LEVEL_STYLES = {
+    Level.TRACE: "dim",
+    Level.DEBUG: "dim",
+    Level.INFO: "green",
+    Level.WARNING: "yellow",
+    Level.ERROR: "red",
+    Level.FATAL: "bold red",
+}
+LEVEL_NAMES = {
+    Level.TRACE: "TRACE",
+    Level.DEBUG: "DEBUG",
+    Level.INFO: "INFO",
+    Level.WARNING: "WARN",
+    Level.ERROR: "ERROR",
+    Level.FATAL: "FATAL",
+}
+# Fields that repeat what the source column already shows.
+HIDDEN_FIELDS = frozenset({"unit", "pid"})
+SOURCE_WIDTH_MAX = 28
+NODE_WIDTH_MAX = 20
+# Exit statuses of CHECK_FILE, which runs as `sh -c CHECK_FILE sh PATH`.
+CHECK_FILE = 'test -e "$1" || exit 3; test -r "$1" || exit 4; test -s "$1" || exit 5'
+CHECK_MISSING, CHECK_UNREADABLE, CHECK_EMPTY = 3, 4, 5
+
+
+# -- sources -----------------------------------------------------------------
+
+
+@dataclass
+class SourceState:
+    """One followed source and what the console last learned about it."""
+
+    node: str
+    source: LogSource
+    label: str
+    enabled: bool = True
+    state: str = "starting"
+    detail: str = ""
+    lines: int = 0
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "hidden"
+        if self.state == "following" and self.lines == 0:
+            if self.source.kind == "journal":
+                return f"following, the journal has no entries for {self.target}"
+            return "following, no lines yet"
+        return f"{self.state}: {self.detail}" if self.detail else self.state
+
+    @property
+    def target(self) -> str:
+        return self.source.target
+
+
+def snapshotter_settings(report: NodeReport) -> tuple[SnapshotterConfig, str]:
+    """Return the snapshotter config of a probed node and a note if it was unread."""
+    assert report.facts is not None
+    path = report.spec.paths.snapshotter_config
+    read = report.facts.file(path)
+    if read.status == "ok":
+        try:
+            return parse_snapshotter_config(read.text), ""
+        except ConfigError as exc:
+            note = f"{path} is invalid ({exc}), so its log settings are defaults"
+            return parse_snapshotter_config(""), note
+    note = f"{path} could not be read ({read.status}), so its log settings are defaults"
+    return parse_snapshotter_config(""), note
+
+
+def daemon_ids(api_sockets: Iterable[str]) -> list[str]:
+    """Return nydusd daemon ids: the directory names of their API sockets."""
+    return sorted({Path(socket).parent.name for socket in api_sockets})
+
+
+def plan_node_sources(report: NodeReport) -> tuple[list[LogSource], list[str]]:
+    """Return the sources to follow on a node and notes on the ones left out."""
+    name = report.spec.name
+    if report.error is not None:
+        error = report.error
+        return [], [f"{name} is unreachable ({error.kind}): {error.message}"]
+    facts = report.facts
+    if facts is None:
+        return [], [f"{name} has not been probed yet; its sources follow the probe"]
+
+    paths = report.spec.paths
+    sources: list[LogSource] = []
+    notes: list[str] = []
+    if facts.systemd_running:
+        units = dict.fromkeys((paths.snapshotter_unit, paths.containerd_unit))
+        units[KUBELET_UNIT] = None
+        sources += [LogSource("journal", unit) for unit in units]
+    else:
+        notes.append(f"no journal: systemd is not running on {name}")
+
+    config, note = snapshotter_settings(report)
+    if note:
+        notes.append(note)
+    log_dir = paths.log_dir or config.log_dir
+    if config.log_to_stdout:
+        notes.append(
+            "the snapshotter logs to stdout ([log] log_to_stdout = true), "
+            f"so its lines are in the journal of {paths.snapshotter_unit}"
+        )
+    else:
+        sources.append(LogSource("file", f"{log_dir}/nydus-snapshotter.log"))
+
+    daemons = daemon_ids(facts.api_sockets)
+    sources += [LogSource("file", f"{log_dir}/{d}/nydusd.log") for d in daemons]
+    if not daemons:
+        notes.append(f"no nydusd log: no nydusd API socket under {config.root}/socket")
+    return sources, notes
+
+
+def display_label(source: LogSource) -> str:
+    """Return a short name that distinguishes sources: a nydusd log gets its id."""
+    path = Path(source.target)
+    if source.kind == "file" and path.name == "nydusd.log":
+        return f"nydusd {path.parent.name}"
+    return source.label
+
+
+def source_states(node_sources: Iterable[tuple[str, LogSource]]) -> list[SourceState]:
+    states: list[SourceState] = []
+    seen: set[tuple[str, str]] = set()
+    for node, source in node_sources:
+        label = display_label(source)
+        number = 2
+        while (node, label) in seen:
+            label = f"{display_label(source)} #{number}"
+            number += 1
+        seen.add((node, label))
+        states.append(SourceState(node, source, label))
+    return states
+
+
+async def check_file(transport: Transport, path: str) -> tuple[str, str]:
+    """Return the state of a log file before it is followed, and why."""
+    try:
+        result = await transport.run(["sh", "-c", CHECK_FILE, "sh", path], timeout=15)
+    except TransportError as exc:
+        return "failed", f"could not check {path}: {exc.message}"
+    if result.exit_status == CHECK_MISSING:
+        return "missing", f"{path} does not exist; it is followed once it appears"
+    if result.exit_status == CHECK_UNREADABLE:
+        return "unreadable", f"permission denied reading {path}; set sudo = true"
+    if result.exit_status == CHECK_EMPTY:
+        return "empty", f"{path} is empty"
+    if result.exit_status != 0:
+        return "failed", f"checking {path} failed: {result.stderr.strip()[-200:]}"
+    return "following", ""
+
+
+def tail_state(message: str) -> tuple[str, str] | None:
+    """Read a source state from a message of `tail -F` about its file."""
+    if not message.startswith("tail: "):
+        return None
+    if "has appeared" in message or "has been replaced" in message:
+        return "following", ""
+    if "No such file" in message or "has become inaccessible" in message:
+        return "missing", message.removeprefix("tail: ")
+    if "Permission denied" in message:
+        return "unreadable", message.removeprefix("tail: ")
+    return None
+
+
+# -- filtering -----------------------------------------------------------------
+
+
+def match_text(record: LogRecord) -> str:
+    """Return the text that include, exclude and search patterns are tried on."""
+    fields = " ".join(f"{k}={v}" for k, v in record.fields.items())
+    return f"{record.message} {fields}" if fields else record.message
+
+
+def compile_pattern(text: str) -> re.Pattern[str] | None:
+    """Compile a filter that ignores case unless it contains an upper-case letter.
+
+    Raises re.error for an invalid regular expression.
+    """
+    if not text:
+        return None
+    flags = 0 if any(c.isupper() for c in text) else re.IGNORECASE
+    return re.compile(text, flags)
+
+
+@dataclass
+class RowFilter:
+    """Rules of the view: level, include and exclude patterns, context lines."""
+
+    level_index: int = 0
+    include: re.Pattern[str] | None = None
+    exclude: re.Pattern[str] | None = None
+    context: int = 0
+    hidden: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def min_level(self) -> Level:
+        return LEVEL_FILTERS[self.level_index][1]
+
+
+class RowSelector:
+    """Selector of rows from records, keeping the context state between batches."""
+
+    def __init__(self, rules: RowFilter) -> None:
+        self.rules = rules
+        self._before: deque[LogRow] = deque(maxlen=max(1, rules.context))
+        self._after = 0
+
+    def select(self, numbered: Iterable[tuple[int, LogRecord]]) -> list[LogRow]:
+        rows: list[LogRow] = []
+        for seq, record in numbered:
+            self._take(seq, record, rows)
+        return rows
+
+    def _take(self, seq: int, record: LogRecord, rows: list[LogRow]) -> None:
+        rules = self.rules
+        if (record.node, record.source) in rules.hidden:
+            return
+        if record.marker:
+            rows.append(LogRow(seq, record))
+            return
+        if record.level < rules.min_level:
+            return
+        text = match_text(record)
+        if rules.exclude is not None and rules.exclude.search(text):
+            return
+        if rules.include is None:
+            rows.append(LogRow(seq, record))
+        elif rules.include.search(text):
+            rows.extend(self._before)
+            self._before.clear()
+            rows.append(LogRow(seq, record))
+            self._after = rules.context
+        elif self._after > 0:
+            rows.append(LogRow(seq, record, context=True))
+            self._after -= 1
+        elif rules.context:
+            self._before.append(LogRow(seq, record, context=True))
+
+
+# -- formatting ------------------------------------------------------------------
+
+
+def time_text(timestamp: float | None) -> str:
+    """Return a timestamp as UTC month, day and time to the millisecond."""
+    if timestamp is None:
+        return "-".ljust(18)
+    when = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return when.strftime("%m-%d %H:%M:%S.%f")[:-3]
+
+
+@dataclass
+class RowFormat:
+    """Columns of a row and the search pattern to highlight."""
+
+    show_time: bool = True
+    node_width: int = 0
+    source_width: int = 12
+    search: re.Pattern[str] | None = None
+    current_seq: int = -1
+
+    def render(self, row: LogRow) -> Text:
+        record = row.record
+        text = Text(no_wrap=True, end="")
+        if self.show_time:
+            text.append(time_text(record.timestamp) + " ", style="dim")
+        if self.node_width:
+            text.append(record.node[: self.node_width].ljust(self.node_width) + " ")
+        source = record.source[: self.source_width].ljust(self.source_width)
+        text.append(source + " ", style="cyan")
+        level = LEVEL_NAMES[record.level].ljust(5)
+        text.append(level + " ", style=LEVEL_STYLES[record.level])
+        text.append(record.message.replace("\n", " ⏎ "))
+        fields = [
+            f"{k}={v}" for k, v in record.fields.items() if k not in HIDDEN_FIELDS
+        ]
+        if fields:
+            text.append(" " + " ".join(fields).replace("\n", " ⏎ "), style="dim")
+        self._decorate(row, text)
+        return text
+
+    def _decorate(self, row: LogRow, text: Text) -> None:
+        if row.record.marker:
+            text.stylize("italic yellow")
+        elif row.context:
+            text.stylize("dim")
+        if self.search is not None:
+            text.highlight_regex(self.search, style="reverse")
+        if row.seq == self.current_seq:
+            text.stylize("bold underline")
+
+
+# -- screen ----------------------------------------------------------------------
+
+
+class LogScreen(Screen[None]):
+    """Screen that follows the logs of one node, or of many merged by arrival."""
+
+    BINDING_GROUP_TITLE = "Logs"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="logs.back"),
+        Binding(
+            "space,p", "toggle_follow", "Pause", key_display="space", id="logs.pause"
+        ),
+        Binding("v", "cycle_level", "Level", id="logs.level"),
+        Binding(
+            "slash", "edit('include')", "Include", key_display="/", id="logs.include"
+        ),
+        Binding(
+            "backslash,x",
+            "edit('exclude')",
+            "Exclude",
+            key_display="\\",
+            id="logs.exclude",
+        ),
+        Binding("s,ctrl+f", "edit('search')", "Search", id="logs.search"),
+        Binding("n", "next_match", "Next", id="logs.next"),
+        Binding("N", "previous_match", "Previous", id="logs.previous"),
+        Binding("c", "cycle_context", "Context", id="logs.context"),
+        Binding("t", "toggle_time", "Time", id="logs.time"),
+        Binding("w", "toggle_wrap", "Wrap", id="logs.wrap"),
+        Binding("ctrl+s", "save", "Save", id="logs.save"),
+        *(
+            Binding(
+                str(n),
+                f"toggle_source({n - 1})",
+                f"Source {n}",
+                show=False,
+                id=f"logs.source_{n}",
+            )
+            for n in range(1, 10)
+        ),
+    ]
+
+    def __init__(
+        self,
+        node: str | None = None,
+        *,
+        nodes: list[str] | None = None,
+        sources: list[LogSource] | None = None,
+        capacity: int = BUFFER_CAPACITY,
+    ) -> None:
+        """Show `node`, or merge `nodes`; `sources` replaces the planned ones."""
+        super().__init__()
+        if nodes is not None:
+            self.nodes = nodes
+        else:
+            self.nodes = [node] if node else []
+        if not self.nodes:
+            raise ValueError("a log screen needs a node")
+        self.explicit_sources = sources
+        self.buffer = LogBuffer(capacity)
+        self.sources: list[SourceState] = []
+        self.notes: list[str] = []
+        self.rules = RowFilter()
+        self.selector = RowSelector(self.rules)
+        self.format = RowFormat(node_width=self._node_width())
+        self.following = True
+        self.unseen = 0
+        self.message = Text()
+        self._pending: list[LogRecord] = []
+        self._pending_dropped = 0
+        self._waiting_for_probe = False
+
+    def _node_width(self) -> int:
+        if len(self.nodes) < 2:
+            return 0
+        return min(NODE_WIDTH_MAX, max(len(n) for n in self.nodes))
+
+    @property
+    def fleet(self) -> Fleet:
+        return self.app.fleet  # type: ignore[attr-defined, no-any-return]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="logs-sources")
+        yield Input(placeholder="include regex (empty clears)", id="logs-include")
+        yield Input(placeholder="exclude regex (empty clears)", id="logs-exclude")
+        yield Input(placeholder="search regex, then n / N", id="logs-search")
+        yield Static(id="logs-empty")
+        yield LogView(self.format.render, id="logs-view")
+        yield Static(id="logs-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "logs of " + ", ".join(self.nodes)
+        self.start_sources()
+        self.set_interval(FLUSH_SECONDS, self.flush)
+        self.view.focus()
+        self.update_status()
+
+    @property
+    def view(self) -> LogView:
+        return self.query_one(LogView)
+
+    # -- followers ----------------------------------------------------------------
+
+    def start_sources(self) -> None:
+        planned: list[tuple[str, LogSource]] = []
+        self.notes = []
+        waiting = False
+        for node in self.nodes:
+            if self.explicit_sources is not None:
+                planned += [(node, source) for source in self.explicit_sources]
+                continue
+            report = self.fleet.reports[node]
+            waiting |= report.facts is None and report.error is None
+            sources, notes = plan_node_sources(report)
+            planned += [(node, source) for source in sources]
+            self.notes += notes
+        self.sources = source_states(planned)
+        labels = [len(state.label) for state in self.sources] or [12]
+        self.format.source_width = min(SOURCE_WIDTH_MAX, max(labels))
+        for index in range(len(self.sources)):
+            self.follow(index)
+        if waiting and not self._waiting_for_probe:
+            self._waiting_for_probe = True
+            self.set_interval(1.0, self.start_when_probed)
+
+    def start_when_probed(self) -> None:
+        """Plan the sources again once a node that was not probed has been."""
+        if self.sources or not self._waiting_for_probe:
+            return
+        reports = [self.fleet.reports[node] for node in self.nodes]
+        if all(r.facts is None and r.error is None for r in reports):
+            return
+        self._waiting_for_probe = False
+        self.start_sources()
+        self.update_status()
+
+    def follow(self, index: int) -> None:
+        state = self.sources[index]
+        self.run_worker(
+            self._follow(index),
+            name=f"logs {state.node} {state.label}",
+            group="logs",
+            description=f"follow {state.target} on {state.node}",
+            exit_on_error=False,
+        )
+
+    async def _follow(self, index: int) -> None:
+        state = self.sources[index]
+        transport = self.fleet.transports[state.node]
+        if state.source.kind == "file":
+            checked, detail = await check_file(transport, state.target)
+            self.post_message(LogSourceChecked(index, checked, detail))
+            if checked == "unreadable":
+                return
+        follower = LogFollower(transport, state.node, state.source, INITIAL_LINES)
+        async for batch in follower.batches():
+            self.post_message(LogLinesRead(index, batch))
+
+    async def on_unmount(self) -> None:
+        """Stop the followers and wait until their commands have exited."""
+        workers = [w for w in self.app.workers if w.node is self and w.group == "logs"]
+        for worker in workers:
+            worker.cancel()
+        waits = [worker.wait() for worker in workers]
+        results = asyncio.gather(*waits, return_exceptions=True)
+        try:
+            await asyncio.wait_for(results, STOP_SECONDS)
+        except TimeoutError:
+            self.log.warning(f"log followers still running after {STOP_SECONDS} s")
+
+    @on(LogSourceChecked)
+    def source_checked(self, message: LogSourceChecked) -> None:
+        state = self.sources[message.source]
+        state.state, state.detail = message.state, message.detail
+        self.update_status()
+
+    @on(LogLinesRead)
+    def lines_read(self, message: LogLinesRead) -> None:
+        state = self.sources[message.source]
+        for record in message.records:
+            record.source = state.label
+            self._track_state(state, record)
+        self._pending.extend(message.records)
+        excess = len(self._pending) - self.buffer.capacity
+        if excess > 0:
+            del self._pending[:excess]
+            self._pending_dropped += excess
+
+    def _track_state(self, state: SourceState, record: LogRecord) -> None:
+        if record.marker:
+            state.state, state.detail = "reconnecting", record.message.strip("- ")
+            return
+        from_tail = tail_state(record.message) if state.source.kind == "file" else None
+        if from_tail is not None:
+            record.marker = True
+            record.level = Level.WARNING
+            # The file check before following stored the reason in plainer words.
+            if from_tail[0] != state.state:
+                state.state, state.detail = from_tail
+            return
+        state.lines += 1
+        if state.state != "following":
+            state.state, state.detail = "following", ""
+
+    # -- drawing ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Move records read since the last flush into the buffer and the view."""
+        if not self._pending:
+            return
+        records, self._pending = self._pending, []
+        first = self.buffer.received
+        self.buffer.extend(records)
+        rows = self.selector.select(enumerate(records, start=first))
+        view = self.view
+        view.append(rows)
+        lost = view.trim_before(self.buffer.received - len(self.buffer))
+        if self.following:
+            view.scroll_end(animate=False, x_axis=False)
+        else:
+            self.unseen += len(rows)
+            if lost:
+                view.scroll_to(y=max(0, view.scroll_offset.y - lost), animate=False)
+        view.refresh()
+        self.update_status()
+
+    def refilter(self) -> None:
+        """Select the rows to show from the whole buffer again."""
+        self.selector = RowSelector(self.rules)
+        first = self.buffer.received - len(self.buffer)
+        rows = self.selector.select(enumerate(self.buffer, start=first))
+        self.view.replace(rows)
+        self.unseen = 0
+        if self.following:
+            self.view.scroll_end(animate=False, x_axis=False)
+        self.update_status()
+
+    def update_status(self) -> None:
+        self.query_one("#logs-sources", Static).update(self.sources_text())
+        self.query_one("#logs-status", Static).update(self.status_text())
+        empty = self.empty_text()
+        self.query_one("#logs-empty", Static).update(empty)
+        self.set_class(bool(empty.plain), "empty")
+
+    def sources_text(self) -> Text:
+        text = Text()
+        for number, state in enumerate(self.sources, start=1):
+            node = f"{state.node} " if len(self.nodes) > 1 else ""
+            style = "dim" if not state.enabled else ""
+            text.append(f"{number} {node}{state.label}", style=f"bold {style}")
+            text.append(f" {state.describe()}\n", style=style)
+        for note in self.notes:
+            text.append(note + "\n", style="italic")
+        text.rstrip()
+        return text
+
+    def status_text(self) -> Text:
+        buffer = self.buffer
+        received = buffer.received + self._pending_dropped
+        parts = [f"received {received}", f"shown {len(self.view.rows)}"]
+        dropped = buffer.dropped + self._pending_dropped
+        if dropped:
+            parts.append(f"{dropped} lines dropped (buffer of {buffer.capacity})")
+        parts.append(f"level {LEVEL_FILTERS[self.rules.level_index][0]}")
+        if self.rules.include is not None:
+            parts.append(f"include /{self.rules.include.pattern}/")
+        if self.rules.exclude is not None:
+            parts.append(f"exclude /{self.rules.exclude.pattern}/")
+        if self.rules.context:
+            parts.append(f"context {self.rules.context}")
+        if self.format.search is not None:
+            parts.append(f"search /{self.format.search.pattern}/")
+        parts.append("times UTC" if self.format.show_time else "times hidden")
+        if self.following:
+            parts.append("following")
+        else:
+            parts.append(f"PAUSED, {self.unseen} new lines (space resumes)")
+        text = Text(" | ".join(parts))
+        if self.message:
+            text.append("\n")
+            text.append_text(self.message)
+        return text
+
+    def empty_text(self) -> Text:
+        """Return why the view is empty, or empty text when it shows rows."""
+        if self.view.rows:
+            return Text()
+        if not self.sources:
+            reasons = self.notes or ["no log source was found"]
+            return Text("Nothing to follow: " + "; ".join(reasons))
+        if self.buffer.received:
+            return Text(
+                f"None of the {self.buffer.received} lines received matches the "
+                "level, include and exclude filters."
+            )
+        states = [f"{s.label}: {s.describe()}" for s in self.sources]
+        return Text("No lines yet. " + "; ".join(states))
+
+    def say(self, message: str, error: bool = False) -> None:
+        self.message = Text(message, style="bold red" if error else "")
+        self.update_status()
+
+    # -- actions ----------------------------------------------------------------
+
+    def action_back(self) -> None:
+        focused = self.focused
+        if isinstance(focused, Input):
+            focused.remove_class("visible")
+            self.view.focus()
+            return
+        self.app.pop_screen()
+
+    def action_toggle_follow(self) -> None:
+        self.following = not self.following
+        if self.following:
+            self.unseen = 0
+            self.view.scroll_end(animate=False, x_axis=False)
+        self.update_status()
+
+    def action_cycle_level(self) -> None:
+        self.rules.level_index = (self.rules.level_index + 1) % len(LEVEL_FILTERS)
+        self.refilter()
+
+    def action_cycle_context(self) -> None:
+        index = CONTEXT_CHOICES.index(self.rules.context)
+        self.rules.context = CONTEXT_CHOICES[(index + 1) % len(CONTEXT_CHOICES)]
+        if self.rules.include is None:
+            self.say("context lines are shown around include matches; press / first")
+        self.refilter()
+
+    def action_toggle_time(self) -> None:
+        self.format.show_time = not self.format.show_time
+        self.view.redraw()
+        self.update_status()
+
+    def action_toggle_wrap(self) -> None:
+        self.view.set_wrap(not self.view.wrap)
+
+    def action_toggle_source(self, index: int) -> None:
+        if index >= len(self.sources):
+            self.say(f"there is no source {index + 1}")
+            return
+        state = self.sources[index]
+        state.enabled = not state.enabled
+        self.rules.hidden ^= {(state.node, state.label)}
+        self.refilter()
+
+    def action_edit(self, which: str) -> None:
+        box = self.query_one(f"#logs-{which}", Input)
+        box.add_class("visible")
+        box.focus()
+
+    @on(Input.Submitted)
+    def input_submitted(self, event: Input.Submitted) -> None:
+        which = (event.input.id or "").removeprefix("logs-")
+        try:
+            pattern = compile_pattern(event.value)
+        except re.error as exc:
+            self.say(f"invalid {which} regex {event.value!r}: {exc}", error=True)
+            return
+        event.input.remove_class("visible")
+        self.view.focus()
+        self.message = Text()
+        if which == "search":
+            self.start_search(pattern)
+        else:
+            setattr(self.rules, which, pattern)
+            self.refilter()
+
+    # -- search -----------------------------------------------------------------
+
+    def start_search(self, pattern: re.Pattern[str] | None) -> None:
+        self.format.search = pattern
+        self.format.current_seq = -1
+        self.view.redraw()
+        if pattern is not None:
+            self.action_next_match()
+        else:
+            self.update_status()
+
+    def action_next_match(self) -> None:
+        self.find_match(1)
+
+    def action_previous_match(self) -> None:
+        self.find_match(-1)
+
+    def find_match(self, step: int) -> None:
+        pattern = self.format.search
+        if pattern is None:
+            self.say("no search: press s or ctrl+f to search")
+            return
+        rows = self.view.rows
+        start = self._search_start(step)
+        for offset in range(len(rows)):
+            index = (start + step * offset) % len(rows)
+            if pattern.search(self.format.render(rows[index]).plain):
+                self.show_match(index)
+                return
+        self.say(f"no shown line matches /{pattern.pattern}/")
+
+    def _search_start(self, step: int) -> int:
+        rows = self.view.rows
+        seqs = [row.seq for row in rows]
+        if self.format.current_seq in seqs:
+            return seqs.index(self.format.current_seq) + step
+        top = self.view.scroll_offset.y
+        if step > 0:
+            return self.view.row_at(top)
+        return self.view.row_at(top + self.view.size.height - 1)
+
+    def show_match(self, index: int) -> None:
+        view = self.view
+        self.format.current_seq = view.rows[index].seq
+        self.following = False
+        view.redraw()
+        view.scroll_to(
+            y=max(0, view.line_of(index) - view.size.height // 2), animate=False
+        )
+        self.say(f"match on line {index + 1} of {len(view.rows)} (n next, N previous)")
+
+    # -- saving -------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = self.nodes[0] if len(self.nodes) == 1 else "fleet"
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        path = Path.home() / f"nydus-console-logs-{safe}-{stamp}.log"
+        saved = RowFormat(True, self.format.node_width, self.format.source_width)
+        lines = [saved.render(row).plain + "\n" for row in self.view.rows]
+        try:
+            with path.open("x", encoding="utf-8") as out:
+                out.writelines(lines)
+        except OSError as exc:
+            self.say(f"saving the view to {path} failed: {exc}", error=True)
+            return
+        self.say(f"saved {len(lines)} lines to {path}")
+        self.app.notify(f"saved {len(lines)} lines to {path}")

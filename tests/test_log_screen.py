@@ -1,0 +1,491 @@
+"""Pilot and snapshot tests of the log screen, with real followers on this machine.
+
+The screen follows tmp files through LocalTransport and `tail -F`, so lines
+appended while it is open travel the same path as on a node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from doubles.recorded_facts import load_recorded, recorded_fleet
+from factbuilder import SAMPLES
+from test_probe_local import write_node
+from textual.binding import Binding
+from textual.pilot import Pilot
+
+from nydus_console.fleet import Fleet, NodeReport
+from nydus_console.inventory import Inventory
+from nydus_console.logs.follow import LogSource
+from nydus_console.screens.app import NydusConsoleApp
+from nydus_console.screens.logs import LogScreen, plan_node_sources
+from nydus_console.screens.node import NodeScreen
+from nydus_console.transport.base import ErrorKind, TransportError
+from nydus_console.transport.local import LocalTransport
+
+NODE = "nc-node1"
+NOW = 1_800_000_000.0
+SIZE = (150, 30)
+SNAPSHOTTER_LINES = [
+    'time="2025-09-10T02:47:30.100000000Z" level=info msg="start nydus-snapshotter"',
+    'time="2025-09-10T02:47:31.200000000Z" level=warning msg="slow fetch" '
+    'image="docker.io/library/nginx:latest"',
+    'time="2025-09-10T02:47:32.300000000Z" level=error msg="failed to mount" '
+    'error="mount failed: no such device"',
+]
+NYDUSD_LINES = [
+    "[2025-09-10 02:47:33.400000 +00:00] INFO [/src/bin/nydusd/main.rs:591] "
+    "nydusd starts with fusedev",
+    "[2025-09-10 02:47:34.500000 +00:00] WARN [/src/backend/mod.rs:132] "
+    "registry answered slowly",
+]
+
+
+def make_app(tmp_path: Path) -> NydusConsoleApp:
+    """Return an app whose node has recorded facts and runs commands here."""
+    facts = load_recorded(SAMPLES / "facts")[NODE]
+    fleet = recorded_fleet({NODE: facts}, clock=lambda: NOW)
+    fleet.transports[NODE] = LocalTransport(NODE)
+    return NydusConsoleApp(fleet.inventory, refresh_seconds=0, fleet=fleet)
+
+
+def write_logs(tmp_path: Path) -> tuple[Path, Path]:
+    snapshotter = tmp_path / "nydus-snapshotter.log"
+    snapshotter.write_text("\n".join(SNAPSHOTTER_LINES) + "\n")
+    nydusd = tmp_path / "d1" / "nydusd.log"
+    nydusd.parent.mkdir()
+    nydusd.write_text("\n".join(NYDUSD_LINES) + "\n")
+    return snapshotter, nydusd
+
+
+def file_sources(*paths: Path) -> list[LogSource]:
+    return [LogSource("file", str(path)) for path in paths]
+
+
+def append(path: Path, *lines: str) -> None:
+    with path.open("a") as out:
+        out.write("".join(line + "\n" for line in lines))
+
+
+async def wait_for(
+    pilot: Pilot[Any], condition: Callable[[], bool], seconds: float = 8.0
+) -> None:
+    """Pause until `condition` holds; fail with the screen's status if it never does."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        if loop.time() > deadline:
+            screen = pilot.app.screen
+            state = ""
+            if isinstance(screen, LogScreen):
+                last = "\n".join(messages(screen)[-5:])
+                state = f"{screen.sources_text().plain}\n{status(screen)}\n{last}"
+            raise AssertionError(f"condition not met in {seconds} s:\n{state}")
+        await pilot.pause(0.05)
+
+
+async def open_logs(
+    pilot: Pilot[Any], sources: list[LogSource], capacity: int = 20_000
+) -> LogScreen:
+    await pilot.app.workers.wait_for_complete()
+    screen = LogScreen(NODE, sources=sources, capacity=capacity)
+    await pilot.app.push_screen(screen)
+    await pilot.pause()
+    return screen
+
+
+def messages(screen: LogScreen) -> list[str]:
+    return [row.record.message for row in screen.view.rows]
+
+
+def status(screen: LogScreen) -> str:
+    return screen.status_text().plain
+
+
+# -- following -------------------------------------------------------------------
+
+
+async def test_shows_lines_appended_later(tmp_path: Path) -> None:
+    snapshotter, nydusd = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter, nydusd))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 5)
+        assert "failed to mount" in messages(screen)
+        assert "nydusd starts with fusedev" in messages(screen)
+        append(
+            nydusd,
+            "[2025-09-10 02:48:00.000000 +00:00] ERROR [/src/fs.rs:12] read failed",
+        )
+        append(snapshotter, 'time="2025-09-10T02:48:01Z" level=info msg="later"')
+        await wait_for(pilot, lambda: len(screen.view.rows) == 7)
+        assert {"read failed", "later"} <= set(messages(screen))
+        sources = {row.record.source for row in screen.view.rows}
+        assert sources == {"nydus-snapshotter.log", "nydusd d1"}
+        assert "received 7 | shown 7" in status(screen)
+
+
+async def test_level_filter_hides_info(tmp_path: Path) -> None:
+    snapshotter, nydusd = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter, nydusd))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 5)
+        await pilot.press("v", "v")
+        assert sorted(messages(screen)) == [
+            "failed to mount",
+            "registry answered slowly",
+            "slow fetch",
+        ]
+        assert "level warning+" in status(screen)
+        await pilot.press("v")
+        assert messages(screen) == ["failed to mount"]
+        await pilot.press("v")
+        assert len(messages(screen)) == 5
+
+
+async def test_include_and_exclude_regex(tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        await pilot.press("slash", *"f[ae]", "enter")
+        assert messages(screen) == ["slow fetch", "failed to mount"]
+        await pilot.press("backslash", *"no such device", "enter")
+        assert messages(screen) == ["slow fetch"]
+        assert "include /f[ae]/ | exclude /no such device/" in status(screen)
+        append(snapshotter, 'time="2025-09-10T02:49:00Z" level=info msg="mounted"')
+        await wait_for(pilot, lambda: screen.buffer.received == 4)
+        await pilot.pause(0.2)
+        assert messages(screen) == ["slow fetch"], "new lines go through the filter"
+        await pilot.press("slash", "ctrl+u", "enter", "x", "ctrl+u", "enter")
+        assert len(messages(screen)) == 4
+
+
+async def test_invalid_regex_keeps_filter(tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        await pilot.press("slash", *"slow", "enter")
+        await pilot.press("slash", "ctrl+u", *"fail(", "enter")
+        text = status(screen)
+        assert "invalid include regex 'fail(': missing ), unterminated" in text
+        assert screen.rules.include is not None
+        assert screen.rules.include.pattern == "slow"
+        assert messages(screen) == ["slow fetch"]
+
+
+async def test_pause_counts_new_lines(tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        await pilot.press("space")
+        lines = [
+            f'time="2025-09-10T03:00:{i:02}Z" level=info msg="n{i}"' for i in range(40)
+        ]
+        append(snapshotter, *lines)
+        await wait_for(pilot, lambda: len(screen.view.rows) == 43)
+        assert screen.view.scroll_offset.y == 0, "a paused view does not move"
+        assert "PAUSED, 40 new lines" in status(screen)
+        await pilot.press("space")
+        await pilot.pause(0.1)
+        assert screen.view.scroll_offset.y == screen.view.max_scroll_y > 0
+        assert "following" in status(screen)
+
+
+async def test_search_next_and_previous(tmp_path: Path) -> None:
+    snapshotter, nydusd = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        await pilot.press("s", *"fetch|mount", "enter")
+
+        def current() -> str:
+            seq = screen.format.current_seq
+            return next(r.record.message for r in screen.view.rows if r.seq == seq)
+
+        assert current() == "slow fetch"
+        await pilot.press("n")
+        assert current() == "failed to mount"
+        await pilot.press("n")
+        assert current() == "slow fetch", "search wraps around"
+        await pilot.press("N")
+        assert current() == "failed to mount"
+        assert "match on line 3 of 3" in status(screen)
+        line = screen.format.render(screen.view.rows[2])
+        highlighted = [span for span in line.spans if str(span.style) == "reverse"]
+        assert line.plain[highlighted[0].start : highlighted[0].end] == "mount"
+
+
+async def test_context_lines_around_matches(tmp_path: Path) -> None:
+    log = tmp_path / "nydus-snapshotter.log"
+    log.write_text(
+        "".join(
+            f'time="2025-09-10T03:00:{i:02}Z" level=info msg="m{i}"\n'
+            for i in range(12)
+        )
+    )
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(log))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 12)
+        await pilot.press("slash", *"m6$", "enter")
+        assert messages(screen) == ["m6"]
+        await pilot.press("c")
+        assert messages(screen) == ["m4", "m5", "m6", "m7", "m8"]
+        assert [row.context for row in screen.view.rows] == [1, 1, 0, 1, 1]
+        await pilot.press("c")
+        assert messages(screen) == [f"m{i}" for i in range(1, 12)]
+        await pilot.press("c")
+        assert messages(screen) == ["m6"]
+
+
+async def test_overflow_shows_dropped_count(tmp_path: Path) -> None:
+    log = tmp_path / "nydus-snapshotter.log"
+    log.write_text(
+        "".join(
+            f'time="2025-09-10T03:00:{i:02}Z" level=info msg="m{i}"\n'
+            for i in range(12)
+        )
+    )
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(log), capacity=5)
+        newest = [f"m{i}" for i in range(7, 12)]
+        await wait_for(pilot, lambda: messages(screen) == newest)
+        assert "7 lines dropped (buffer of 5)" in status(screen)
+
+
+async def test_missing_file_says_path(tmp_path: Path) -> None:
+    missing = tmp_path / "later" / "nydusd.log"
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(missing))
+        await wait_for(pilot, lambda: screen.sources[0].state == "missing")
+        sources = screen.sources_text().plain
+        assert f"missing: {missing} does not exist" in sources
+        await wait_for(pilot, lambda: len(screen.view.rows) == 1)
+        row = screen.view.rows[0]
+        assert row.record.marker
+        assert f"cannot open '{missing}' for reading" in row.record.message
+        missing.parent.mkdir()
+        append(missing, NYDUSD_LINES[0])
+        await wait_for(pilot, lambda: "nydusd starts with fusedev" in messages(screen))
+        assert screen.sources[0].state == "following"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission")
+async def test_unreadable_file_says_why(tmp_path: Path) -> None:
+    locked = tmp_path / "nydus-snapshotter.log"
+    locked.write_text(SNAPSHOTTER_LINES[0] + "\n")
+    locked.chmod(0)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(locked))
+        await wait_for(pilot, lambda: screen.sources[0].state == "unreadable")
+        assert f"permission denied reading {locked}" in screen.sources_text().plain
+
+
+async def test_markup_in_line_is_text(tmp_path: Path) -> None:
+    log = tmp_path / "nydus-snapshotter.log"
+    log.write_text(
+        'time="2025-09-10T03:00:00Z" level=info msg="root [/x][bold red]y"\n'
+    )
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(log))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 1)
+        await pilot.press("s", *"[", "enter")
+        await pilot.pause()
+        assert messages(screen) == ["root [/x][bold red]y"]
+        assert "invalid search regex '['" in status(screen)
+
+
+async def test_save_writes_filtered_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        await pilot.press("v", "v", "ctrl+s")
+        saved = list(tmp_path.glob(f"nydus-console-logs-{NODE}-*.log"))
+        assert len(saved) == 1
+        assert f"saved 2 lines to {saved[0]}" in status(screen)
+        lines = saved[0].read_text().splitlines()
+        assert lines[0].startswith("09-10 02:47:31.200 nydus-snapshotter.log WARN")
+        assert "failed to mount" in lines[1]
+
+
+async def test_toggle_source_hides_its_lines(tmp_path: Path) -> None:
+    snapshotter, nydusd = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter, nydusd))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 5)
+        await pilot.press("2")
+        assert {r.record.source for r in screen.view.rows} == {"nydus-snapshotter.log"}
+        assert "2 nydusd d1 hidden" in screen.sources_text().plain
+        await pilot.press("2")
+        assert len(screen.view.rows) == 5
+
+
+def commands_naming(text: str) -> list[str]:
+    """Return the command lines of this machine's processes that contain `text`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(text in arg for arg in argv):
+            found.append(" ".join(argv))
+    return found
+
+
+# -- planning and navigation -----------------------------------------------------
+
+
+def test_plan_from_recorded_node() -> None:
+    facts = load_recorded(SAMPLES / "facts")[NODE]
+    fleet = recorded_fleet({NODE: facts}, clock=lambda: NOW)
+    report = NodeReport(fleet.specs[NODE], facts=facts)
+    sources, notes = plan_node_sources(report)
+    root = "/var/lib/containerd/io.containerd.snapshotter.v1.nydus"
+    assert sources == [
+        LogSource("journal", "nydus-snapshotter.service"),
+        LogSource("journal", "containerd.service"),
+        LogSource("journal", "kubelet.service"),
+        LogSource("file", f"{root}/logs/nydus-snapshotter.log"),
+        LogSource("file", f"{root}/logs/m5su480o5spqkujk1kvq/nydusd.log"),
+    ]
+    assert notes == []
+
+
+def test_plan_for_unreachable_node() -> None:
+    fleet = recorded_fleet({NODE: load_recorded(SAMPLES / "facts")[NODE]}, lambda: NOW)
+    error = TransportError(ErrorKind.REFUSED, "10.0.0.5 refused the connection.")
+    sources, notes = plan_node_sources(NodeReport(fleet.specs[NODE], error=error))
+    assert sources == []
+    assert notes == [
+        f"{NODE} is unreachable (refused): 10.0.0.5 refused the connection."
+    ]
+
+
+async def test_probed_tmp_node_follows_its_files(tmp_path: Path) -> None:
+    """A local node laid out in tmp: the real probe decides what is followed."""
+    spec, root = write_node(tmp_path)
+    api = root / "socket" / "d1" / "api.sock"
+    api.parent.mkdir(parents=True)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(api))
+    listener.listen()
+    logs = root / "logs"
+    (logs / "d1").mkdir(parents=True)
+    append(logs / "nydus-snapshotter.log", *SNAPSHOTTER_LINES)
+    app = NydusConsoleApp(
+        Inventory(nodes=[spec], source="tmp"),
+        refresh_seconds=0,
+        fleet=Fleet(Inventory(nodes=[spec], source="tmp")),
+    )
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await app.workers.wait_for_complete()
+            app.open_node(spec.name)
+            await pilot.pause()
+            await pilot.press("l")
+            screen = app.screen
+            assert isinstance(screen, LogScreen)
+            labels = [state.label for state in screen.sources]
+            assert labels[-2:] == ["nydus-snapshotter.log", "nydusd d1"]
+            if not app.fleet.reports[spec.name].facts.systemd_running:  # type: ignore[union-attr]
+                assert (
+                    f"no journal: systemd is not running on {spec.name}" in screen.notes
+                )
+            await wait_for(pilot, lambda: "failed to mount" in messages(screen))
+            append(logs / "d1" / "nydusd.log", NYDUSD_LINES[1])
+            await wait_for(
+                pilot, lambda: "registry answered slowly" in messages(screen)
+            )
+            await pilot.press("escape")
+            assert isinstance(app.screen, NodeScreen)
+            assert not [w for w in app.workers if w.group == "logs" and w.is_running]
+            await wait_for(pilot, lambda: not commands_naming(str(logs)))
+    finally:
+        listener.close()
+
+
+async def test_unreachable_node_says_why(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        app.fleet.reports[NODE].error = TransportError(
+            ErrorKind.TIMED_OUT, "10.201.0.6 did not answer within 10 s."
+        )
+        await pilot.app.push_screen(LogScreen(NODE))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, LogScreen)
+        empty = screen.empty_text().plain
+        assert empty == (
+            f"Nothing to follow: {NODE} is unreachable (timed out): "
+            "10.201.0.6 did not answer within 10 s."
+        )
+
+
+def test_every_binding_has_an_id() -> None:
+    for binding in LogScreen.BINDINGS:
+        assert isinstance(binding, Binding), repr(binding)
+        assert binding.id and binding.id.startswith("logs."), binding.key
+
+
+# -- snapshots -------------------------------------------------------------------
+
+
+def test_snapshot_log_screen(snap_compare: Any, tmp_path: Path) -> None:
+    snapshotter, nydusd = write_logs(tmp_path)
+    nydusd.write_text("")
+
+    async def open_screen(pilot: Pilot[Any]) -> None:
+        screen = await open_logs(pilot, file_sources(snapshotter, nydusd))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        # Appended only now, so that the two files' lines arrive in a fixed order.
+        append(nydusd, *NYDUSD_LINES)
+        await wait_for(pilot, lambda: len(screen.view.rows) == 5)
+        await pilot.press("s", *"fetch", "enter")
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_screen)
+
+
+async def test_wrap_and_time_toggles(tmp_path: Path) -> None:
+    log = tmp_path / "nydus-snapshotter.log"
+    long = "x" * 300
+    log.write_text(f'time="2025-09-10T03:00:00Z" level=info msg="{long}"\n')
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_logs(pilot, file_sources(log))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 1)
+        assert screen.view.virtual_size.height == 1
+        await pilot.press("w")
+        await pilot.pause()
+        assert screen.view.virtual_size.height == 4, "345 cells wrap into 4 lines"
+        await pilot.press("t")
+        line = screen.format.render(screen.view.rows[0]).plain
+        assert line.startswith("nydus-snapshotter.log INFO  xxx")
+        assert "times hidden" in status(screen)
