@@ -27,6 +27,7 @@ BATCH_SECONDS = 0.05
 # control then slows the remote command) instead of growing memory.
 QUEUE_LINES = 20_000
 BACKOFF_MAX_SECONDS = 30.0
+STABLE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,18 @@ class LogFollower:
         first = True
         while True:
             argv = self.source.command(self.lines if first else 0, self.cursor)
+            started = time.monotonic()
             try:
                 async for batch in self._stream(argv):
-                    backoff = 1.0
                     yield batch
                 reason = "the log command ended"
             except TransportError as exc:
                 reason = f"the connection failed: {exc.message}"
             first = False
+            # Only a stream that ran for a while resets the backoff: a command
+            # that fails at once must not be restarted every second.
+            if time.monotonic() - started > STABLE_SECONDS:
+                backoff = 1.0
             yield [self._gap_marker(reason, backoff)]
             await asyncio.sleep(backoff)
             backoff = min(BACKOFF_MAX_SECONDS, backoff * 2)
@@ -109,7 +114,11 @@ class LogFollower:
                 lines = await _next_batch(queue)
                 if lines is None:
                     break
-                records = [self.source.parse(self.node, line) for line in lines]
+                records = [
+                    self.source.parse(self.node, line) for line in lines if line.strip()
+                ]
+                if not records:
+                    continue
                 for record in records:
                     if record.cursor:
                         self.cursor = record.cursor

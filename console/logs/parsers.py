@@ -19,6 +19,7 @@ MAX_MESSAGE = 64 * 1024
 
 # logrus text: time="2024-01-17T16:14:22.998798369Z" level=info msg="..." k=v
 _LOGRUS_PAIR = re.compile(r'([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
+_LOGRUS_START = re.compile(r'\s*(?:time="[^"]*"\s+)?level=\w+')
 # nydusd: [2025-09-10 02:47:34.123456 +00:00] WARN [/src/backend/mod.rs:132] text
 _NYDUSD = re.compile(
     r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ([+-]\d\d:\d\d)\] "
@@ -68,7 +69,9 @@ def _rfc3339(text: str) -> float | None:
 
 def parse_logrus(node: str, source: str, line: str) -> LogRecord | None:
     """Parse a logrus text line (snapshotter, containerd); None if it is not one."""
-    if "level=" not in line or ("msg=" not in line and "time=" not in line):
+    # A logrus line starts with its time or level; other text that merely
+    # quotes one (systemd's "Started ... sh -c 'level=...'") is not one.
+    if not _LOGRUS_START.match(line):
         return None
     pairs = {key: _unquote(value) for key, value in _LOGRUS_PAIR.findall(line)}
     if "level" not in pairs:
