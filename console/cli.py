@@ -23,6 +23,12 @@ from nydus_console.inventory import (
     parse_node_argument,
     ssh_config_aliases,
 )
+from nydus_console.logcli import (
+    add_logs_arguments,
+    pick_source,
+    run_logs,
+    validate_grep,
+)
 
 EXIT_USAGE = 64
 DEFAULT_REFRESH_SECONDS = 10.0
@@ -119,6 +125,17 @@ def build_parser() -> UsageParser:
         f"{EXIT_USAGE} invalid arguments or inventory.",
     )
     doctor.add_argument("--json", action="store_true", help="print JSON")
+    logs = commands.add_parser(
+        "logs",
+        parents=[_node_options(sub=True)],
+        help="print or follow a journald unit or log file on every node",
+        description="Print the recent lines of a journald unit (default: the "
+        "snapshotter unit) or a log file on every node, parsed into time, level "
+        "and message; with --follow keep printing, reconnecting after a dropped "
+        "connection. Exit status: 0, 3 when a node could not be reached, "
+        f"{EXIT_USAGE} invalid arguments.",
+    )
+    add_logs_arguments(logs)
     return parser
 
 
@@ -170,7 +187,32 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "doctor":
         return asyncio.run(run_doctor(inventory, as_json=args.json))
+    if args.command == "logs":
+        return run_logs_command(inventory, args)
     return run_tui(inventory, read_only=args.read_only, refresh=args.refresh)
+
+
+def run_logs_command(inventory: Inventory, args: argparse.Namespace) -> int:
+    try:
+        validate_grep(args.grep)
+        pick_source(args.unit, args.path, "")
+    except InventoryError as exc:
+        print(f"nydus-console: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(
+            run_logs(
+                inventory,
+                unit=args.unit,
+                path=args.path,
+                lines=max(0, args.lines),
+                follow=args.follow,
+                grep=args.grep,
+                as_json=args.json,
+            )
+        )
+    except KeyboardInterrupt:
+        return 0
 
 
 def run_tui(inventory: Inventory, *, read_only: bool, refresh: float) -> int:

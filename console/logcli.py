@@ -1,0 +1,178 @@
+"""`nydus-console logs`: print or follow a node's logs without the UI."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import re
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from nydus_console.fleet import Fleet
+from nydus_console.inventory import Inventory, InventoryError
+from nydus_console.logs.follow import LogFollower, LogSource
+from nydus_console.logs.records import LogRecord
+from nydus_console.transport.base import TransportError
+
+EXIT_UNREACHABLE = 3
+
+
+def pick_source(unit: str | None, path: str | None, default_unit: str) -> LogSource:
+    if unit and path:
+        raise InventoryError("give --unit or --file, not both")
+    if path:
+        if not path.startswith("/"):
+            raise InventoryError(
+                f"--file {path!r} must be an absolute path on the node"
+            )
+        return LogSource("file", path)
+    return LogSource("journal", unit or default_unit)
+
+
+def format_record(record: LogRecord, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(
+            {
+                "node": record.node,
+                "source": record.source,
+                "time": record.timestamp,
+                "level": record.level.name.lower(),
+                "message": record.message,
+                "fields": record.fields,
+                "marker": record.marker,
+            }
+        )
+    when = (
+        "-"
+        if record.timestamp is None
+        else datetime.datetime.fromtimestamp(record.timestamp, datetime.UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        )
+    )
+    fields = " ".join(f"{k}={v}" for k, v in record.fields.items())
+    return (
+        f"{when} {record.node} {record.source} {record.level.name:<7} "
+        f"{record.message}{'  ' + fields if fields else ''}"
+    )
+
+
+def _keep(record: LogRecord, pattern: re.Pattern[str] | None) -> bool:
+    return record.marker or pattern is None or bool(pattern.search(record.raw))
+
+
+async def run_logs(
+    inventory: Inventory,
+    *,
+    unit: str | None,
+    path: str | None,
+    lines: int,
+    follow: bool,
+    grep: str | None,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print (or follow) one log source on every node; return the exit status."""
+    pattern = re.compile(grep) if grep else None
+    fleet = Fleet(inventory)
+    try:
+        if follow:
+            return await _follow_all(fleet, unit, path, lines, pattern, as_json, out)
+        return await _print_all(fleet, unit, path, lines, pattern, as_json, out)
+    finally:
+        await fleet.close()
+
+
+async def _print_all(
+    fleet: Fleet,
+    unit: str | None,
+    path: str | None,
+    lines: int,
+    pattern: re.Pattern[str] | None,
+    as_json: bool,
+    out: TextIO,
+) -> int:
+    code = 0
+    for name, spec in fleet.specs.items():
+        source = pick_source(unit, path, spec.paths.snapshotter_unit)
+        try:
+            result = await fleet.transports[name].run(
+                source.command(lines, follow=False), timeout=60
+            )
+        except TransportError as exc:
+            print(f"nydus-console: {name}: {exc}", file=sys.stderr)
+            code = EXIT_UNREACHABLE
+            continue
+        printed = 0
+        for line in result.stdout.splitlines():
+            if line.strip():
+                record = source.parse(name, line)
+                if _keep(record, pattern):
+                    print(format_record(record, as_json), file=out)
+                    printed += 1
+        # journalctl says "No journal files were found." on stderr with status 0.
+        if result.stderr.strip() and (result.exit_status != 0 or not printed):
+            print(f"nydus-console: {name}: {result.stderr.strip()}", file=sys.stderr)
+    return code
+
+
+async def _follow_all(
+    fleet: Fleet,
+    unit: str | None,
+    path: str | None,
+    lines: int,
+    pattern: re.Pattern[str] | None,
+    as_json: bool,
+    out: TextIO,
+) -> int:
+    async def follow_one(name: str) -> None:
+        source = pick_source(unit, path, fleet.specs[name].paths.snapshotter_unit)
+        follower = LogFollower(fleet.transports[name], name, source, lines)
+        async for batch in follower.batches():
+            for record in batch:
+                if _keep(record, pattern):
+                    print(format_record(record, as_json), file=out, flush=True)
+
+    await asyncio.gather(*(follow_one(name) for name in fleet.specs))
+    return 0
+
+
+def add_logs_arguments(parser: object) -> None:
+    """Add the logs subcommand's own options to an argparse parser."""
+    add = parser.add_argument  # type: ignore[attr-defined]
+    add("--unit", help="journald unit (default: the node's snapshotter unit)")
+    add(
+        "--file",
+        dest="path",
+        metavar="PATH",
+        help="a log file on the node instead, e.g. <root>/logs/nydus-snapshotter.log",
+    )
+    add(
+        "-n",
+        "--lines",
+        type=int,
+        default=100,
+        metavar="N",
+        help="how many recent lines to print first (default 100)",
+    )
+    add(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing new lines until interrupted (ctrl+c)",
+    )
+    add("--grep", metavar="REGEX", help="print only lines that match REGEX")
+    add("--json", action="store_true", help="print one JSON object per line")
+
+
+def validate_grep(pattern: str | None) -> None:
+    if pattern is None:
+        return
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InventoryError(f"invalid --grep {pattern!r}: {exc}") from None
+
+
+__all__: Sequence[str] = ["add_logs_arguments", "run_logs", "validate_grep"]

@@ -1,0 +1,82 @@
+"""`nydus-console logs` on this machine's files and on booted nodes."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from testbed.nspawn import NspawnFleet
+
+from nydus_console.inventory import load_inventory, local_inventory
+from nydus_console.logcli import run_logs
+
+LINES = (
+    'time="2024-01-01T00:00:00Z" level=info msg="started"\n'
+    'time="2024-01-01T00:00:01Z" level=error msg="mount failed" error="EIO"\n'
+)
+
+
+async def test_logs_prints_parsed_lines(tmp_path: Path) -> None:
+    log = tmp_path / "nydus-snapshotter.log"
+    log.write_text(LINES)
+    out = io.StringIO()
+    code = await run_logs(
+        local_inventory(),
+        unit=None,
+        path=str(log),
+        lines=10,
+        follow=False,
+        grep="mount",
+        as_json=True,
+        out=out,
+    )
+    assert code == 0
+    (entry,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert entry["level"] == "error"
+    assert entry["message"] == "mount failed"
+    assert entry["fields"] == {"error": "EIO"}
+    assert entry["time"] == 1704067201.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["logs", "--file", "relative.log"], "must be an absolute path"),
+        (["logs", "--grep", "("], "invalid --grep"),
+        (["logs", "--unit", "a.service", "--file", "/x"], "not both"),
+    ],
+)
+def test_logs_bad_arguments(argv: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "nydus_console", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 64
+    assert message in result.stderr
+
+
+@pytest.mark.nspawn
+async def test_logs_of_failed_snapshotter(nspawn_fleet: NspawnFleet) -> None:
+    inventory = load_inventory(nspawn_fleet.write_inventory())
+    inventory.nodes = [n for n in inventory.nodes if n.name == "nc-node3"]
+    out = io.StringIO()
+    code = await run_logs(
+        inventory,
+        unit=None,
+        path=None,
+        lines=50,
+        follow=False,
+        grep=None,
+        as_json=False,
+        out=out,
+    )
+    assert code == 0
+    text = out.getvalue()
+    assert "FATAL   failed to start nydus-snapshotter" in text
+    assert "read FUSE configuration file" in text
