@@ -132,11 +132,16 @@ class LogFollower:
                 await pump
 
     async def _pump(self, argv: list[str], queue: asyncio.Queue[str | None]) -> None:
+        lines = self.transport.stream(argv)
         try:
-            async for line in self.transport.stream(argv):
+            async for line in lines:
                 await queue.put(line)
         finally:
-            await queue.put(None)
+            # Close the stream here, in this task, so that the remote (or local)
+            # command is ended before the loop can close under it.
+            await lines.aclose()  # type: ignore[attr-defined]
+            if not queue.full():
+                queue.put_nowait(None)
 
 
 async def _next_batch(queue: asyncio.Queue[str | None]) -> list[str] | None:

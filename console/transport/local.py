@@ -45,6 +45,11 @@ class LocalTransport:
             return CommandResult(tuple(full), 127, "", f"{full[0]}: not found", 0.0)
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.CancelledError:
+            # A cancelled caller (a closed screen) must not leave the child behind.
+            proc.kill()
+            await asyncio.shield(proc.wait())
+            raise
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -82,7 +87,8 @@ class LocalTransport:
         finally:
             if proc.returncode is None:
                 proc.terminate()
-                await proc.wait()
+                # Shielded: a cancelled reader must still reap the child.
+                await asyncio.shield(proc.wait())
 
     async def probe_unix_socket(self, path: str, timeout: float = 3.0) -> SocketState:
         try:
