@@ -145,20 +145,32 @@ class LogFollower:
 
 
 async def _next_batch(queue: asyncio.Queue[str | None]) -> list[str] | None:
-    """Wait for one line, then take what arrives within BATCH_SECONDS."""
+    """Wait for one line, then take what is queued, waiting once for a trickle.
+
+    Taking queued lines without a timeout per line matters: a wait_for per
+    line costs more than parsing it.
+    """
     first = await queue.get()
     if first is None:
         return None
     lines = [first]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BATCH_SECONDS
+    if _drain(queue, lines):
+        return lines
+    if len(lines) < BATCH_LINES // 10:
+        await asyncio.sleep(BATCH_SECONDS)
+        _drain(queue, lines)
+    return lines
+
+
+def _drain(queue: asyncio.Queue[str | None], lines: list[str]) -> bool:
+    """Move queued lines into `lines`; return True at the end of the stream."""
     while len(lines) < BATCH_LINES:
         try:
-            line = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            break
+            line = queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return False
         if line is None:
             queue.put_nowait(None)
-            break
+            return True
         lines.append(line)
-    return lines
+    return False

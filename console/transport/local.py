@@ -82,8 +82,14 @@ class LocalTransport:
         )
         assert proc.stdout is not None
         try:
-            async for raw in proc.stdout:
-                yield raw.decode(errors="replace").rstrip("\r\n")
+            pending = b""
+            while chunk := await proc.stdout.read(65536):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    yield raw.decode(errors="replace").rstrip("\r")
+            if pending:
+                yield pending.decode(errors="replace").rstrip("\r")
         finally:
             if proc.returncode is None:
                 proc.terminate()
