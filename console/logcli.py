@@ -8,6 +8,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TextIO
 
 from nydus_console.fleet import Fleet
@@ -58,8 +59,28 @@ def format_record(record: LogRecord, as_json: bool) -> str:
     )
 
 
-def _keep(record: LogRecord, pattern: re.Pattern[str] | None) -> bool:
-    return record.marker or pattern is None or bool(pattern.search(record.raw))
+@dataclass
+class LogQuery:
+    """What `logs` prints: one source per node, filtered, as text or JSON."""
+
+    unit: str | None
+    path: str | None
+    lines: int
+    pattern: re.Pattern[str] | None
+    as_json: bool
+    out: TextIO
+
+    def source_for(self, fleet: Fleet, name: str) -> LogSource:
+        return pick_source(
+            self.unit, self.path, fleet.specs[name].paths.snapshotter_unit
+        )
+
+    def emit(self, record: LogRecord) -> bool:
+        """Print a record unless the pattern rejects it; markers always print."""
+        if not record.marker and self.pattern and not self.pattern.search(record.raw):
+            return False
+        print(format_record(record, self.as_json), file=self.out, flush=True)
+        return True
 
 
 async def run_logs(
@@ -74,65 +95,48 @@ async def run_logs(
     out: TextIO = sys.stdout,
 ) -> int:
     """Print (or follow) one log source on every node; return the exit status."""
-    pattern = re.compile(grep) if grep else None
+    query = LogQuery(
+        unit, path, lines, re.compile(grep) if grep else None, as_json, out
+    )
     fleet = Fleet(inventory)
     try:
         if follow:
-            return await _follow_all(fleet, unit, path, lines, pattern, as_json, out)
-        return await _print_all(fleet, unit, path, lines, pattern, as_json, out)
+            return await _follow_all(fleet, query)
+        return await _print_all(fleet, query)
     finally:
         await fleet.close()
 
 
-async def _print_all(
-    fleet: Fleet,
-    unit: str | None,
-    path: str | None,
-    lines: int,
-    pattern: re.Pattern[str] | None,
-    as_json: bool,
-    out: TextIO,
-) -> int:
+async def _print_all(fleet: Fleet, query: LogQuery) -> int:
     code = 0
-    for name, spec in fleet.specs.items():
-        source = pick_source(unit, path, spec.paths.snapshotter_unit)
+    for name in fleet.specs:
+        source = query.source_for(fleet, name)
         try:
             result = await fleet.transports[name].run(
-                source.command(lines, follow=False), timeout=60
+                source.command(query.lines, follow=False), timeout=60
             )
         except TransportError as exc:
             print(f"nydus-console: {name}: {exc}", file=sys.stderr)
             code = EXIT_UNREACHABLE
             continue
-        printed = 0
-        for line in result.stdout.splitlines():
-            if line.strip():
-                record = source.parse(name, line)
-                if _keep(record, pattern):
-                    print(format_record(record, as_json), file=out)
-                    printed += 1
+        printed = sum(
+            query.emit(source.parse(name, line))
+            for line in result.stdout.splitlines()
+            if line.strip()
+        )
         # journalctl says "No journal files were found." on stderr with status 0.
         if result.stderr.strip() and (result.exit_status != 0 or not printed):
             print(f"nydus-console: {name}: {result.stderr.strip()}", file=sys.stderr)
     return code
 
 
-async def _follow_all(
-    fleet: Fleet,
-    unit: str | None,
-    path: str | None,
-    lines: int,
-    pattern: re.Pattern[str] | None,
-    as_json: bool,
-    out: TextIO,
-) -> int:
+async def _follow_all(fleet: Fleet, query: LogQuery) -> int:
     async def follow_one(name: str) -> None:
-        source = pick_source(unit, path, fleet.specs[name].paths.snapshotter_unit)
-        follower = LogFollower(fleet.transports[name], name, source, lines)
+        source = query.source_for(fleet, name)
+        follower = LogFollower(fleet.transports[name], name, source, query.lines)
         async for batch in follower.batches():
             for record in batch:
-                if _keep(record, pattern):
-                    print(format_record(record, as_json), file=out, flush=True)
+                query.emit(record)
 
     await asyncio.gather(*(follow_one(name) for name in fleet.specs))
     return 0
