@@ -155,7 +155,7 @@ class FleetScreen(Screen[None]):
         shown = self._shown.get(name, [])
         for index, ((key, _), value) in enumerate(zip(COLUMNS, cells, strict=True)):
             if index >= len(shown) or shown[index] != str(value):
-                table.update_cell(name, key, value)
+                table.update_cell(name, key, value, update_width=True)
         self._shown[name] = [str(cell) for cell in cells]
 
     def now(self) -> float:

@@ -6,10 +6,11 @@ so that the screens render the same on every run.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
-from doubles.recorded_facts import load_recorded, recorded_fleet
+from doubles.recorded_facts import RecordedProber, load_recorded, recorded_fleet
 from factbuilder import SAMPLES
 from textual.binding import Binding
 from textual.pilot import Pilot
@@ -282,3 +283,25 @@ async def test_markup_in_node_data_is_text(tmp_path: Path) -> None:
         assert "[/x][bold red]y" in detail
         screen = app.export_screenshot().replace("&#160;", " ")
         assert "containerd has no [proxy_plugins.nydus]" in screen
+
+
+class SlowProber(RecordedProber):
+    """Answers after the fleet screen has drawn its first rows."""
+
+    async def probe(self, full: bool = False) -> Any:
+        await asyncio.sleep(0.5)
+        return await super().probe(full)
+
+
+async def test_single_node_cells_widen(tmp_path: Path) -> None:
+    recorded = load_recorded(SAMPLES / "facts")
+    fleet = recorded_fleet({"nc-node3": recorded["nc-node3"]}, clock=lambda: NOW)
+    fleet.probers["nc-node3"] = SlowProber(  # type: ignore[assignment]
+        recorded["nc-node3"], lambda: NOW
+    )
+    app = NydusConsoleApp(fleet.inventory, refresh_seconds=0, fleet=fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.export_screenshot().replace("&#160;", " ")
+        assert "failed/failed" in screen
+        assert "1 node: 1 fail" in screen
