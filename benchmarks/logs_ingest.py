@@ -3,10 +3,10 @@
 Usage: python benchmarks/logs_ingest.py [--lines 1000000]
 
 One sshd on 127.0.0.1 (the testbed's loopback tier) serves a file of logrus
-lines. The anchor reads it with `cat` over one asyncssh connection; the console
-follows it with LogFollower (tail -n N -F over a PTY, parsed into a LogBuffer of
-the default capacity) until every line has arrived. It prints both rates, their
-ratio and the console process's RSS growth.
+lines. The anchor reads it with `cat` over one asyncssh connection. The console
+follows it with LogFollower (tail -n N -F over a PTY) and parses every line into
+a LogBuffer of the default capacity, until every line has arrived. The script
+prints both rates, their ratio and the console process's RSS growth.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def expected_root(containerd_root: str) -> str:
 
 @dataclass
 class CriSettings:
-    """Where the CRI image settings live for this config version, and their values."""
+    """The CRI image table for this config version, and the values set in it."""
 
     table: str
     snapshotter: str | None

@@ -1,4 +1,4 @@
-"""Where the console keeps its files (XDG directories through platformdirs)."""
+"""Paths of the console's own files (XDG directories through platformdirs)."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def format_record(record: LogRecord, as_json: bool) -> str:
 
 @dataclass
 class LogQuery:
-    """What `logs` prints: one source per node, filtered, as text or JSON."""
+    """The `logs` request: one source per node, a filter, and text or JSON output."""
 
     unit: str | None
     path: str | None
@@ -124,7 +124,7 @@ async def _print_all(fleet: Fleet, query: LogQuery) -> int:
             for line in result.stdout.splitlines()
             if line.strip()
         )
-        # journalctl says "No journal files were found." on stderr with status 0.
+        # journalctl prints "No journal files were found." on stderr with status 0.
         if result.stderr.strip() and (result.exit_status != 0 or not printed):
             print(f"nydus-console: {name}: {result.stderr.strip()}", file=sys.stderr)
     return code

@@ -198,7 +198,7 @@ class NodeProber:
 def refine_socket_state(state: SocketState, path_type: str | None) -> SocketState:
     """Use the probe's file type where sshd only reported that the open failed.
 
-    OpenSSH answers every failed streamlocal open with the same "open failed",
+    OpenSSH reports every failed streamlocal open with the same "open failed",
     whether the socket is missing or nothing listens on it.
     """
     if path_type == "-" and state in (SocketState.UNKNOWN, SocketState.DENIED):

@@ -6,6 +6,8 @@ import json
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nydus_console.logs.buffer import LogBuffer
 from nydus_console.logs.parsers import (
@@ -162,3 +164,25 @@ def test_text_quoting_logrus_is_not_logrus() -> None:
     record = parse_text("n1", "u", line)
     assert record.message == line
     assert parse_text("n1", "u", 'level=warning msg="bare"').message == "bare"
+
+
+PREFIXES = st.sampled_from(
+    [
+        "",
+        'time="',
+        "level=",
+        'time="2024-01-01T00:00:00Z" level=',
+        "[2024-01-01 ",
+        "E1212 ",
+        '{"MESSAGE": ',
+        '{"__REALTIME_TIMESTAMP": ',
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PREFIXES, st.text(max_size=200))
+def test_parsers_accept_any_text(prefix: str, rest: str) -> None:
+    line = prefix + rest
+    assert isinstance(parse_text("n", "s", line), LogRecord)
+    assert isinstance(parse_journal_json("n", "s", line), LogRecord)

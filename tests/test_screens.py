@@ -286,7 +286,7 @@ async def test_markup_in_node_data_is_text(tmp_path: Path) -> None:
 
 
 class SlowProber(RecordedProber):
-    """Answers after the fleet screen has drawn its first rows."""
+    """Returns its facts after the fleet screen has drawn its first rows."""
 
     async def probe(self, full: bool = False) -> Any:
         await asyncio.sleep(0.5)

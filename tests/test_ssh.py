@@ -114,7 +114,7 @@ def trusted(loopback_sshd: LoopbackFleet, tmp_path: Path) -> HostKeyStore:
 
 @pytest.fixture
 def silent_listener() -> Iterator[int]:
-    """A TCP port that accepts connections and never says a word."""
+    """A TCP port that accepts connections and never sends a byte."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)

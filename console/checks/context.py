@@ -1,4 +1,4 @@
-"""What every check sees: the node's facts and its configs, parsed once."""
+"""Input of every check: the node's facts and its configs, parsed once."""
 
 from __future__ import annotations
 

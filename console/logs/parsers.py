@@ -1,7 +1,8 @@
 """Parsers for the log formats of journald, the snapshotter, nydusd and kubelet.
 
-Every parser returns a LogRecord and never raises: a line no format matches is
-kept as it came, with level info.
+parse_text and parse_journal_json return a LogRecord for any input (a property
+test checks this); a line no format matches is kept as it came, with level info.
+The format parsers they try return None for a line that is not theirs.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 
 class Level(enum.IntEnum):
-    """Severity, ordered so that filters can say "warning and worse"."""
+    """Severity, ordered so that a filter can select "warning and worse"."""
 
     TRACE = 0
     DEBUG = 1

@@ -9,7 +9,7 @@ from typing import Protocol
 
 
 class ErrorKind(enum.StrEnum):
-    """Why a node could not be reached or a command could not run."""
+    """Cause of a failure to reach a node or to run a command on it."""
 
     REFUSED = "refused"
     TIMED_OUT = "timed out"
@@ -75,7 +75,7 @@ class CommandResult:
 
 
 class SocketState(enum.StrEnum):
-    """What happened when the console connected to a unix socket on a node."""
+    """Outcome of connecting to a unix socket on a node."""
 
     LISTENING = "listening"
     REFUSED = "refused"

@@ -64,7 +64,7 @@ def recorded_fleet(
     clock: Callable[[], float],
     inventory_source: str = "recorded test nodes",
 ) -> Fleet:
-    """Return a Fleet whose nodes answer with the given facts or errors."""
+    """Return a Fleet whose probes return the given facts or raise the given errors."""
     specs = [
         NodeSpec(name=name, host=f"10.201.0.{4 * i + 6}", user="root")
         for i, name in enumerate(nodes)

@@ -25,7 +25,7 @@ Fallback = Callable[[str, str], tuple[int, object]]
 
 
 def set_process_name(name: str) -> None:
-    """Give the process the kernel name (comm) of the binary it stands in for.
+    """Give the process the kernel name (comm) of the binary it replaces in tests.
 
     The console finds Nydus processes by /proc/<pid>/comm. The kernel cuts the
     name to 15 bytes, as it does for the real containerd-nydus-grpc.
