@@ -29,6 +29,7 @@ from nydus_console.logcli import (
     run_logs,
     validate_grep,
 )
+from nydus_console.metricscli import add_metrics_arguments, run_metrics
 
 EXIT_USAGE = 64
 DEFAULT_REFRESH_SECONDS = 10.0
@@ -136,6 +137,17 @@ def build_parser() -> UsageParser:
         f"{EXIT_USAGE} invalid arguments.",
     )
     add_logs_arguments(logs)
+    metrics = commands.add_parser(
+        "metrics",
+        parents=[_node_options(sub=True)],
+        help="print nydusd and snapshotter metrics of every node",
+        description="Read every nydusd's API and the snapshotter's metrics "
+        "endpoint on every node (or one Prometheus server), poll twice and print "
+        "rates, error ratios, latency percentiles and cache hit ratios. Exit "
+        "status: 0, 3 when a node could not be reached, "
+        f"{EXIT_USAGE} invalid arguments.",
+    )
+    add_metrics_arguments(metrics)
     return parser
 
 
@@ -189,6 +201,15 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_doctor(inventory, as_json=args.json))
     if args.command == "logs":
         return run_logs_command(inventory, args)
+    if args.command == "metrics":
+        return asyncio.run(
+            run_metrics(
+                inventory,
+                prometheus=args.prometheus,
+                interval=args.interval,
+                as_json=args.json,
+            )
+        )
     return run_tui(inventory, read_only=args.read_only, refresh=args.refresh)
 
 

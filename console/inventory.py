@@ -69,6 +69,10 @@ class NodeSpec:
         return f"{login}{host}{port}"
 
 
+DEFAULT_METRICS_INTERVAL = 5.0
+MIN_METRICS_INTERVAL = 1.0
+
+
 @dataclass
 class Inventory:
     """The nodes and the settings shared by all of them."""
@@ -76,6 +80,8 @@ class Inventory:
     nodes: list[NodeSpec]
     known_hosts: list[str] = field(default_factory=list)
     source: str = "local machine"
+    prometheus_url: str = ""
+    metrics_interval: float = DEFAULT_METRICS_INTERVAL
 
 
 def local_inventory() -> Inventory:
@@ -180,11 +186,11 @@ def load_inventory(path: Path) -> Inventory:
 
 
 def parse_inventory(data: Mapping[str, Any], source: str) -> Inventory:
-    unknown = set(data) - {"defaults", "nodes"}
+    unknown = set(data) - {"defaults", "nodes", "metrics"}
     if unknown:
         raise InventoryError(
             f"{source}: unknown top-level key(s) {sorted(unknown)}; "
-            "expected [defaults] and [nodes.NAME] tables"
+            "expected [defaults], [metrics] and [nodes.NAME] tables"
         )
     defaults = _table(data.get("defaults", {}), "defaults", source)
     _reject_unknown(defaults, _DEFAULT_KEYS, "[defaults]", source)
@@ -200,7 +206,40 @@ def parse_inventory(data: Mapping[str, Any], source: str) -> Inventory:
         known = [known]
     if not isinstance(known, list) or not all(isinstance(k, str) for k in known):
         raise InventoryError(f"{source}: known_hosts must be a path or list of paths")
-    return Inventory(nodes=nodes, known_hosts=[expand(k) for k in known], source=source)
+    inventory = Inventory(
+        nodes=nodes, known_hosts=[expand(k) for k in known], source=source
+    )
+    _metrics_settings(inventory, _table(data.get("metrics", {}), "metrics", source))
+    return inventory
+
+
+def _metrics_settings(inventory: Inventory, table: dict[str, Any]) -> None:
+    source = inventory.source
+    _reject_unknown(table, {"prometheus_url", "interval"}, "[metrics]", source)
+    url = table.get("prometheus_url", "")
+    if not isinstance(url, str) or (url and not check_prometheus_url(url)):
+        raise InventoryError(
+            f"{source}: [metrics] prometheus_url = {url!r} is not an http:// or "
+            'https:// URL; write it like "http://prometheus.example:9090"'
+        )
+    interval = table.get("interval", DEFAULT_METRICS_INTERVAL)
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, int | float)
+        or not (interval >= MIN_METRICS_INTERVAL)
+    ):
+        raise InventoryError(
+            f"{source}: [metrics] interval = {interval!r} must be a number of "
+            f"seconds, at least {MIN_METRICS_INTERVAL:g}"
+        )
+    inventory.prometheus_url = url
+    inventory.metrics_interval = float(interval)
+
+
+def check_prometheus_url(url: str) -> bool:
+    """True when `url` is an http(s) URL with a host."""
+    match = re.match(r"https?://([^/\s?#]+)", url)
+    return match is not None and not any(c.isspace() for c in url)
 
 
 def _table(value: object, where: str, source: str) -> dict[str, Any]:

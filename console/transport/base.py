@@ -84,6 +84,38 @@ class SocketState(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a request goes on the node: a unix socket path, or host and port."""
+
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    def __str__(self) -> str:
+        return self.path or f"{self.host}:{self.port}"
+
+
+class ByteReader(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+    def at_eof(self) -> bool: ...
+
+
+class ByteWriter(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+
+class EndpointUnavailable(OSError):
+    """The transport could not open a stream to an endpoint; says why."""
+
+
 class Transport(Protocol):
     """Run commands and reach unix sockets on one node."""
 
@@ -102,6 +134,13 @@ class Transport(Protocol):
 
     async def probe_unix_socket(self, path: str, timeout: float = 3.0) -> SocketState:
         """Connect to a unix socket on the node and close the connection again."""
+        ...
+
+    async def open_stream(self, endpoint: Endpoint) -> tuple[ByteReader, ByteWriter]:
+        """Open a byte stream to a unix socket or a port as seen from the node.
+
+        Raise EndpointUnavailable with the reason when it cannot be opened.
+        """
         ...
 
     async def close(self) -> None:

@@ -9,7 +9,11 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from nydus_console.transport.base import (
+    ByteReader,
+    ByteWriter,
     CommandResult,
+    Endpoint,
+    EndpointUnavailable,
     ErrorKind,
     SocketState,
     TransportError,
@@ -117,6 +121,25 @@ class LocalTransport:
         except (OSError, ConnectionError):
             pass
         return SocketState.LISTENING
+
+    async def open_stream(self, endpoint: Endpoint) -> tuple[ByteReader, ByteWriter]:
+        try:
+            if endpoint.path:
+                return await asyncio.open_unix_connection(endpoint.path)
+            return await asyncio.open_connection(endpoint.host, endpoint.port)
+        except PermissionError:
+            raise EndpointUnavailable(
+                f"{endpoint}: permission denied; run the console as a user who "
+                "may open it (usually root)"
+            ) from None
+        except FileNotFoundError:
+            raise EndpointUnavailable(f"{endpoint}: no such socket") from None
+        except ConnectionRefusedError:
+            raise EndpointUnavailable(
+                f"{endpoint}: connection refused (nothing listens)"
+            ) from None
+        except OSError as exc:
+            raise EndpointUnavailable(f"{endpoint}: {exc.strerror or exc}") from None
 
     async def close(self) -> None:
         return None
