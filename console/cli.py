@@ -29,7 +29,11 @@ from nydus_console.logcli import (
     run_logs,
     validate_grep,
 )
-from nydus_console.metricscli import add_metrics_arguments, run_metrics
+from nydus_console.metricscli import (
+    add_metrics_arguments,
+    prometheus_url,
+    run_metrics,
+)
 
 EXIT_USAGE = 64
 DEFAULT_REFRESH_SECONDS = 10.0
@@ -116,6 +120,14 @@ def build_parser() -> UsageParser:
         help="auto-refresh interval in seconds, 0 to refresh only on request "
         f"(default {DEFAULT_REFRESH_SECONDS:g})",
     )
+    parser.add_argument(
+        "--prometheus",
+        dest="prometheus_url",
+        type=prometheus_url,
+        metavar="URL",
+        help="read metrics screens from this Prometheus server instead of each "
+        "node (default: [metrics] prometheus_url of the inventory)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     doctor = commands.add_parser(
         "doctor",
@@ -144,7 +156,8 @@ def build_parser() -> UsageParser:
         description="Read every nydusd's API and the snapshotter's metrics "
         "endpoint on every node (or one Prometheus server), poll twice and print "
         "rates, error ratios, latency percentiles and cache hit ratios. Exit "
-        "status: 0, 3 when a node could not be reached, "
+        "status: 0, 1 when some metrics could not be read, 3 when a node could "
+        "not be reached, "
         f"{EXIT_USAGE} invalid arguments.",
     )
     add_metrics_arguments(metrics)
@@ -205,11 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run_metrics(
                 inventory,
-                prometheus=args.prometheus,
+                prometheus=args.prometheus or args.prometheus_url,
                 interval=args.interval,
                 as_json=args.json,
             )
         )
+    if args.prometheus_url:
+        inventory.prometheus_url = args.prometheus_url
     return run_tui(inventory, read_only=args.read_only, refresh=args.refresh)
 
 

@@ -83,7 +83,9 @@ async def run_metrics(
     else:
         for node in figures:
             out.write(render_node(metrics.samples[node.node], node))
-    return EXIT_UNREACHABLE if any(f.error for f in figures) else 0
+    if any(f.error for f in figures):
+        return EXIT_UNREACHABLE
+    return 1 if any(f.problems or f.daemon_errors for f in figures) else 0
 
 
 HEADER = (
@@ -105,8 +107,9 @@ def render_node(sample: NodeSample, figures: NodeFigures) -> str:
             _daemon_row(daemon.id, daemon.state, daemon.pid, figures.daemons[daemon.id])
         )
         lines += [f"    {path}: {error}" for path, error in daemon.errors.items()]
-    if not sample.daemons:
+    if not sample.daemons and not sample.problems:
         lines.append("  no nydusd daemons")
+    lines += [f"  problem: {problem}" for problem in sample.problems]
     lines += [f"  note: {note}" for note in sample.notes]
     return "\n".join(lines) + "\n\n"
 

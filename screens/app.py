@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from importlib import resources
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import App, SystemCommand
@@ -33,13 +33,18 @@ from nydus_console.screens.messages import (
 from nydus_console.screens.node import NodeScreen
 from nydus_console.transport.base import ErrorKind, HostKeyError, TransportError
 
-CSS_FILE = str(resources.files("nydus_console.assets").joinpath("app.tcss"))
-LOGS_CSS_FILE = str(resources.files("nydus_console.assets").joinpath("logs.tcss"))
+if TYPE_CHECKING:
+    from nydus_console.metrics.service import FleetMetrics
+
+ASSETS = resources.files("nydus_console.assets")
+CSS_FILE = str(ASSETS.joinpath("app.tcss"))
+LOGS_CSS_FILE = str(ASSETS.joinpath("logs.tcss"))
+METRICS_CSS_FILE = str(ASSETS.joinpath("metrics.tcss"))
 
 
 class NydusConsoleApp(App[None]):
     TITLE = "nydus-console"
-    CSS_PATH = [CSS_FILE, LOGS_CSS_FILE]
+    CSS_PATH = [CSS_FILE, LOGS_CSS_FILE, METRICS_CSS_FILE]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
@@ -51,8 +56,10 @@ class NydusConsoleApp(App[None]):
         *,
         read_only: bool = False,
         refresh_seconds: float = 10.0,
+        prometheus_url: str = "",
         fleet: Fleet | None = None,
         audit: AuditLog | None = None,
+        metrics: FleetMetrics | None = None,
     ) -> None:
         super().__init__()
         self.fleet = fleet or Fleet(inventory)
@@ -65,6 +72,9 @@ class NydusConsoleApp(App[None]):
         self._in_flight: set[str] = set()
         self._timer: Timer | None = None
         self._announced_keys: set[str] = set()
+        self.prometheus_url = prometheus_url or inventory.prometheus_url
+        self.metrics_interval = inventory.metrics_interval
+        self._metrics = metrics
 
     def notify(
         self,
@@ -88,6 +98,8 @@ class NydusConsoleApp(App[None]):
         self._timer = self.set_interval(self.probe_interval, self._tick)
 
     async def on_unmount(self) -> None:
+        if self._metrics is not None:
+            await self._metrics.close()
         await self.fleet.close()
 
     # -- probing ----------------------------------------------------------------
@@ -186,6 +198,23 @@ class NydusConsoleApp(App[None]):
             self.push_screen(LogScreen(nodes=list(self.fleet.specs)))
         else:
             self.push_screen(LogScreen(node))
+
+    def metrics_service(self) -> FleetMetrics:
+        """The fleet's metrics reader, made when a metrics screen first opens."""
+        if self._metrics is None:
+            from nydus_console.metrics.service import FleetMetrics
+
+            self._metrics = FleetMetrics(self.fleet, self.prometheus_url)
+        return self._metrics
+
+    def open_metrics(self, node: str | None = None) -> None:
+        """Show the metrics of `node`, or of every node when it is None."""
+        from nydus_console.screens.metrics import FleetMetricsScreen, NodeMetricsScreen
+
+        if node is None:
+            self.push_screen(FleetMetricsScreen())
+        else:
+            self.push_screen(NodeMetricsScreen(node))
 
     def ask_host_key(self, name: str) -> None:
         error = self.fleet.reports[name].error

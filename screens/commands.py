@@ -58,7 +58,18 @@ def _fleet_commands(
         "Follow the journal units and log files of all nodes in one view",
         app.open_logs,
     )
+    yield SystemCommand(
+        "fleet: metrics of every node",
+        "Read throughput, errors, latency and memory of all nodes, worst first",
+        app.open_metrics,
+    )
     for name in app.fleet.specs:
+        yield SystemCommand(
+            f"node: metrics of {name}",
+            "This node's nydusd daemons and snapshotter metrics",
+            partial(app.open_metrics, name),
+            discover=False,
+        )
         yield SystemCommand(
             f"node: logs of {name}",
             "Follow this node's journal units and log files",
@@ -86,6 +97,11 @@ def _node_commands(app: NydusConsoleApp, screen: NodeScreen) -> Iterator[SystemC
         f"node: logs of {screen.node}",
         "Follow this node's journal units and log files",
         screen.action_logs,
+    )
+    yield SystemCommand(
+        f"node: metrics of {screen.node}",
+        "This node's nydusd daemons and snapshotter metrics",
+        screen.action_metrics,
     )
     unit = screen.report.spec.paths.snapshotter_unit
     yield SystemCommand(

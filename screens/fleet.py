@@ -53,6 +53,7 @@ class FleetScreen(Screen[None]):
         Binding("slash", "filter", "Filter", key_display="/", id="fleet.filter"),
         Binding("s", "cycle_sort", "Sort", id="fleet.sort"),
         Binding("a", "toggle_auto", "Auto-refresh", id="fleet.auto_refresh"),
+        Binding("m", "metrics", "Metrics", id="fleet.metrics"),
         Binding(
             "escape",
             "clear_filter",
@@ -200,6 +201,9 @@ class FleetScreen(Screen[None]):
         return str(row_key.value)
 
     # -- actions ----------------------------------------------------------------
+
+    def action_metrics(self) -> None:
+        self.app.open_metrics()  # type: ignore[attr-defined]
 
     def action_refresh(self) -> None:
         self.app.refresh_all(force=True)  # type: ignore[attr-defined]

@@ -29,6 +29,7 @@ class NodeScreen(Screen[None]):
         Binding("r", "refresh", "Refresh", id="node.refresh"),
         Binding("x", "toggle_skipped", "Show skipped", id="node.toggle_skipped"),
         Binding("l", "logs", "Logs", id="node.logs"),
+        Binding("m", "metrics", "Metrics", id="node.metrics"),
         Binding("k", "accept_host_key", "Accept host key", id="node.accept_host_key"),
         Binding(
             "R",
@@ -142,6 +143,9 @@ class NodeScreen(Screen[None]):
 
     def action_logs(self) -> None:
         self.app.open_logs(self.node)  # type: ignore[attr-defined]
+
+    def action_metrics(self) -> None:
+        self.app.open_metrics(self.node)  # type: ignore[attr-defined]
 
     def action_accept_host_key(self) -> None:
         self.app.ask_host_key(self.node)  # type: ignore[attr-defined]

@@ -172,7 +172,7 @@ class NodeMetricsReader:
     async def read(self) -> NodeSample:
         sample = NodeSample(self.transport.name, self._clock(), self._wall(), "node")
         if self.targets.problem:
-            sample.notes.append(self.targets.problem)
+            sample.problems.append(self.targets.problem)
             sample.daemons = [daemon_from_socket(p) for p in self.targets.api_sockets]
             await asyncio.gather(*(self._read_daemon(d) for d in sample.daemons))
             return sample
@@ -207,10 +207,10 @@ class NodeMetricsReader:
             )
         except ApiError as exc:
             reason = await self.explain(socket, exc)
-            sample.notes.append(f"daemon list unavailable: {reason}")
+            sample.problems.append(f"daemon list unavailable: {reason}")
             return [daemon_from_socket(p) for p in self.targets.api_sockets]
         if not isinstance(answer, list):
-            sample.notes.append("the system controller answered no daemon list")
+            sample.problems.append("the system controller answered no daemon list")
             return []
         return [daemon_from_object(i) for i in answer if isinstance(i, dict)]
 
@@ -326,13 +326,13 @@ class NodeMetricsReader:
             return None
         endpoint = metrics_endpoint(address)
         if endpoint is None:
-            sample.notes.append(f"[metrics] address {address!r} has no port")
+            sample.problems.append(f"[metrics] address {address!r} has no port")
             return None
         try:
             text = await self._scrape(endpoint)
             return parse_exposition(text, PROM_PREFIXES)
         except (httpx.HTTPError, PromTextError) as exc:
-            sample.notes.append(
+            sample.problems.append(
                 f"snapshotter metrics at {endpoint}/v1/metrics unavailable: "
                 f"{exc or type(exc).__name__}"
             )

@@ -284,6 +284,7 @@ class NodeFigures:
     daemons: dict[str, DaemonFigures] = field(default_factory=dict)
     snapshotter: SnapshotterFigures | None = None
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     error: str = ""
     daemon_errors: int = 0
 
@@ -310,12 +311,14 @@ class NodeFigures:
         return sum(values) if values else None
 
     def severity(self) -> int:
-        """0 fine, 1 slow, 2 failing reads or hung I/O, 3 unreachable."""
+        """0 fine, 1 degraded (slow or partly unreadable), 2 failing, 3 unreachable."""
         if self.error:
             return 3
         if (self.hung_io or 0) > 0 or (self.worst("read_error_ratio") or 0) > 0.01:
             return 2
-        if self.daemon_errors or (self.worst("latency_p99_us") or 0) > 500_000:
+        if self.problems or self.daemon_errors:
+            return 1
+        if (self.worst("latency_p99_us") or 0) > 500_000:
             return 1
         return 0
 
@@ -357,6 +360,7 @@ class MetricsHistory:
     def add(self, sample: NodeSample, rate_span: float = 0.0) -> NodeFigures:
         figures = NodeFigures(sample.node, sample.source, sample.at)
         figures.notes = list(sample.notes)
+        figures.problems = list(sample.problems)
         figures.error = sample.error
         figures.snapshotter = snapshotter_figures(sample)
         for daemon in sample.daemons:

@@ -118,5 +118,7 @@ class NodeSample:
     source: str
     daemons: list[DaemonSample] = field(default_factory=list)
     snapshotter: PromFamilies | None = None
+    # Settings worth knowing (an endpoint turned off), and reads that failed.
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     error: str = ""

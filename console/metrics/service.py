@@ -30,6 +30,7 @@ class FleetMetrics:
 
     def __init__(self, fleet: Fleet, prometheus_url: str = "") -> None:
         self.fleet = fleet
+        self.prometheus_url = prometheus_url
         self.history = MetricsHistory()
         self.samples: dict[str, NodeSample] = {}
         self.figures: dict[str, NodeFigures] = {}
@@ -108,6 +109,7 @@ def node_document(sample: NodeSample, figures: NodeFigures) -> dict[str, Any]:
         "source": sample.source,
         "time": sample.wall,
         "notes": sample.notes,
+        "problems": sample.problems,
     }
     if sample.error:
         data["error"] = sample.error
