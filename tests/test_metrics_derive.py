@@ -238,6 +238,20 @@ def test_restart_by_pid_with_smaller_counters() -> None:
     assert figures.read_ops is None
 
 
+def test_restart_by_pid_with_larger_counters() -> None:
+    # The new process already read more than the old one had: the counters
+    # still belong to two processes, so no rate spans them.
+    window = [
+        (0.0, daemon(pid=100, data_read=1_000, read_hits=3)),
+        (2.0, daemon(pid=200, data_read=90_000, read_hits=700)),
+    ]
+    figures = daemon_figures(window)
+    assert figures.restarted is True
+    assert figures.read_bps is None
+    assert figures.read_ops is None
+    assert figures.read_error_ratio is None
+
+
 def test_rate_resumes_after_restart() -> None:
     window = [
         (0.0, daemon(pid=100, data_read=50_000)),

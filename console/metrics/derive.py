@@ -161,16 +161,32 @@ def _latency(window: Sequence[tuple[float, DaemonSample]]) -> list[float] | None
 
 
 def daemon_figures(window: Sequence[tuple[float, DaemonSample]]) -> DaemonFigures:
-    """Figures of the newest sample in `window`, with rates over the window."""
+    """Figures of the newest sample in `window`, with rates over the window.
+
+    Rates use only the samples of the newest process, so a restart shows as
+    no rate yet even when the new counters already exceed the old ones.
+    """
     latest = window[-1][1]
     figures = DaemonFigures(rss_kb=latest.rss_kb)
     figures.restarted = _restarted(window)
+    window = _newest_process(window)
     _fs_figures(figures, window)
     _cache_figures(figures, window, latest)
     _backend_figures(figures, window)
     if latest.inflight is not None:
         figures.inflight = len(latest.inflight)
     return figures
+
+
+def _newest_process(
+    window: Sequence[tuple[float, DaemonSample]],
+) -> Sequence[tuple[float, DaemonSample]]:
+    start = 0
+    for index in range(1, len(window)):
+        before, now = window[index - 1][1].pid, window[index][1].pid
+        if before and now and before != now:
+            start = index
+    return window[start:]
 
 
 def _restarted(window: Sequence[tuple[float, DaemonSample]]) -> bool:
