@@ -227,6 +227,31 @@ def test_cache_hit_ratio_single_sample() -> None:
     assert figures.read_bps is None
 
 
+def test_backend_figures() -> None:
+    # nydusd counts every backend read in read_count, failed ones too, and
+    # the failed ones again in read_errors (BackendMetrics::end).
+    before = daemon(
+        backend={
+            "read_count": 100,
+            "read_errors": 0,
+            "read_amount_total": 0,
+            "read_cumulative_latency_millis_total": 1_000,
+        }
+    )
+    after = daemon(
+        backend={
+            "read_count": 140,
+            "read_errors": 4,
+            "read_amount_total": 4_000,
+            "read_cumulative_latency_millis_total": 1_800,
+        }
+    )
+    figures = daemon_figures([(0.0, before), (4.0, after)])
+    assert figures.backend_bps == 1_000.0
+    assert figures.backend_error_ratio == 4 / 40
+    assert figures.backend_avg_latency_ms == 800 / 40
+
+
 def test_restart_by_pid_with_smaller_counters() -> None:
     window = [
         (0.0, daemon(pid=100, data_read=50_000, read_hits=500)),

@@ -244,10 +244,13 @@ def _backend_figures(
     figures: DaemonFigures, window: Sequence[tuple[float, DaemonSample]]
 ) -> None:
     figures.backend_bps = rate(_series(window, _backend, "read_amount_total"))
+    # nydusd counts every backend read in read_count, failed ones included,
+    # and the failed ones again in read_errors (BackendMetrics::end in
+    # utils/src/metrics.rs).
     count = increase(_series(window, _backend, "read_count"))
     errors = increase(_series(window, _backend, "read_errors"))
     if count is not None and errors is not None:
-        figures.backend_error_ratio = _ratio(errors, count + errors)
+        figures.backend_error_ratio = _ratio(errors, count)
     spent = increase(_series(window, _backend, "read_cumulative_latency_millis_total"))
     if spent is not None and count:
         figures.backend_avg_latency_ms = spent / count
