@@ -158,7 +158,7 @@ def test_empty_text_has_no_samples() -> None:
     assert parse_exposition("", PROM_PREFIXES).samples == []
 
 
-# -- PromQL answers ----------------------------------------------------------------
+# -- PromQL query results ----------------------------------------------------------
 
 VECTOR = [
     {
