@@ -2,9 +2,12 @@
 
 It follows the real program's start sequence: flags, config.toml, config
 validation in the real order, logger, root directory, nydusd configuration,
-nydusd processes, system controller and the gRPC socket. Messages and the
-logrus text format match the real ones, so log parsers and the console's
-diagnosis see real-looking input.
+nydusd processes, the metrics HTTP server, system controller and the gRPC
+socket. Messages and the logrus text format match the real ones, so log
+parsers and the console's diagnosis see real-looking input. With
+``[metrics] address`` set it serves Prometheus text at /v1/metrics and
+collects the values from its nydusd daemons every ``collect_interval``
+(snapshotter_metrics_collector.py).
 
 What it does not do: the gRPC socket accepts connections and closes them
 (it speaks no gRPC), and no image is ever mounted. Python 3.11 standard
@@ -27,6 +30,20 @@ import time
 import tomllib
 from typing import Any
 
+from metrics_http import TCPHTTPServer, metrics_handler
+from snapshotter_metrics import (
+    DEFAULT_COLLECT_INTERVAL,
+    METRICS_PATH,
+    MetricsRegistry,
+    parse_go_duration,
+)
+from snapshotter_metrics_collector import (
+    DaemonSource,
+    MetricsCollector,
+    record_daemon_died,
+    record_daemon_recovered,
+    record_daemon_running,
+)
 from unix_http import (
     UnixHTTPServer,
     remove_socket,
@@ -58,6 +75,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     },
     "log": {"log_to_stdout": False, "level": "info", "dir": ""},
     "remote": {"mirrors_config": {"dir": ""}},
+    "metrics": {"address": "", "collect_interval": DEFAULT_COLLECT_INTERVAL},
+    "cache_manager": {"cache_dir": ""},
 }
 
 FS_DRIVERS = ("fusedev", "fscache", "blockdev", "proxy", "nodev")
@@ -286,6 +305,8 @@ class NydusDaemon:
         self.process: subprocess.Popen[bytes] | None = None
         self.pid = 0
         self.started = time.monotonic()
+        # nydusd's package version from its daemon info, for nydusd_counts.
+        self.version = ""
 
     def alive(self) -> bool:
         if self.process is not None:
@@ -296,14 +317,27 @@ class NydusDaemon:
         except (OSError, IndexError):
             return False
 
-    def state(self) -> str | None:
+    def info(self) -> dict[str, Any] | None:
+        """Return nydusd's GET /api/v1/daemon object, or None if it is unreachable."""
         try:
             status, info = request_json(self.api_socket, "GET", "/api/v1/daemon")
-        except OSError:
+        except (OSError, ValueError):
             return None
         if status != 200 or not isinstance(info, dict):
             return None
+        return info
+
+    def state(self) -> str | None:
+        info = self.info()
+        if info is None:
+            return None
+        version = info.get("version")
+        if isinstance(version, dict):
+            self.version = str(version.get("package_ver", ""))
         return str(info.get("state"))
+
+    def metrics_source(self) -> DaemonSource:
+        return DaemonSource(self.id, self.pid, self.api_socket, IMAGE_REFERENCE)
 
 
 class Manager:
@@ -317,6 +351,8 @@ class Manager:
         self.nydusd_path = config["daemon"]["nydusd_path"] or "/usr/local/bin/nydusd"
         self.daemons: dict[str, NydusDaemon] = {}
         self.lock = threading.Lock()
+        # Daemon events go to the registry whether or not metrics are served.
+        self.metrics = MetricsRegistry()
 
     def recover(self) -> None:
         """Adopt nydusd processes left running by a previous snapshotter.
@@ -333,6 +369,9 @@ class Manager:
             if daemon.pid and daemon.state() == "RUNNING":
                 LOG.log("info", f"Recovering daemon {daemon_id}, pid {daemon.pid}")
                 self.daemons[daemon_id] = daemon
+                record_daemon_recovered(
+                    self.metrics, daemon.metrics_source(), daemon.version
+                )
             else:
                 LOG.log("warning", f"Daemon {daemon_id} is dead, removing its socket")
                 try:
@@ -372,6 +411,9 @@ class Manager:
         daemon.started = time.monotonic()
         for _ in range(20):
             if daemon.state() == "RUNNING":
+                record_daemon_running(
+                    self.metrics, daemon.metrics_source(), daemon.version
+                )
                 break
             time.sleep(0.1)
         else:
@@ -402,10 +444,15 @@ class Manager:
                         "warning",
                         f"Daemon {daemon.id} died! socket path {daemon.api_socket}",
                     )
+                    record_daemon_died(self.metrics, daemon.version)
                     del self.daemons[daemon.id]
                     if self.config["daemon"]["recover_policy"] == "restart":
                         LOG.log("info", f"Restart daemon {daemon.id}")
                         self.start(NydusDaemon(daemon.id, self.root, self.log_dir))
+
+    def metrics_sources(self) -> list[DaemonSource]:
+        with self.lock:
+            return [daemon.metrics_source() for daemon in self.daemons.values()]
 
     def daemon_objects(self) -> list[dict[str, Any]]:
         """Return the daemon objects of GET /api/v1/daemons."""
@@ -511,6 +558,58 @@ def system_controller(manager: Manager, address: str) -> UnixHTTPServer:
     return UnixHTTPServer(address, routes, fallback, "nydus-snapshotter")
 
 
+# --- metrics -------------------------------------------------------------------
+
+
+def start_metrics(
+    manager: Manager, config: dict[str, Any], stop: threading.Event
+) -> TCPHTTPServer:
+    """Serve the Prometheus endpoint on [metrics] address and start collecting.
+
+    NOTE: the wording of the collect_interval error is the double's own.
+    """
+    address = config["metrics"]["address"]
+    interval_text = str(config["metrics"]["collect_interval"])
+    try:
+        interval = parse_go_duration(interval_text)
+    except ValueError as error:
+        raise StartError(
+            f"failed to initialize snapshotter: parse metrics collect interval: {error}"
+        ) from None
+    if interval <= 0:
+        raise StartError(
+            "failed to initialize snapshotter: non-positive metrics collect "
+            f'interval "{interval_text}"'
+        )
+    prefix = (
+        "failed to initialize snapshotter: start metrics HTTP server: "
+        f"metrics server listener, addr={address}"
+    )
+    try:
+        server = TCPHTTPServer(
+            address,
+            {METRICS_PATH: metrics_handler(manager.metrics.render)},
+            on_error=lambda error: LOG.log(
+                "error", f"Metrics server fails to serve {address}: {error}"
+            ),
+        )
+    except ValueError as error:
+        raise StartError(f"{prefix}: listen tcp: {error}") from None
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise StartError(f"{prefix}: listen tcp {address}: bind: {reason}") from None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cache_dir = config["cache_manager"]["cache_dir"] or os.path.join(
+        config["root"], "cache"
+    )
+    collector = MetricsCollector(
+        manager.metrics, manager.metrics_sources, cache_dir, interval, LOG.log
+    )
+    threading.Thread(target=collector.run, args=(stop,), daemon=True).start()
+    LOG.log("info", f'Started metrics HTTP server on "{address}"')
+    return server
+
+
 # --- gRPC socket ---------------------------------------------------------------
 
 
@@ -607,6 +706,10 @@ def run(args: argparse.Namespace) -> int:
         manager.ensure_daemons(args.daemons)
         threading.Thread(target=manager.monitor, args=(stop,), daemon=True).start()
 
+    metrics_server = None
+    if config["metrics"]["address"]:
+        metrics_server = start_metrics(manager, config, stop)
+
     servers = []
     if config["system"]["enable"]:
         address = config["system"]["address"]
@@ -632,6 +735,9 @@ def run(args: argparse.Namespace) -> int:
     for server, _ in servers:
         server.shutdown()
         server.server_close()
+    if metrics_server is not None:
+        metrics_server.shutdown()
+        metrics_server.server_close()
     return 0
 
 

@@ -5,7 +5,9 @@ must diagnose:
 
 - ``healthy``: nydus-snapshotter.service runs the containerd-nydus-grpc
   double with the default root, containerd uses the nydus proxy plugin and
-  CRI's snapshotter is ``nydus``.
+  CRI's snapshotter is ``nydus``. The snapshotter serves Prometheus metrics
+  on ``:9110`` (every address of the node, path /v1/metrics) and collects
+  them every 2 s.
 - ``broken-root``: containerd's root is /data/containerd but the
   snapshotter's is /data/containerd-nydus (it must be
   /data/containerd/io.containerd.snapshotter.v1.nydus), and ``nydusd_config``
@@ -14,8 +16,10 @@ must diagnose:
 - ``absent``: containerd only, nothing of Nydus installed.
 
 The building blocks (config text builders, ``install_doubles``,
-``write_snapshotter_config``, ``restart_snapshotter``) are public so tests
-can write their own config into a node and restart the unit.
+``write_snapshotter_config``, ``restart_snapshotter``,
+``reconfigure_snapshotter``) are public so tests can write their own config
+into a node and restart the unit. ``fetch_node_metrics`` reads an HTTP
+endpoint from inside a node.
 """
 
 from __future__ import annotations
@@ -31,7 +35,15 @@ from .nspawn import Node, NspawnFleet
 
 DOUBLES_SOURCE = Path(__file__).resolve().parent.parent / "doubles"
 DOUBLES_DIR = "/usr/local/lib/nydus-doubles"
-DOUBLE_FILES = ("unix_http.py", "nydusd_double.py", "containerd_nydus_grpc_double.py")
+DOUBLE_FILES = (
+    "unix_http.py",
+    "nydusd_double.py",
+    "containerd_nydus_grpc_double.py",
+    "prometheus_text.py",
+    "metrics_http.py",
+    "snapshotter_metrics.py",
+    "snapshotter_metrics_collector.py",
+)
 
 SNAPSHOTTER_UNIT = "nydus-snapshotter.service"
 SNAPSHOTTER_CONFIG = "/etc/nydus/config.toml"
@@ -42,6 +54,10 @@ DEFAULT_SNAPSHOTTER_ROOT = "/var/lib/containerd/io.containerd.snapshotter.v1.nyd
 GRPC_SOCKET = "/run/containerd-nydus/containerd-nydus-grpc.sock"
 SYSTEM_SOCKET = "/run/containerd-nydus/system.sock"
 MISSING_NYDUSD_CONFIG = "/etc/nydus/nydusd-config.fusedev.json"
+METRICS_PORT = 9110
+METRICS_ADDRESS = f":{METRICS_PORT}"
+METRICS_PATH = "/v1/metrics"
+HEALTHY_METRICS_INTERVAL = "2s"
 
 # The same settings as upstream's nydus-snapshotter.fusedev.service, with the
 # binary path of a manual install.
@@ -79,12 +95,18 @@ def snapshotter_config(
     nydusd_config: str = NYDUSD_CONFIG,
     system_controller: bool = True,
     log_to_stdout: bool = False,
+    metrics_address: str = "",
+    metrics_collect_interval: str = "",
     extra: str = "",
 ) -> str:
     """Return a version 1 config.toml for containerd-nydus-grpc.
 
-    extra is appended verbatim, for tables the arguments do not cover.
+    A metrics_address such as ":9110" or "127.0.0.1:9110" turns on the
+    Prometheus endpoint. metrics_collect_interval is a Go duration such as
+    "5s", and without it the snapshotter collects every minute. extra is
+    appended verbatim, for tables the arguments do not cover.
     """
+    metrics = _metrics_table(metrics_address, metrics_collect_interval)
     return f"""\
 version = 1
 root = "{root}"
@@ -124,7 +146,24 @@ sync_remove = false
 [cache_manager]
 disable = false
 gc_period = "24h"
-{extra}"""
+{metrics}{extra}"""
+
+
+def _metrics_table(address: str, collect_interval: str) -> str:
+    if not address:
+        return ""
+    table = f'\n[metrics]\naddress = "{address}"\n'
+    if collect_interval:
+        table += f'collect_interval = "{collect_interval}"\n'
+    return table
+
+
+def healthy_snapshotter_config() -> str:
+    """Return the config.toml of the healthy profile, for tests that restore it."""
+    return snapshotter_config(
+        metrics_address=METRICS_ADDRESS,
+        metrics_collect_interval=HEALTHY_METRICS_INTERVAL,
+    )
 
 
 def nydusd_config_json(host: str = "ghcr.io", repo: str = "dragonflyoss/nginx") -> str:
@@ -212,6 +251,48 @@ def restart_snapshotter(node: Node) -> None:
     node.systemctl("restart", SNAPSHOTTER_UNIT, check=True)
 
 
+def reconfigure_snapshotter(node: Node, text: str) -> None:
+    """Write text as the snapshotter's config.toml, restart it and wait for its socket.
+
+    The old process removes the gRPC socket when it stops, so the socket
+    exists again only once the new process listens.
+    """
+    write_snapshotter_config(node, text)
+    restart_snapshotter(node)
+    wait_until(
+        lambda: _socket_exists(node, GRPC_SOCKET),
+        f"{SNAPSHOTTER_UNIT} on {node.name} did not create {GRPC_SOCKET}",
+    )
+
+
+# Runs inside a node with the node's python3; prints the status, then the body.
+_FETCH_SCRIPT = """\
+import sys, urllib.error, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    with opener.open(sys.argv[1], timeout=5) as response:
+        status, body = response.status, response.read()
+except urllib.error.HTTPError as error:
+    status, body = error.code, error.read()
+except OSError as error:
+    status, body = 0, str(error).encode()
+sys.stdout.write(f"{status}\\n{body.decode()}")
+"""
+
+
+def fetch_node_metrics(
+    node: Node, path: str = METRICS_PATH, port: int = METRICS_PORT
+) -> tuple[int, str]:
+    """GET http://127.0.0.1:<port><path> inside node and return (status, body).
+
+    The status is 0, with the error as the body, when nothing listens.
+    """
+    url = f"http://127.0.0.1:{port}{path}"
+    result = node.exec(["python3", "-c", _FETCH_SCRIPT, url], check=True)
+    status, _, body = result.stdout.partition("\n")
+    return int(status), body
+
+
 def restart_containerd(node: Node, root: str = DEFAULT_CONTAINERD_ROOT) -> None:
     node.systemctl("restart", "containerd.service", check=True)
     wait_until(
@@ -249,7 +330,7 @@ def _socket_exists(node: Node, path: str) -> bool:
 def apply_healthy(node: Node) -> None:
     install_doubles(node)
     node.write_file(NYDUSD_CONFIG, nydusd_config_json())
-    write_snapshotter_config(node, snapshotter_config())
+    write_snapshotter_config(node, healthy_snapshotter_config())
     node.write_file(CONTAINERD_CONFIG, containerd_config())
     node.systemctl("enable", SNAPSHOTTER_UNIT, check=True)
     restart_snapshotter(node)
