@@ -21,12 +21,44 @@ fi
 echo "== installing Debian packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# Debian's prometheus package enables and starts prometheus.service, which
+# listens on port 9090 of every address. The tests run their own Prometheus
+# on 127.0.0.1, so a policy-rc.d(8) that denies prometheus keeps the package
+# from starting it, unless the machine already has a policy of its own.
+policy=/usr/sbin/policy-rc.d
+own_policy=""
+if [ ! -e "$policy" ]; then
+    own_policy=$policy
+    trap 'rm -f "$own_policy"' EXIT
+    cat >"$policy" <<'POLICY'
+#!/bin/sh
+# Written by nydus-console's scripts/test.sh for the package install only.
+[ "$1" = --quiet ] && shift
+case "$1" in prometheus|prometheus.service) exit 101 ;; esac
+exit 0
+POLICY
+    chmod 755 "$policy"
+fi
+prometheus_before=$(dpkg-query -W -f='${Status}' prometheus 2>/dev/null || true)
 # --no-install-recommends keeps libnss-mymachines (a systemd-container
-# recommendation) from rewriting the host's nsswitch.conf.
+# recommendation) from rewriting the host's nsswitch.conf, and keeps
+# prometheus-node-exporter (a prometheus recommendation) out.
 apt-get install -y -qq --no-install-recommends \
     openssh-server openssh-client containerd debootstrap systemd-container \
     iproute2 zstd tmux procps util-linux sudo ca-certificates python3-venv \
+    prometheus \
     >/dev/null
+if [ -n "$own_policy" ]; then
+    rm -f "$own_policy"
+    trap - EXIT
+fi
+# A fresh install also enabled the unit for the next boot, so disable it
+# where systemd runs. An install that was there before is left as it was.
+if [ "$prometheus_before" != "install ok installed" ] \
+    && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
+/usr/bin/prometheus --version >/dev/null
 
 echo "== installing Python packages"
 python=${PYTHON:-python3}

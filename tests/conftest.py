@@ -7,4 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from testbed.fixtures import loopback_sshd, nspawn_fleet  # noqa: E402, F401
+from testbed.fixtures import (  # noqa: E402, F401
+    loopback_sshd,
+    nspawn_fleet,
+    snapshotter_metrics_double,
+    start_prometheus,
+)

@@ -11,25 +11,35 @@ with the ``healthy`` profile, nc-node3 with ``broken-root``. Tests that change
 a node (its unit, config or sshd) must restore it, because the fleet is
 shared. ``loopback_sshd`` starts three sshd instances on 127.0.0.1.
 
+``snapshotter_metrics_double`` runs the exporter double of nydus-snapshotter's
+/v1/metrics on 127.0.0.1 for one test. ``start_prometheus(targets)`` starts a
+Prometheus server on 127.0.0.1 with a fresh TSDB that scrapes the targets
+every second, and stops it after the test.
+
 When the machine cannot run the testbed (not root, tools missing, nodes do
-not boot) the fixtures call ``pytest.skip`` with the reason. Set
-``NC_TESTBED_REQUIRED=1`` to make that a failure instead, as CI should.
+not boot, no /usr/bin/prometheus) the fixtures call ``pytest.skip`` with
+the reason. Set ``NC_TESTBED_REQUIRED=1`` to make that a failure instead,
+as CI should.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
 from .errors import NodeBootError, TestbedUnavailable
 from .loopback import LoopbackFleet
+from .metrics_double import SnapshotterMetricsDouble
 from .nspawn import NspawnFleet
 from .profiles import DEFAULT_FLEET_PROFILES, boot_fleet
+from .prometheus import PrometheusServer
 
 
-def _unavailable(error: Exception) -> None:
+def _unavailable(error: Exception) -> NoReturn:
     reason = f"testbed unavailable: {error}"
     if os.environ.get("NC_TESTBED_REQUIRED") == "1":
         pytest.fail(reason, pytrace=False)
@@ -64,3 +74,48 @@ def loopback_sshd() -> Iterator[LoopbackFleet]:
         yield fleet
     finally:
         fleet.close()
+
+
+@pytest.fixture
+def snapshotter_metrics_double(tmp_path: Path) -> Iterator[SnapshotterMetricsDouble]:
+    """The exporter double with the "started" preset, on 127.0.0.1 for one test."""
+    double = SnapshotterMetricsDouble(tmp_path / "metrics-double")
+    try:
+        double.start()
+    except TestbedUnavailable as error:
+        _unavailable(error)
+    try:
+        yield double
+    finally:
+        double.stop()
+
+
+StartPrometheus = Callable[..., PrometheusServer]
+
+
+@pytest.fixture
+def start_prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
+    """A factory of Prometheus servers on 127.0.0.1 that stop after the test.
+
+    ``start_prometheus(targets, **options)`` takes "host:port" targets and
+    the keyword options of PrometheusServer, and returns once every target
+    is up. A missing /usr/bin/prometheus skips the test, or fails it under
+    NC_TESTBED_REQUIRED=1.
+    """
+    servers: list[PrometheusServer] = []
+
+    def start(targets: Sequence[str], **options: Any) -> PrometheusServer:
+        workdir = tmp_path / f"prometheus-{len(servers) + 1}"
+        server = PrometheusServer(targets, workdir, **options)
+        servers.append(server)
+        try:
+            server.start()
+        except TestbedUnavailable as error:
+            _unavailable(error)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
