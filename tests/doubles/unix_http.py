@@ -12,6 +12,9 @@ import os
 import socket
 import socketserver
 import stat
+import struct
+import threading
+from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +25,12 @@ from urllib.parse import parse_qs, urlsplit
 RouteHandler = Callable[[dict[str, str], bytes], tuple[int, object]]
 Routes = dict[tuple[str, str], RouteHandler]
 Fallback = Callable[[str, str], tuple[int, object]]
+
+# GET on this path returns the requests the server has served, oldest first,
+# so tests can check what a client sent and through which process. No Nydus
+# API uses the path. Requests for it are not recorded.
+REQUEST_LOG_PATH = "/test-double/requests"
+REQUEST_LOG_SIZE = 10_000
 
 
 def set_process_name(name: str) -> None:
@@ -55,7 +64,39 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
         self.fallback = fallback
         self.server_header = server_header
         self.content_type = content_type
+        self.requests: deque[dict[str, object]] = deque(maxlen=REQUEST_LOG_SIZE)
+        self.requests_lock = threading.Lock()
+        self.request_count = 0
         super().__init__(path, _Handler)
+
+    def record(self, entry: dict[str, object]) -> None:
+        """Append one request to the log, numbered from 1 in arrival order."""
+        with self.requests_lock:
+            self.request_count += 1
+            self.requests.append({"seq": self.request_count, **entry})
+
+    def request_log(self) -> list[dict[str, object]]:
+        with self.requests_lock:
+            return list(self.requests)
+
+
+def peer_process(connection: socket.socket) -> tuple[int, str]:
+    """Return the PID and kernel name (comm) of the process that connected.
+
+    The PID comes from SO_PEERCRED, taken at connect time. The name is "" when
+    the process has already exited, and both are empty values on failure.
+    """
+    size = struct.calcsize("3i")
+    try:
+        raw = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size)
+    except OSError:
+        return 0, ""
+    pid = struct.unpack("3i", raw)[0]
+    try:
+        with open(f"/proc/{pid}/comm") as stream:
+            return pid, stream.read().strip()
+    except OSError:
+        return pid, ""
 
 
 def remove_socket(path: str) -> None:
@@ -82,11 +123,27 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        self.peer_pid, self.peer_comm = peer_process(self.connection)
+
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if method == "GET" and url.path == REQUEST_LOG_PATH:
+            self._send(200, self.server.request_log())
+            return
+        self.server.record(
+            {
+                "method": method,
+                "path": url.path,
+                "query": query,
+                "peer_pid": self.peer_pid,
+                "peer_comm": self.peer_comm,
+            }
+        )
         handler = self.server.routes.get((method, url.path))
         if handler is None:
             status, payload = self.server.fallback(method, url.path)
