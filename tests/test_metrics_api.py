@@ -216,6 +216,24 @@ async def test_config_secret_not_kept(nydusd: NydusdDouble) -> None:
     assert ACCESS_KEY_ID not in stored
 
 
+async def test_restart_between_polls(nydusd: NydusdDouble) -> None:
+    reader = local_reader(MetricsTargets(api_sockets=(str(nydusd.api_socket),)))
+    try:
+        first = await reader.read()
+        assert first.daemons[0].errors == {}
+        # The reader keeps its connections alive, so the second poll starts on
+        # connections whose server is gone.
+        nydusd.stop()
+        nydusd.start()
+        second = await reader.read()
+    finally:
+        await reader.aclose()
+    (daemon,) = second.daemons
+    assert daemon.errors == {}
+    assert daemon.state == "RUNNING"
+    assert daemon.fs is not None
+
+
 async def test_missing_socket_named(short_dir: Path) -> None:
     missing = short_dir / "socket" / "gone" / "api.sock"
     sample = await read_once(MetricsTargets(api_sockets=(str(missing),)))

@@ -72,6 +72,12 @@ def _status_error(where: str, response: httpx.Response) -> ApiError:
     return ApiError(text, status, _STATUS_STEPS.get(status, "read the daemon's log"))
 
 
+# Errors of a kept-alive connection whose daemon restarted since the last
+# request. The write or the read fails, or the response never starts,
+# depending on when the client notices that the server is gone.
+_CLOSED_CONNECTION = (httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError)
+
+
 class SocketClient:
     """GET requests with JSON answers to one unix socket on a node."""
 
@@ -107,15 +113,15 @@ class SocketClient:
     async def _send(
         self, path: str, params: dict[str, str] | None, where: str
     ) -> httpx.Response:
-        # A keep-alive connection whose daemon just restarted fails once with
-        # RemoteProtocolError; a GET is safe to send again.
+        # A GET is safe to send again, and the retry opens a new connection.
         for attempt in (1, 2):
             try:
                 return await self._client.get(path, params=params)
-            except httpx.RemoteProtocolError:
+            except _CLOSED_CONNECTION as exc:
                 if attempt == 2:
                     raise ApiError(
-                        f"{where}: the daemon closed the connection"
+                        f"{where}: the daemon closed the connection ({exc})",
+                        next_step=_connect_step(),
                     ) from None
             except httpx.TimeoutException:
                 raise ApiError(
