@@ -469,6 +469,42 @@ async def test_no_counter_sums_instances(scripted: Callable[..., Any]) -> None:
         assert queries == [{}, {"id": "/a"}, {"id": "/b"}]
 
 
+async def test_no_counter_sums_blobcache(scripted: Callable[..., Any]) -> None:
+    api = await scripted(
+        "d1",
+        healthy_routes(
+            **{
+                "/api/v1/daemon": lambda q: Reply.json(daemon_info("/a", "/b")),
+                "/api/v1/metrics/blobcache": by_id(
+                    {
+                        "/a": {
+                            "partial_hits": 1,
+                            "whole_hits": 2,
+                            "total": 4,
+                            "data_all_ready": True,
+                        },
+                        "/b": {
+                            "partial_hits": 0,
+                            "whole_hits": 3,
+                            "total": 5,
+                            "data_all_ready": False,
+                        },
+                    }
+                ),
+            }
+        ),
+    )
+    sample = await read_scripted(api)
+    (daemon,) = sample.daemons
+    assert "/api/v1/metrics/blobcache" not in daemon.errors
+    assert daemon.cache is not None
+    assert daemon.cache["partial_hits"] == 1
+    assert daemon.cache["whole_hits"] == 5
+    assert daemon.cache["total"] == 9
+    # The daemon's data is all ready only when every instance's is.
+    assert daemon.cache["data_all_ready"] is False
+
+
 async def test_no_counter_single_instance(scripted: Callable[..., Any]) -> None:
     api = await scripted(
         "d1", healthy_routes(**{"/api/v1/metrics": by_id({"/other": {}})})

@@ -109,9 +109,13 @@ def _is_numeric(value: Any) -> bool:
 
 
 def add_counters(left: Any, right: Any) -> Any:
-    """Add two API answers of the same shape, element by element."""
+    """Add two API answers of the same shape, element by element.
+
+    Flags combine with "and": data_all_ready is true for a daemon only when
+    it is true for every instance.
+    """
     if isinstance(left, bool) or isinstance(right, bool):
-        return bool(left) or bool(right)
+        return bool(left) and bool(right)
     if isinstance(left, dict) and isinstance(right, dict):
         return {k: add_counters(left.get(k, 0), right.get(k, 0)) for k in left}
     if isinstance(left, list) and isinstance(right, list):
@@ -223,7 +227,9 @@ class NodeMetricsReader:
         fs, backend, cache, inflight = await asyncio.gather(
             self._per_instance(client, daemon, "/api/v1/metrics", mountpoints),
             self._per_instance(client, daemon, "/api/v1/metrics/backend", mountpoints),
-            self._endpoint(client, daemon, "/api/v1/metrics/blobcache"),
+            self._per_instance(
+                client, daemon, "/api/v1/metrics/blobcache", mountpoints
+            ),
             self._endpoint(client, daemon, "/api/v1/metrics/inflight"),
         )
         daemon.fs = numeric_fields(fs)
@@ -296,6 +302,8 @@ class NodeMetricsReader:
     ) -> Any:
         # Without an id nydusd answers for its only instance; with several it
         # answers NoCounter, and the totals are the sum over the instances.
+        # NOTE: nydusd keys FS metrics by mountpoint (Rafs::new). That backend
+        # and blob cache metrics use the same keys is assumed, not checked.
         try:
             return await self._get(client, path)
         except ApiError as exc:
