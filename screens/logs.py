@@ -25,7 +25,7 @@ from nydus_console.configs import (
     parse_snapshotter_config,
 )
 from nydus_console.fleet import Fleet, NodeReport
-from nydus_console.logs.buffer import LogBuffer
+from nydus_console.logs.buffer import LogBuffer, OrderedRecord
 from nydus_console.logs.follow import LogFollower, LogSource
 from nydus_console.logs.records import Level, LogRecord
 from nydus_console.screens.logview import LogRow, LogView
@@ -255,18 +255,20 @@ class RowSelector:
         self._before: deque[LogRow] = deque(maxlen=max(1, rules.context))
         self._after = 0
 
-    def select(self, numbered: Iterable[tuple[int, LogRecord]]) -> list[LogRow]:
+    def select(self, entries: Iterable[OrderedRecord]) -> list[LogRow]:
+        """Return the rows to show of `entries`, which are in time order."""
         rows: list[LogRow] = []
-        for seq, record in numbered:
-            self._take(seq, record, rows)
+        for entry in entries:
+            self._take(entry, rows)
         return rows
 
-    def _take(self, seq: int, record: LogRecord, rows: list[LogRow]) -> None:
+    def _take(self, entry: OrderedRecord, rows: list[LogRow]) -> None:
         rules = self.rules
+        key, seq, record = entry
         if (record.node, record.source) in rules.hidden:
             return
         if record.marker:
-            rows.append(LogRow(seq, record))
+            rows.append(LogRow(key, seq, record))
             return
         if record.level < rules.min_level:
             return
@@ -274,26 +276,30 @@ class RowSelector:
         if rules.exclude is not None and rules.exclude.search(text):
             return
         if rules.include is None:
-            rows.append(LogRow(seq, record))
+            rows.append(LogRow(key, seq, record))
         elif rules.include.search(text):
             rows.extend(self._before)
             self._before.clear()
-            rows.append(LogRow(seq, record))
+            rows.append(LogRow(key, seq, record))
             self._after = rules.context
         elif self._after > 0:
-            rows.append(LogRow(seq, record, context=True))
+            rows.append(LogRow(key, seq, record, context=True))
             self._after -= 1
         elif rules.context:
-            self._before.append(LogRow(seq, record, context=True))
+            self._before.append(LogRow(key, seq, record, context=True))
 
 
 # -- formatting ------------------------------------------------------------------
 
 
+# Cells of the time column, the space after it included.
+TIME_CELLS = 19
+
+
 def time_text(timestamp: float | None) -> str:
     """Return a timestamp as UTC month, day and time to the millisecond."""
     if timestamp is None:
-        return "-".ljust(18)
+        return "-".ljust(TIME_CELLS - 1)
     when = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
     return when.strftime("%m-%d %H:%M:%S.%f")[:-3]
 
@@ -343,7 +349,7 @@ class RowFormat:
 
 
 class LogScreen(Screen[None]):
-    """Screen that follows the logs of one node, or of many merged by arrival."""
+    """Screen that follows the logs of one node, or of many merged in time order."""
 
     BINDING_GROUP_TITLE = "Logs"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -548,30 +554,36 @@ class LogScreen(Screen[None]):
     # -- drawing ------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Move records read since the last flush into the buffer and the view."""
+        """Move records read since the last flush into the buffer and the view.
+
+        Late records go to their place in time, also above the top of a paused
+        view, which then scrolls so that its top row stays where it was.
+        """
         if not self._pending:
             return
         records, self._pending = self._pending, []
-        first = self.buffer.received
-        self.buffer.extend(records)
-        rows = self.selector.select(enumerate(records, start=first))
+        # NOTE: Context lines are chosen among each flush's records. A late
+        # record inserted between earlier rows gets no context lines until the
+        # view is filtered again.
+        rows = self.selector.select(self.buffer.extend(records))
         view = self.view
-        view.append(rows)
-        lost = view.trim_before(self.buffer.received - len(self.buffer))
+        anchor = None if self.following else view.top_anchor()
+        view.merge(rows)
+        oldest = self.buffer.oldest
+        if oldest is not None:
+            view.trim_before((oldest.key, oldest.seq))
         if self.following:
             view.scroll_end(animate=False, x_axis=False)
         else:
             self.unseen += len(rows)
-            if lost:
-                view.scroll_to(y=max(0, view.scroll_offset.y - lost), animate=False)
+            view.scroll_to_anchor(anchor)
         view.refresh()
         self.update_status()
 
     def refilter(self) -> None:
         """Select the rows to show from the whole buffer again."""
         self.selector = RowSelector(self.rules)
-        first = self.buffer.received - len(self.buffer)
-        rows = self.selector.select(enumerate(self.buffer, start=first))
+        rows = self.selector.select(self.buffer)
         self.view.replace(rows)
         self.unseen = 0
         if self.following:
@@ -604,6 +616,8 @@ class LogScreen(Screen[None]):
         dropped = buffer.dropped + self._pending_dropped
         if dropped:
             parts.append(f"{dropped} lines dropped (buffer of {buffer.capacity})")
+        if buffer.late:
+            parts.append(f"{buffer.late} late lines out of time order")
         parts.append(f"level {LEVEL_FILTERS[self.rules.level_index][0]}")
         if self.rules.include is not None:
             parts.append(f"include /{self.rules.include.pattern}/")
@@ -673,7 +687,7 @@ class LogScreen(Screen[None]):
 
     def action_toggle_time(self) -> None:
         self.format.show_time = not self.format.show_time
-        self.view.redraw()
+        self.view.redraw(TIME_CELLS if self.format.show_time else -TIME_CELLS)
         self.update_status()
 
     def action_toggle_wrap(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -342,6 +342,86 @@ async def test_toggle_source_hides_its_lines(tmp_path: Path) -> None:
         assert "2 nydusd d1 hidden" in screen.sources_text().plain
         await pilot.press("2")
         assert len(screen.view.rows) == 5
+
+
+# -- time order ------------------------------------------------------------------
+
+
+def logrus(second: float, message: str) -> str:
+    return f'time="2025-09-10T03:00:{second:06.3f}Z" level=info msg="{message}"'
+
+
+class NodeDirTransport(LocalTransport):
+    """Runs commands here, with `@NODE@` in any argument replaced by the node name.
+
+    So one list of file sources names a different file for each merged node.
+    """
+
+    def stream(self, argv: Sequence[str], *, sudo: bool = True) -> AsyncIterator[str]:
+        return super().stream([a.replace("@NODE@", self.name) for a in argv], sudo=sudo)
+
+    async def run(self, argv: Sequence[str], **options: Any) -> Any:
+        mapped = [a.replace("@NODE@", self.name) for a in argv]
+        return await super().run(mapped, **options)
+
+
+async def test_sources_merge_in_time_order(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    append(first, logrus(1, "a1"), logrus(3, "a3"), logrus(5, "a5"))
+    second.write_text("")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(first, second))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        append(second, logrus(2, "b2"), logrus(4, "b4"))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 5)
+        assert messages(screen) == ["a1", "b2", "a3", "b4", "a5"]
+        append(first, logrus(4.5, "late"))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 6)
+        assert messages(screen) == ["a1", "b2", "a3", "b4", "late", "a5"]
+        assert "out of time order" not in status(screen)
+
+
+async def test_merged_nodes_ordered_with_node(tmp_path: Path) -> None:
+    recorded = load_recorded(SAMPLES / "facts")
+    names = [NODE, "nc-node2"]
+    fleet = recorded_fleet({name: recorded[name] for name in names}, lambda: NOW)
+    for name in names:
+        fleet.transports[name] = NodeDirTransport(name)
+    (tmp_path / NODE).mkdir()
+    (tmp_path / "nc-node2").mkdir()
+    append(tmp_path / NODE / "snapshotter.log", logrus(1, "one"), logrus(3, "three"))
+    append(tmp_path / "nc-node2" / "snapshotter.log", logrus(2, "two"))
+    source = LogSource("file", f"{tmp_path}/@NODE@/snapshotter.log")
+    app = NydusConsoleApp(fleet.inventory, refresh_seconds=0, fleet=fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        screen = LogScreen(nodes=names, sources=[source])
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        shown = [(row.record.node, row.record.message) for row in screen.view.rows]
+        assert shown == [(NODE, "one"), ("nc-node2", "two"), (NODE, "three")]
+        line = screen.format.render(screen.view.rows[1]).plain
+        assert line == "09-10 03:00:02.000 nc-node2 snapshotter.log INFO  two"
+
+
+async def test_paused_view_keeps_top_row(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    append(first, *(logrus(i, f"m{i}") for i in range(60)))
+    second.write_text("")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(first, second))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 60)
+        await pilot.press("space")
+        screen.view.scroll_to(y=20, animate=False)
+        await pilot.pause()
+        append(second, logrus(5.5, "late"))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 61)
+        assert messages(screen)[5:8] == ["m5", "late", "m6"]
+        view = screen.view
+        assert view.scroll_offset.y == 21, "the row inserted above moves the view"
+        assert view.rows[view.row_at(view.scroll_offset.y)].record.message == "m20"
 
 
 def commands_naming(text: str) -> list[str]:

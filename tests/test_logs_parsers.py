@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nydus_console.logs.buffer import LogBuffer
 from nydus_console.logs.parsers import (
     MAX_MESSAGE,
     masked,
@@ -146,17 +145,6 @@ def test_masked_record_hides_credentials() -> None:
     record = masked(parse_text("n1", "s", 'level=info msg="login" auth="dXNlcjpwYXNz"'))
     assert "dXNlcjpwYXNz" not in record.raw
     assert "dXNlcjpwYXNz" not in str(record.fields)
-
-
-def test_buffer_counts_dropped() -> None:
-    buffer = LogBuffer(capacity=3)
-    records = [LogRecord("n", "s", str(i)) for i in range(5)]
-    assert buffer.extend(records) == 2
-    assert [r.message for r in buffer] == ["2", "3", "4"]
-    assert buffer.dropped == 2
-    assert buffer.received == 5
-    with pytest.raises(ValueError, match="at least 1"):
-        LogBuffer(0)
 
 
 def test_text_quoting_logrus_is_not_logrus() -> None:
