@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -46,6 +46,9 @@ LEVEL_FILTERS = (
     ("error+", Level.ERROR),
 )
 CONTEXT_CHOICES = (0, 2, 5)
+# More selected rows than this are not copied: rendering them would stall the
+# screen, and terminals limit the size of an OSC 52 clipboard write.
+COPY_MAX_LINES = 5_000
 KUBELET_UNIT = "kubelet.service"
 LEVEL_STYLES = {
     Level.TRACE: "dim",
@@ -370,10 +373,13 @@ class LogScreen(Screen[None]):
         ),
         Binding("s,ctrl+f", "edit('search')", "Search", id="logs.search"),
         Binding("n", "next_match", "Next", id="logs.next"),
-        Binding("N", "previous_match", "Previous", id="logs.previous"),
+        Binding(
+            "N", "previous_match", "Previous", show=False, id="logs.previous"
+        ),
         Binding("c", "cycle_context", "Context", id="logs.context"),
         Binding("t", "toggle_time", "Time", id="logs.time"),
         Binding("w", "toggle_wrap", "Wrap", id="logs.wrap"),
+        Binding("y", "copy", "Copy", id="logs.copy"),
         Binding("ctrl+s", "save", "Save", id="logs.save"),
         *(
             Binding(
@@ -659,7 +665,18 @@ class LogScreen(Screen[None]):
 
     # -- actions ----------------------------------------------------------------
 
+    def key_escape(self, event: events.Key) -> None:
+        """Clear a text selection, and keep escape from going back as well.
+
+        This replaces Screen._key_escape, which clears the selection but lets
+        the key go on to the escape binding.
+        """
+        if self.selections:
+            self.clear_selection()
+            event.stop()
+
     def action_back(self) -> None:
+        """Close an open filter box, else go back."""
         focused = self.focused
         if isinstance(focused, Input):
             focused.remove_class("visible")
@@ -774,6 +791,51 @@ class LogScreen(Screen[None]):
             y=max(0, view.line_of(index) - view.size.height // 2), animate=False
         )
         self.say(f"match on line {index + 1} of {len(view.rows)} (n next, N previous)")
+
+    @on(LogView.RowClicked)
+    def row_clicked(self, event: LogView.RowClicked) -> None:
+        """Make the clicked row the current one; following pauses to keep it."""
+        self.format.current_seq = event.row.seq
+        self.following = False
+        self.view.redraw()
+        self.update_status()
+
+    # -- copying ------------------------------------------------------------------
+
+    def action_copy(self) -> None:
+        """Copy the selected text, else the current row, else the last row shown.
+
+        The text is what the view shows, so a credential the parsers masked is
+        copied masked. The terminal receives it as an OSC 52 escape sequence.
+        """
+        selected = self.view.selected_row_count()
+        if selected > COPY_MAX_LINES:
+            self.say(
+                f"the selection has {selected} lines, more than the {COPY_MAX_LINES} "
+                "that copy takes; select fewer lines or save the view with ctrl+s",
+                error=True,
+            )
+            return
+        lines = self.view.selected_lines()
+        if not lines:
+            row = self.copy_target()
+            if row is None:
+                self.say("nothing to copy: no line is shown")
+                return
+            lines = [self.format.render(row).plain]
+        self.app.copy_to_clipboard("\n".join(lines))
+        count = len(lines)
+        summary = "1 line" if count == 1 else f"{count} lines"
+        self.app.notify(f"copied {summary} to the clipboard", timeout=3)
+
+    def copy_target(self) -> LogRow | None:
+        """Return the current row when it is on screen, else the last row shown."""
+        view = self.view
+        on_screen = view.visible_rows()
+        for index in on_screen:
+            if view.rows[index].seq == self.format.current_seq:
+                return view.rows[index]
+        return view.rows[on_screen[-1]] if on_screen else None
 
     # -- saving -------------------------------------------------------------------
 

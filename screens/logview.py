@@ -6,7 +6,8 @@ of a burst of lines does not grow with the rendering of every line, as it does
 with RichLog, which renders each line when it is written.
 
 Rows stay sorted by time (`key`, then `seq`), so a late row is inserted in its
-place.
+place. Text selected with the mouse uses the row index as its line, and is
+moved along when rows are inserted or trimmed above it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from itertools import accumulate
 from typing import NamedTuple
 
 from rich.text import Text
-from textual.geometry import Size
+from textual import events
+from textual.geometry import Offset, Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
+from textual.selection import Selection
 from textual.strip import Strip
 
 from nydus_console.logs.records import LogRecord
@@ -48,6 +52,13 @@ def row_order(row: LogRow) -> tuple[float, int]:
 class LogView(ScrollView, can_focus=True):
     """Rows of log records, one line each, or wrapped at the view's width."""
 
+    class RowClicked(Message):
+        """Message that a row was clicked."""
+
+        def __init__(self, row: LogRow) -> None:
+            super().__init__()
+            self.row = row
+
     def __init__(
         self,
         formatter: Callable[[LogRow], Text],
@@ -73,6 +84,7 @@ class LogView(ScrollView, can_focus=True):
         """Insert rows, sorted by time, in their places; the caller scrolls."""
         if not rows:
             return
+        saved = self._save_selection()
         widths = [self.formatter(row).cell_len for row in rows]
         self._widest = max(self._widest, *widths)
         start = bisect.bisect_right(self.rows, row_order(rows[0]), key=row_order)
@@ -86,6 +98,7 @@ class LogView(ScrollView, can_focus=True):
             self.rows.extend(row for row, _ in tail)
             self._widths.extend(width for _, width in tail)
         self._layout_from(start)
+        self._restore_selection(saved)
 
     def replace(self, rows: Sequence[LogRow]) -> None:
         """Show `rows` in place of every current row, rendering them afresh."""
@@ -95,6 +108,7 @@ class LogView(ScrollView, can_focus=True):
         self._starts = []
         self._lines = 0
         self._cache.clear()
+        self._clear_selection()
         self.merge(rows)
         self._layout_from(0)
         self.refresh()
@@ -104,9 +118,11 @@ class LogView(ScrollView, can_focus=True):
         cut = bisect.bisect_left(self.rows, order, key=row_order)
         if cut == 0:
             return
+        saved = self._save_selection()
         del self.rows[:cut], self._widths[:cut]
         self._starts = []
         self._layout_from(0)
+        self._restore_selection(saved)
 
     def redraw(self, width_change: int = 0) -> None:
         """Render every row again, after the formatting changed.
@@ -141,6 +157,14 @@ class LogView(ScrollView, can_focus=True):
         if index < len(self.rows) and self.rows[index].seq == row.seq:
             return index
         return None
+
+    def visible_rows(self) -> range:
+        """Return the indexes of the rows on screen, top to bottom."""
+        if not self.rows:
+            return range(0)
+        top = self.scroll_offset.y
+        bottom = top + max(1, self.scrollable_content_region.height) - 1
+        return range(self.row_at(top), self.row_at(bottom) + 1)
 
     # -- scroll anchor ----------------------------------------------------------
 
@@ -199,7 +223,10 @@ class LogView(ScrollView, can_focus=True):
 
     # -- rendering ----------------------------------------------------------------
 
-    def _strip(self, row: LogRow) -> Strip:
+    def _strip(self, row: LogRow, index: int) -> Strip:
+        span = self._selected_span(index)
+        if span is not None:
+            return self._render_selected(row, span)
         strip = self._cache.get(row.seq)
         if strip is not None:
             self._cache.move_to_end(row.seq)
@@ -212,20 +239,31 @@ class LogView(ScrollView, can_focus=True):
             self._cache.popitem(last=False)
         return strip
 
+    def _render_selected(self, row: LogRow, span: tuple[int, int]) -> Strip:
+        text = self.formatter(row)
+        text.end = ""
+        start, end = span
+        style = self.screen.get_component_rich_style("screen--selection")
+        text.stylize(style, start, len(text) if end == -1 else end)
+        return Strip(list(text.render(self.app.console)))
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         located = self._locate(self.scroll_offset.y + y)
         if located is None:
             return Strip.blank(width, self.rich_style)
         index, part = located
-        strip = self._strip(self.rows[index])
+        strip = self._strip(self.rows[index], index)
         if self.wrap:
             start = part * self._wrap_width
             strip = strip.crop(start, start + self._wrap_width)
         else:
             start = self.scroll_offset.x
             strip = strip.crop(start, start + width)
-        return strip.extend_cell_length(width).apply_style(self.rich_style)
+        strip = strip.extend_cell_length(width).apply_style(self.rich_style)
+        # The offsets tell Textual's text selection which row and column a
+        # cell shows: the row index and the character offset in that row.
+        return strip.apply_offsets(start, index)
 
     def _locate(self, line: int) -> tuple[int, int] | None:
         """Return (row index, wrapped line within the row) of a screen line."""
@@ -235,3 +273,94 @@ class LogView(ScrollView, can_focus=True):
             return line, 0
         index = bisect.bisect_right(self._starts, line) - 1
         return index, line - self._starts[index]
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        located = self._locate(self.scroll_offset.y + offset.y)
+        if located is not None:
+            self.post_message(self.RowClicked(self.rows[located[0]]))
+
+    # -- selection ----------------------------------------------------------------
+
+    def selected_row_count(self) -> int:
+        """Return how many rows the text selection touches (0 without one)."""
+        selection = self.text_selection
+        if selection is None or not self.rows:
+            return 0
+        first, last = self._selection_bounds(selection)
+        return max(0, last - first + 1)
+
+    def selected_lines(self) -> list[str]:
+        """Return the selected text of each row the selection touches."""
+        selection = self.text_selection
+        if selection is None or not self.rows:
+            return []
+        first, last = self._selection_bounds(selection)
+        lines: list[str] = []
+        for index in range(first, last + 1):
+            span = selection.get_span(index)
+            if span is None:
+                continue
+            text = self.formatter(self.rows[index]).plain
+            start, end = span
+            lines.append(text[start:] if end == -1 else text[start:end])
+        return lines
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """Return the selected text for Textual's copy (ctrl+c)."""
+        lines = self.selected_lines()
+        return ("\n".join(lines), "\n") if lines else None
+
+    def _selection_bounds(self, selection: Selection) -> tuple[int, int]:
+        last_row = len(self.rows) - 1
+        first = 0 if selection.start is None else max(0, selection.start.y)
+        last = last_row if selection.end is None else min(last_row, selection.end.y)
+        return first, last
+
+    def _selected_span(self, index: int) -> tuple[int, int] | None:
+        selection = self.text_selection
+        return None if selection is None else selection.get_span(index)
+
+    def _save_selection(self) -> tuple[Selection, LogRow | None, LogRow | None] | None:
+        """Return the selection and the rows at its ends, before rows move."""
+        selection = self.text_selection
+        if selection is None:
+            return None
+        return selection, self._row_at(selection.start), self._row_at(selection.end)
+
+    def _row_at(self, offset: Offset | None) -> LogRow | None:
+        if offset is None or not 0 <= offset.y < len(self.rows):
+            return None
+        return self.rows[offset.y]
+
+    def _restore_selection(
+        self, saved: tuple[Selection, LogRow | None, LogRow | None] | None
+    ) -> None:
+        """Move the selection to the new indexes of its rows, or clear it."""
+        if saved is None:
+            return
+        selection, start_row, end_row = saved
+        end = selection.end
+        if end_row is not None:
+            end_index = self.index_of(end_row)
+            if end_index is None:
+                self._clear_selection()
+                return
+            end = Offset(end.x if end else 0, end_index)
+        start = selection.start
+        if start_row is not None:
+            start_index = self.index_of(start_row)
+            if start_index is None:
+                start = Offset(0, 0)
+            else:
+                start = Offset(start.x if start else 0, start_index)
+        selections = self.screen.selections
+        self.screen.selections = {**selections, self: Selection(start, end)}
+
+    def _clear_selection(self) -> None:
+        if self.is_attached and self.text_selection is not None:
+            remaining = dict(self.screen.selections)
+            del remaining[self]
+            self.screen.selections = remaining

@@ -25,6 +25,7 @@ from nydus_console.inventory import Inventory
 from nydus_console.logs.follow import LogSource
 from nydus_console.screens.app import NydusConsoleApp
 from nydus_console.screens.logs import LogScreen, plan_node_sources
+from nydus_console.screens.logview import LogView
 from nydus_console.screens.node import NodeScreen
 from nydus_console.transport.base import ErrorKind, TransportError
 from nydus_console.transport.local import LocalTransport
@@ -422,6 +423,102 @@ async def test_paused_view_keeps_top_row(tmp_path: Path) -> None:
         view = screen.view
         assert view.scroll_offset.y == 21, "the row inserted above moves the view"
         assert view.rows[view.row_at(view.scroll_offset.y)].record.message == "m20"
+
+
+# -- copying ---------------------------------------------------------------------
+
+
+def toasts(app: NydusConsoleApp) -> list[str]:
+    return [notification.message for notification in app._notifications]
+
+
+async def test_copy_last_shown_line(tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        await pilot.press("y")
+        assert app.clipboard == (
+            "09-10 02:47:32.300 nydus-snapshotter.log ERROR failed to mount "
+            "error=mount failed: no such device"
+        )
+        assert toasts(app) == ["copied 1 line to the clipboard"]
+
+
+async def test_copy_current_match(tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        await pilot.press("s", *"fetch", "enter", "y")
+        assert "slow fetch" in app.clipboard
+        assert "failed to mount" not in app.clipboard
+
+
+async def test_click_makes_row_current(tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        await pilot.click(LogView, offset=(5, 0))
+        assert screen.format.current_seq == screen.view.rows[0].seq
+        assert "PAUSED" in status(screen)
+        await pilot.press("y")
+        assert "start nydus-snapshotter" in app.clipboard
+
+
+async def test_copy_selection_masks_secret(tmp_path: Path) -> None:
+    log = tmp_path / "nydus-snapshotter.log"
+    append(
+        log,
+        logrus(1, "first"),
+        'time="2025-09-10T03:00:02Z" level=info msg="pull" auth="dXNlcjpwYXNz"',
+        logrus(3, "third"),
+        logrus(4, "fourth"),
+    )
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(log))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 4)
+        await pilot.mouse_down(LogView, offset=(19, 0))
+        await pilot.hover(LogView, offset=(30, 2))
+        await pilot.mouse_up(LogView, offset=(30, 2))
+        assert screen.view.selected_row_count() == 3
+        await pilot.press("y")
+        copied = app.clipboard.splitlines()
+        assert copied == [
+            "nydus-snapshotter.log INFO  first",
+            '09-10 03:00:02.000 nydus-snapshotter.log INFO  pull auth="***"',
+            "09-10 03:00:03.000 nydus-snapsh",
+        ]
+        assert "dXNlcjpwYXNz" not in app.clipboard
+        assert toasts(app)[-1] == "copied 3 lines to the clipboard"
+        await pilot.press("escape")
+        assert screen.view.selected_row_count() == 0
+        assert app.screen is screen, "the first escape only clears the selection"
+
+
+async def test_selection_follows_its_rows(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    append(first, *(logrus(i, f"m{i}") for i in range(10)))
+    second.write_text("")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(first, second))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 10)
+        await pilot.press("space")
+        await pilot.mouse_down(LogView, offset=(0, 4))
+        await pilot.hover(LogView, offset=(50, 5))
+        await pilot.mouse_up(LogView, offset=(50, 5))
+        before = [line.split()[-1] for line in screen.view.selected_lines()]
+        assert before == ["m4", "m5"]
+        append(second, logrus(0.5, "late"))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 11)
+        after = [line.split()[-1] for line in screen.view.selected_lines()]
+        assert after == ["m4", "m5"]
 
 
 def commands_naming(text: str) -> list[str]:
