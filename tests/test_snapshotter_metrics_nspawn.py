@@ -1,7 +1,8 @@
 """The snapshotter double's Prometheus endpoint inside booted Debian nodes.
 
-Healthy nodes serve /v1/metrics on :9110 and collect every 2 s. The values
-come from the node's live nydusd double over its API socket and from /proc.
+nc-node1 (profile healthy-metrics) serves /v1/metrics on :9110 and collects
+every 2 s. The values come from the node's live nydusd double over its API
+socket and from /proc.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def test_metrics_appear_after_first_tick(nspawn_fleet: NspawnFleet) -> None:
         after = wait_for_collection(node)
         log = node.read_file(SNAPSHOTTER_LOG)
     finally:
-        reconfigure_snapshotter(node, healthy_snapshotter_config())
+        reconfigure_snapshotter(node, healthy_snapshotter_config(metrics=False))
 
     assert read_at < FIRST_TICK, "the first read came too late to precede the tick"
     before_values = sample_values(before)

@@ -6,8 +6,9 @@ conftest works too. Use one of the two and that module name only. Under
 another name, such as ``tests.testbed.fixtures``, Python imports a second
 copy of the module and pytest boots a second fleet.
 
-``nspawn_fleet`` boots three nodes once per session: nc-node1 and nc-node2
-with the ``healthy`` profile, nc-node3 with ``broken-root``. Tests that change
+``nspawn_fleet`` boots three nodes once per session: nc-node1 with the
+``healthy-metrics`` profile (Prometheus metrics on :9110), nc-node2 with
+``healthy`` and nc-node3 with ``broken-root``. Tests that change
 a node (its unit, config or sshd) must restore it, because the fleet is
 shared. ``loopback_sshd`` starts three sshd instances on 127.0.0.1.
 
@@ -48,7 +49,7 @@ def _unavailable(error: Exception) -> NoReturn:
 
 @pytest.fixture(scope="session")
 def nspawn_fleet() -> Iterator[NspawnFleet]:
-    """Three booted nodes: healthy, healthy, broken-root (see the module doc)."""
+    """Three booted nodes: healthy-metrics, healthy, broken-root (module doc)."""
     try:
         fleet = boot_fleet(DEFAULT_FLEET_PROFILES)
     except (TestbedUnavailable, NodeBootError) as error:

@@ -5,9 +5,10 @@ must diagnose:
 
 - ``healthy``: nydus-snapshotter.service runs the containerd-nydus-grpc
   double with the default root, containerd uses the nydus proxy plugin and
-  CRI's snapshotter is ``nydus``. The snapshotter serves Prometheus metrics
-  on ``:9110`` (every address of the node, path /v1/metrics) and collects
-  them every 2 s.
+  CRI's snapshotter is ``nydus``.
+- ``healthy-metrics``: ``healthy``, and the snapshotter also serves
+  Prometheus metrics on ``:9110`` (every address of the node, path
+  /v1/metrics), collected every 2 s.
 - ``broken-root``: containerd's root is /data/containerd but the
   snapshotter's is /data/containerd-nydus (it must be
   /data/containerd/io.containerd.snapshotter.v1.nydus), and ``nydusd_config``
@@ -158,8 +159,13 @@ def _metrics_table(address: str, collect_interval: str) -> str:
     return table
 
 
-def healthy_snapshotter_config() -> str:
-    """Return the config.toml of the healthy profile, for tests that restore it."""
+def healthy_snapshotter_config(metrics: bool = False) -> str:
+    """Return the config.toml of the healthy profile, or of healthy-metrics.
+
+    Tests that change a node's config restore it with this.
+    """
+    if not metrics:
+        return snapshotter_config()
     return snapshotter_config(
         metrics_address=METRICS_ADDRESS,
         metrics_collect_interval=HEALTHY_METRICS_INTERVAL,
@@ -327,10 +333,10 @@ def _socket_exists(node: Node, path: str) -> bool:
     return node.exec(["test", "-S", path]).returncode == 0
 
 
-def apply_healthy(node: Node) -> None:
+def apply_healthy(node: Node, metrics: bool = False) -> None:
     install_doubles(node)
     node.write_file(NYDUSD_CONFIG, nydusd_config_json())
-    write_snapshotter_config(node, healthy_snapshotter_config())
+    write_snapshotter_config(node, healthy_snapshotter_config(metrics))
     node.write_file(CONTAINERD_CONFIG, containerd_config())
     node.systemctl("enable", SNAPSHOTTER_UNIT, check=True)
     restart_snapshotter(node)
@@ -343,6 +349,10 @@ def apply_healthy(node: Node) -> None:
     restart_containerd(node)
     if not nydus_plugin_listed(node):
         raise RuntimeError(f"`ctr plugin ls` on {node.name} does not list nydus")
+
+
+def apply_healthy_metrics(node: Node) -> None:
+    apply_healthy(node, metrics=True)
 
 
 def apply_broken_root(node: Node) -> None:
@@ -381,6 +391,7 @@ def apply_absent(node: Node) -> None:
 
 PROFILES: dict[str, Callable[[Node], None]] = {
     "healthy": apply_healthy,
+    "healthy-metrics": apply_healthy_metrics,
     "broken-root": apply_broken_root,
     "absent": apply_absent,
 }
@@ -397,7 +408,9 @@ def apply_profile(node: Node, name: str) -> None:
     apply(node)
 
 
-DEFAULT_FLEET_PROFILES = ("healthy", "healthy", "broken-root")
+# nc-node2 stays without metrics: a second snapshotter started with its
+# config, as the stray-process test does, would fail to bind :9110.
+DEFAULT_FLEET_PROFILES = ("healthy-metrics", "healthy", "broken-root")
 
 
 def boot_fleet(
