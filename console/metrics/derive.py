@@ -357,7 +357,7 @@ def snapshotter_figures(sample: NodeSample) -> SnapshotterFigures | None:
     figures.hung_io = families.value("nydusd_hung_io_counts")
     figures.daemons_running = families.value("nydusd_counts")
     events = families.by_label("nydusd_lifetime_event_counts", "nydusd_event")
-    figures.daemon_deaths = events.get("DIED")
+    figures.daemon_deaths = events.get("DIED", 0.0)
     return figures
 
 
@@ -384,13 +384,19 @@ class MetricsHistory:
         figures.snapshotter = snapshotter_figures(sample)
         for daemon in sample.daemons:
             key = (sample.node, daemon.id)
+            known = self._samples.get(key)
+            # A sample already seen (same time) adds no point to the history.
+            repeated = (
+                known is not None and len(known) > 0 and known[-1][0] == sample.at
+            )
             window = self._window(key, sample.at, daemon, rate_span)
             daemon_fig = daemon_figures(window)
             tracker = self._hung.setdefault(key, HungTracker())
             daemon_fig.hung_io = tracker.update(sample.at, daemon.inflight)
             figures.daemons[daemon.id] = daemon_fig
             figures.daemon_errors += bool(daemon.errors)
-            self._spark(sample.node, daemon.id, daemon_fig)
+            if not repeated:
+                self._spark(sample.node, daemon.id, daemon_fig)
         self._forget(sample)
         return figures
 
@@ -398,6 +404,8 @@ class MetricsHistory:
         self, key: tuple[str, str], now: float, daemon: DaemonSample, span: float
     ) -> list[tuple[float, DaemonSample]]:
         samples = self._samples.setdefault(key, deque())
+        if samples and samples[-1][0] == now:
+            samples.pop()
         samples.append((now, daemon))
         while samples and samples[0][0] < now - self.keep_seconds:
             samples.popleft()
