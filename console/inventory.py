@@ -57,6 +57,8 @@ class NodeSpec:
     read_only: bool = False
     local: bool = False
     connect_timeout: float = 10.0
+    # The `instance` label of this node's series in Prometheus, or its host part.
+    prometheus_instance: str = ""
     paths: NodePaths = field(default_factory=NodePaths)
 
     @property
@@ -158,9 +160,12 @@ _NODE_KEYS = {
     "sudo",
     "read_only",
     "connect_timeout",
+    "prometheus_instance",
 }
 _PATH_KEYS = {f.name for f in fields(NodePaths)}
-_DEFAULT_KEYS = _NODE_KEYS - {"address"} | _PATH_KEYS | {"known_hosts"}
+_DEFAULT_KEYS = (
+    _NODE_KEYS - {"address", "prometheus_instance"} | _PATH_KEYS | {"known_hosts"}
+)
 
 
 def load_inventory(path: Path) -> Inventory:
@@ -301,6 +306,9 @@ def _node_from_table(
         sudo=_bool(merged.get("sudo", False), "sudo", where, source),
         read_only=_bool(merged.get("read_only", False), "read_only", where, source),
         connect_timeout=_seconds(merged.get("connect_timeout", 10.0), where, source),
+        prometheus_instance=_string(
+            merged.get("prometheus_instance", ""), "prometheus_instance", where, source
+        ),
         paths=_paths(merged, where, source),
     )
 

@@ -38,10 +38,12 @@ def instance_host(instance: str) -> str:
 
 
 def group_by_instance(families: PromFamilies) -> dict[str, PromFamilies]:
+    """Group samples under their whole `instance` label and under its host part."""
     groups: dict[str, PromFamilies] = {}
     for sample in families.samples:
-        host = instance_host(sample.label("instance"))
-        groups.setdefault(host, PromFamilies()).samples.append(sample)
+        instance = sample.label("instance")
+        for key in {instance, instance_host(instance)}:
+            groups.setdefault(key, PromFamilies()).samples.append(sample)
     return groups
 
 
@@ -116,7 +118,11 @@ def _image_sample(
 
 
 class PrometheusReader:
-    """Reads all nodes' snapshotter metrics from a Prometheus server."""
+    """Reads all nodes' snapshotter metrics from a Prometheus server.
+
+    `nodes` maps each node name to what its `instance` label holds: the whole
+    label ("10.0.0.5:9110") or its host part ("10.0.0.5").
+    """
 
     def __init__(
         self,
@@ -175,8 +181,9 @@ class PrometheusReader:
                 wall,
                 SOURCE,
                 error=f"Prometheus at {self.url} has no nydus series with instance "
-                f"{host}:<port>. Next step: check that it scrapes the snapshotter's "
-                "[metrics] address on that node",
+                f"{host!r}. Next step: check that it scrapes the snapshotter's "
+                "[metrics] address on that node, or set prometheus_instance for "
+                "the node in the inventory",
             )
         sample = NodeSample(name, now, wall, SOURCE, snapshotter=families)
         sample.daemons = daemons_from_families(families)

@@ -37,7 +37,10 @@ class FleetMetrics:
         self._readers: dict[str, NodeMetricsReader] = {}
         self._prometheus: PrometheusReader | None = None
         if prometheus_url:
-            hosts = {name: spec.host or name for name, spec in fleet.specs.items()}
+            hosts = {
+                name: spec.prometheus_instance or spec.host or name
+                for name, spec in fleet.specs.items()
+            }
             self._prometheus = PrometheusReader(prometheus_url, hosts)
 
     @property
