@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from nydus_console.configs import mask_secrets
 from nydus_console.transport.base import Transport
 from nydus_console.transport.http import NodeHTTPTransport
 
@@ -49,14 +50,18 @@ _STATUS_STEPS = {
 
 
 def error_message(body: bytes) -> str:
-    """Return the message of a nydusd or system-controller error body."""
+    """Return the message of a nydusd or system-controller error body, masked.
+
+    nydusd quotes the config it failed to load in some errors, and a config
+    can hold registry or storage credentials.
+    """
     try:
         data = json.loads(body)
     except ValueError:
-        return body[:200].decode("utf-8", "replace").strip()
+        return mask_secrets(body[:200].decode("utf-8", "replace").strip())
     if isinstance(data, dict) and "message" in data:
-        return str(data["message"])
-    return json.dumps(data)[:200]
+        return mask_secrets(str(data["message"]))
+    return mask_secrets(json.dumps(data)[:200])
 
 
 def _status_error(where: str, response: httpx.Response) -> ApiError:
