@@ -271,7 +271,7 @@ def reconfigure_snapshotter(node: Node, text: str) -> None:
     )
 
 
-# Runs inside a node with the node's python3; prints the status, then the body.
+# The node's python3 runs this. It prints the HTTP status on one line, then the body.
 _FETCH_SCRIPT = """\
 import sys, urllib.error, urllib.request
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -289,7 +289,7 @@ sys.stdout.write(f"{status}\\n{body.decode()}")
 def fetch_node_metrics(
     node: Node, path: str = METRICS_PATH, port: int = METRICS_PORT
 ) -> tuple[int, str]:
-    """GET http://127.0.0.1:<port><path> inside node and return (status, body).
+    """Send GET http://127.0.0.1:<port><path> inside node; return (status, body).
 
     The status is 0, with the error as the body, when nothing listens.
     """
