@@ -229,6 +229,8 @@ class MetricsCollector:
             "nydusd_read_latency_microseconds",
         ):
             self.registry.remove(name)
+        # NOTE: daemons that serve the same image_ref overwrite each other's
+        # series here. The Go registry would fail the scrape with a 500.
         for image_ref, metrics in collected:
             self._save_fs(image_ref, metrics)
 
