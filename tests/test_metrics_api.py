@@ -244,6 +244,8 @@ async def test_missing_socket_named(short_dir: Path) -> None:
     error = daemon.errors["/api/v1/daemon"]
     assert str(missing) in error
     assert "no such socket" in error
+    # The metrics endpoints are not tried once the socket itself failed.
+    assert list(daemon.errors) == ["/api/v1/daemon"]
 
 
 async def test_stale_socket_refused(short_dir: Path) -> None:

@@ -223,7 +223,14 @@ class NodeMetricsReader:
             daemon.errors["api"] = "the daemon object names no API socket"
             return
         client = self._client(daemon.api_socket, f"nydusd {daemon.id}")
-        mountpoints = await self._read_info(client, daemon)
+        try:
+            info = await self._get(client, "/api/v1/daemon")
+        except ApiError as exc:
+            daemon.errors["/api/v1/daemon"] = await self.explain(daemon.api_socket, exc)
+            if not exc.status:
+                return  # nothing answers on the socket: the other requests would fail
+            info = None
+        mountpoints = self._read_info(info, daemon)
         fs, backend, cache, inflight = await asyncio.gather(
             self._per_instance(client, daemon, "/api/v1/metrics", mountpoints),
             self._per_instance(client, daemon, "/api/v1/metrics/backend", mountpoints),
@@ -242,8 +249,8 @@ class NodeMetricsReader:
         if daemon.errors.get("/api/v1/metrics/inflight") is None:
             daemon.inflight = inflight if isinstance(inflight, list) else []
 
-    async def _read_info(self, client: SocketClient, daemon: DaemonSample) -> list[str]:
-        info = await self._endpoint(client, daemon, "/api/v1/daemon")
+    @staticmethod
+    def _read_info(info: Any, daemon: DaemonSample) -> list[str]:
         if not isinstance(info, dict):
             return []
         daemon.state = str(info.get("state", ""))
