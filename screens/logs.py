@@ -28,8 +28,10 @@ from nydus_console.fleet import Fleet, NodeReport
 from nydus_console.logs.buffer import LogBuffer, OrderedRecord
 from nydus_console.logs.follow import LogFollower, LogSource
 from nydus_console.logs.records import Level, LogRecord
+from nydus_console.logs.save import saved_logs_dir
 from nydus_console.screens.logview import LogRow, LogView
 from nydus_console.screens.messages import LogLinesRead, LogSourceChecked
+from nydus_console.screens.savelog import SavedFile, SaveLogModal
 from nydus_console.transport.base import Transport, TransportError
 
 BUFFER_CAPACITY = 20_000
@@ -373,9 +375,7 @@ class LogScreen(Screen[None]):
         ),
         Binding("s,ctrl+f", "edit('search')", "Search", id="logs.search"),
         Binding("n", "next_match", "Next", id="logs.next"),
-        Binding(
-            "N", "previous_match", "Previous", show=False, id="logs.previous"
-        ),
+        Binding("N", "previous_match", "Previous", show=False, id="logs.previous"),
         Binding("c", "cycle_context", "Context", id="logs.context"),
         Binding("t", "toggle_time", "Time", id="logs.time"),
         Binding("w", "toggle_wrap", "Wrap", id="logs.wrap"),
@@ -840,17 +840,26 @@ class LogScreen(Screen[None]):
     # -- saving -------------------------------------------------------------------
 
     def action_save(self) -> None:
+        """Ask for a path, then write the shown rows there in a thread worker."""
+        rows = list(self.view.rows)
+        if not rows:
+            self.say("nothing to save: no line is shown")
+            return
+        saved = RowFormat(True, self.format.node_width, self.format.source_width)
+
+        def lines() -> Iterable[str]:
+            return (saved.render(row).plain + "\n" for row in rows)
+
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = self.nodes[0] if len(self.nodes) == 1 else "fleet"
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-        path = Path.home() / f"nydus-console-logs-{safe}-{stamp}.log"
-        saved = RowFormat(True, self.format.node_width, self.format.source_width)
-        lines = [saved.render(row).plain + "\n" for row in self.view.rows]
-        try:
-            with path.open("x", encoding="utf-8") as out:
-                out.writelines(lines)
-        except OSError as exc:
-            self.say(f"saving the view to {path} failed: {exc}", error=True)
+        default = saved_logs_dir() / f"{safe}-{stamp}.log"
+        self.app.push_screen(SaveLogModal(default, len(rows), lines), self.saved)
+
+    def saved(self, result: SavedFile | None) -> None:
+        if result is None:
             return
-        self.say(f"saved {len(lines)} lines to {path}")
-        self.app.notify(f"saved {len(lines)} lines to {path}")
+        path, count = result
+        summary = "1 line" if count == 1 else f"{count} lines"
+        self.say(f"saved {summary} to {path}")
+        self.app.notify(f"saved {summary} to {path}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from factbuilder import SAMPLES
 from test_probe_local import write_node
 from textual.binding import Binding
 from textual.pilot import Pilot
+from textual.widgets import Button, Input, Static
 
 from nydus_console.fleet import Fleet, NodeReport
 from nydus_console.inventory import Inventory
@@ -27,6 +29,7 @@ from nydus_console.screens.app import NydusConsoleApp
 from nydus_console.screens.logs import LogScreen, plan_node_sources
 from nydus_console.screens.logview import LogView
 from nydus_console.screens.node import NodeScreen
+from nydus_console.screens.savelog import SaveLogModal
 from nydus_console.transport.base import ErrorKind, TransportError
 from nydus_console.transport.local import LocalTransport
 
@@ -314,24 +317,6 @@ async def test_markup_in_line_is_text(tmp_path: Path) -> None:
         assert "invalid search regex '['" in status(screen)
 
 
-async def test_save_writes_filtered_view(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    snapshotter, _ = write_logs(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    app = make_app(tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await open_logs(pilot, file_sources(snapshotter))
-        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
-        await pilot.press("v", "v", "ctrl+s")
-        saved = list(tmp_path.glob(f"nydus-console-logs-{NODE}-*.log"))
-        assert len(saved) == 1
-        assert f"saved 2 lines to {saved[0]}" in status(screen)
-        lines = saved[0].read_text().splitlines()
-        assert lines[0].startswith("09-10 02:47:31.200 nydus-snapshotter.log WARN")
-        assert "failed to mount" in lines[1]
-
-
 async def test_toggle_source_hides_its_lines(tmp_path: Path) -> None:
     snapshotter, nydusd = write_logs(tmp_path)
     app = make_app(tmp_path)
@@ -519,6 +504,144 @@ async def test_selection_follows_its_rows(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: len(screen.view.rows) == 11)
         after = [line.split()[-1] for line in screen.view.selected_lines()]
         assert after == ["m4", "m5"]
+
+
+# -- saving ----------------------------------------------------------------------
+
+
+async def open_save(
+    pilot: Pilot[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[LogScreen, SaveLogModal]:
+    """Show the snapshotter's warnings and errors, then press ctrl+s."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    snapshotter, _ = write_logs(tmp_path)
+    screen = await open_logs(pilot, file_sources(snapshotter))
+    await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+    await pilot.press("v", "v", "ctrl+s")
+    modal = pilot.app.screen
+    assert isinstance(modal, SaveLogModal)
+    return screen, modal
+
+
+def modal_message(modal: SaveLogModal) -> str:
+    return str(modal.query_one("#save-message", Static).render())
+
+
+async def type_path(pilot: Pilot[Any], modal: SaveLogModal, path: Path) -> None:
+    box = modal.query_one(Input)
+    box.value = str(path)
+    await pilot.press("enter")
+
+
+async def test_save_to_default_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        screen, modal = await open_save(pilot, tmp_path, monkeypatch)
+        default = Path(modal.query_one(Input).value)
+        saved_logs = tmp_path / "state" / "nydus-console" / "saved-logs"
+        assert default.parent == saved_logs
+        assert default.name.startswith(f"{NODE}-")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        lines = default.read_text().splitlines()
+        assert len(lines) == 2
+        assert lines[0].startswith("09-10 02:47:31.200 nydus-snapshotter.log WARN")
+        assert "failed to mount" in lines[1]
+        assert f"saved 2 lines to {default}" in status(screen)
+
+
+async def test_save_asks_before_overwriting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "kept.log"
+    target.write_text("old\n")
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        screen, modal = await open_save(pilot, tmp_path, monkeypatch)
+        await type_path(pilot, modal, target)
+        await wait_for(pilot, lambda: "already exists" in modal_message(modal))
+        assert modal_message(modal) == (
+            f"{target} already exists; overwrite it or choose another name"
+        )
+        assert modal.query_one("#save-overwrite", Button).display
+        assert target.read_text() == "old\n"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "already exists" in modal_message(modal))
+        assert target.read_text() == "old\n", "enter again does not overwrite"
+        await pilot.click("#save-overwrite")
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        assert "failed to mount" in target.read_text()
+
+
+async def test_save_escape_cancels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        screen, _ = await open_save(pilot, tmp_path, monkeypatch)
+        await pilot.press("escape")
+        assert pilot.app.screen is screen
+        assert not (tmp_path / "state").exists()
+        assert "saved" not in status(screen)
+
+
+async def test_save_missing_directory_says_next_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "no such dir" / "view.log"
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        _, modal = await open_save(pilot, tmp_path, monkeypatch)
+        await type_path(pilot, modal, target)
+        await wait_for(pilot, lambda: "does not exist" in modal_message(modal))
+        assert modal_message(modal) == (
+            f"the directory {target.parent} does not exist; create it with "
+            f"mkdir -p '{target.parent}' or choose another path"
+        )
+        assert pilot.app.screen is modal, "the path can be corrected"
+        assert not modal.query_one(Input).disabled
+        assert not target.parent.exists()
+
+
+async def test_save_permission_denied_says_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sysfs rejects new files for every user, root included.
+    target = Path("/sys/nydus-console-view.log")
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        _, modal = await open_save(pilot, tmp_path, monkeypatch)
+        await type_path(pilot, modal, target)
+        await wait_for(pilot, lambda: "permission denied" in modal_message(modal))
+        assert modal_message(modal).startswith(
+            f"permission denied writing {target}; choose a directory you can write to"
+        )
+
+
+async def test_screen_runs_while_saving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer blocks in its thread; lines still arrive on the screen below."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    log = tmp_path / "nydus-snapshotter.log"
+    append(log, logrus(1, "before"))
+    release = threading.Event()
+
+    def slow_lines() -> Iterator[str]:
+        release.wait(20)
+        yield "saved line\n"
+
+    target = tmp_path / "slow.log"
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(log))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 1)
+        modal = SaveLogModal(target, 1, slow_lines)
+        await pilot.app.push_screen(modal)
+        await type_path(pilot, modal, target)
+        append(log, logrus(2, "during"))
+        await wait_for(pilot, lambda: "during" in messages(screen))
+        assert pilot.app.screen is modal
+        assert "saving to" in modal_message(modal)
+        release.set()
+        await wait_for(pilot, lambda: pilot.app.screen is screen)
+        assert target.read_text() == "saved line\n"
 
 
 def commands_naming(text: str) -> list[str]:
