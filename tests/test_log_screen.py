@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import shutil
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -504,6 +509,80 @@ async def test_selection_follows_its_rows(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: len(screen.view.rows) == 11)
         after = [line.split()[-1] for line in screen.view.selected_lines()]
         assert after == ["m4", "m5"]
+
+
+TERMINAL_APP = """
+import sys
+from pathlib import Path
+
+sys.path[:0] = [{tests!r}]
+from test_log_screen import NODE, file_sources, make_app
+
+from nydus_console.screens.app import NydusConsoleApp
+from nydus_console.screens.logs import LogScreen
+
+LOG = Path({log!r})
+
+
+class LogsApp(NydusConsoleApp):
+    def on_ready(self) -> None:
+        self.push_screen(LogScreen(NODE, sources=file_sources(LOG)))
+
+
+fleet = make_app(LOG.parent).fleet
+LogsApp(fleet.inventory, refresh_seconds=0, fleet=fleet).run()
+"""
+
+
+@pytest.mark.tmux
+def test_copy_reaches_tmux_buffer(tmp_path: Path) -> None:
+    """The OSC 52 sequence of a copy sets the buffer of a real tmux."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (Debian package tmux)")
+    snapshotter, _ = write_logs(tmp_path)
+    script = tmp_path / "terminal_app.py"
+    tests = str(Path(__file__).parent)
+    script.write_text(TERMINAL_APP.format(tests=tests, log=str(snapshotter)))
+    tmux = ["tmux", "-L", f"nc-copy-{os.getpid()}", "-f", "/dev/null"]
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+    env = {**os.environ, "TERM": "xterm-256color"}
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", "150", "-y", "30", command],
+        check=True,
+        env=env,
+    )
+    try:
+        subprocess.run([*tmux, "set", "-g", "set-clipboard", "on"], check=True)
+        wait_for_pane(tmux, "failed to mount")
+        subprocess.run([*tmux, "send-keys", "y"], check=True)
+        buffer = wait_for_buffer(tmux)
+        assert buffer.startswith("09-10 02:47:32.300 nydus-snapshotter.log ERROR")
+        assert "failed to mount" in buffer
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def wait_for_pane(tmux: list[str], text: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    pane = ""
+    while time.monotonic() < deadline:
+        pane = subprocess.run(
+            [*tmux, "capture-pane", "-p"], capture_output=True, text=True
+        ).stdout
+        if text in pane:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} did not appear in tmux; pane:\n{pane}")
+
+
+def wait_for_buffer(tmux: list[str], seconds: float = 10.0) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        shown = subprocess.run([*tmux, "show-buffer"], capture_output=True, text=True)
+        if shown.returncode == 0:
+            return shown.stdout
+        time.sleep(0.1)
+    raise AssertionError(f"tmux has no paste buffer {seconds} s after the copy")
 
 
 # -- saving ----------------------------------------------------------------------
