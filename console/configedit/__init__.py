@@ -1,0 +1,1 @@
+"""Editing the snapshotter, nydusd and containerd configs: schema, validation, writes."""
