@@ -7,6 +7,7 @@ the audit log whatever its outcome.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -31,10 +32,19 @@ class Action:
     argv: tuple[str, ...]
     # Destructive actions need the node name typed to confirm.
     destructive: bool = False
+    # Standard input of the command, such as the content of a file to write.
+    # The audit log records its size and sha256, never the text.
+    stdin: str | None = None
 
     @property
     def command_line(self) -> str:
         return quote_argv(self.argv)
+
+    def input_summary(self) -> str:
+        if self.stdin is None:
+            return ""
+        data = self.stdin.encode()
+        return f"{len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}"
 
 
 def restart_service(unit: str) -> Action:
@@ -83,6 +93,8 @@ class ActionGate:
             "action": action.name,
             "command": action.command_line,
         }
+        if action.stdin is not None:
+            base["input"] = action.input_summary()
         reason = self.refusal(spec)
         if not reason and not confirmed_by:
             reason = "the action was not confirmed"
@@ -95,7 +107,9 @@ class ActionGate:
             self.audit.append({**base, "outcome": "refused", "reason": reason})
             raise ActionRefused(f"{action.name} on {spec.name} refused: {reason}")
         try:
-            result = await transport.run(list(action.argv), timeout=ACTION_TIMEOUT)
+            result = await transport.run(
+                list(action.argv), timeout=ACTION_TIMEOUT, input=action.stdin
+            )
         except TransportError as exc:
             self.audit.append({**base, "outcome": "failed", "error": str(exc)})
             raise

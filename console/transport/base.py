@@ -123,9 +123,18 @@ class Transport(Protocol):
     description: str
 
     async def run(
-        self, argv: Sequence[str], *, timeout: float = 30.0, sudo: bool = True
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 30.0,
+        sudo: bool = True,
+        input: str | None = None,  # noqa: A002 (the name subprocess uses)
     ) -> CommandResult:
-        """Run `argv` and collect its output; raise TransportError if unreachable."""
+        """Run `argv` and collect its output; raise TransportError if unreachable.
+
+        `input`, when given, is the command's standard input; without it the
+        command reads an empty input.
+        """
         ...
 
     def stream(self, argv: Sequence[str], *, sudo: bool = True) -> AsyncIterator[str]:

@@ -34,21 +34,28 @@ class LocalTransport:
         return with_sudo(argv) if sudo and self.use_sudo else list(argv)
 
     async def run(
-        self, argv: Sequence[str], *, timeout: float = 30.0, sudo: bool = True
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 30.0,
+        sudo: bool = True,
+        input: str | None = None,  # noqa: A002 (the name subprocess uses)
     ) -> CommandResult:
         full = self._argv(argv, sudo)
         started = time.monotonic()
+        stdin = asyncio.subprocess.DEVNULL if input is None else asyncio.subprocess.PIPE
         try:
             proc = await asyncio.create_subprocess_exec(
                 *full,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
         except FileNotFoundError:
             return CommandResult(tuple(full), 127, "", f"{full[0]}: not found", 0.0)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+            data = None if input is None else input.encode()
+            out, err = await asyncio.wait_for(proc.communicate(data), timeout)
         except asyncio.CancelledError:
             # A cancelled caller (a closed screen) must not leave the child behind.
             proc.kill()

@@ -241,14 +241,21 @@ class SSHTransport:
         return quote_argv(words)
 
     async def run(
-        self, argv: Sequence[str], *, timeout: float = 30.0, sudo: bool = True
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 30.0,
+        sudo: bool = True,
+        input: str | None = None,  # noqa: A002 (the name subprocess uses)
     ) -> CommandResult:
         conn = await self.connection()
         line = self.command_line(argv, sudo)
         started = time.monotonic()
         async with self._sessions:
             try:
-                result = await asyncio.wait_for(conn.run(line, check=False), timeout)
+                result = await asyncio.wait_for(
+                    conn.run(line, check=False, input=input), timeout
+                )
             except TimeoutError:
                 raise TransportError(
                     ErrorKind.TIMED_OUT,
