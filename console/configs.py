@@ -138,6 +138,8 @@ class CriSettings:
     disable_snapshot_annotations: bool | None
     discard_unpacked_layers: bool | None
     misplaced: list[str] = field(default_factory=list)
+    # The same keys as paths of segments, for editing and locating them.
+    misplaced_paths: list[tuple[str, ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -197,20 +199,19 @@ def _cri_settings(data: dict[str, Any], version: int) -> CriSettings:
     path, name = _CRI_TABLES[version]
     table = _get(data, *path, default={})
     table = table if isinstance(table, dict) else {}
-    misplaced: list[str] = []
+    misplaced: list[tuple[str, ...]] = []
     if version == 3:
         for wrong in _V3_WRONG_TABLES:
             other = _get(data, *wrong, default={})
             if isinstance(other, dict):
-                misplaced += [
-                    f"{'.'.join(wrong)}.{key}" for key in _CRI_KEYS if key in other
-                ]
+                misplaced += [(*wrong, key) for key in _CRI_KEYS if key in other]
     return CriSettings(
         table=name,
         snapshotter=table.get("snapshotter"),
         disable_snapshot_annotations=table.get("disable_snapshot_annotations"),
         discard_unpacked_layers=table.get("discard_unpacked_layers"),
-        misplaced=misplaced,
+        misplaced=[".".join(path) for path in misplaced],
+        misplaced_paths=misplaced,
     )
 
 
@@ -229,8 +230,21 @@ class NydusdConfig:
     problems: list[str]
 
 
+@dataclass(frozen=True)
+class NydusdProblem:
+    """A key nydusd rejects: its dotted path, what is wrong, and the fix."""
+
+    key: str
+    message: str
+    fix: str = ""
+
+
 def parse_nydusd_config(text: str) -> NydusdConfig:
-    """Parse a nydusd config like nydusd does: v2 JSON, v2 TOML, then v1 JSON."""
+    """Parse a nydusd config like nydusd does: v2 JSON, v2 TOML, then v1 JSON.
+
+    The file is taken as the snapshotter's template, so a registry backend
+    without host and repo passes (see nydusd_requirement_problems).
+    """
     data: dict[str, Any] | None = None
     json_error = ""
     try:
@@ -253,23 +267,20 @@ def parse_nydusd_config(text: str) -> NydusdConfig:
 
 def _nydusd_v1(data: dict[str, Any]) -> NydusdConfig:
     problems: list[str] = []
-    backend = _get(data, "device", "backend", default={})
-    backend_type = str(_get(backend, "type", default="") or "")
+    backend_type = str(_get(data, "device", "backend", "type", default="") or "")
     if backend_type not in NYDUSD_BACKENDS_V1:
         problems.append(
             f"device.backend.type {backend_type!r} is not one of "
             f"{', '.join(NYDUSD_BACKENDS_V1)}"
         )
-    backend_config = _get(backend, "config")
-    if not isinstance(backend_config, dict):
-        problems.append("device.backend.config is missing")
-        backend_config = {}
     if data.get("mode") not in ("direct", "cached"):
         problems.append(f"mode {data.get('mode')!r} must be direct or cached")
     cache_type = str(_get(data, "device", "cache", "type", default="") or "")
-    work_dir = _get(data, "device", "cache", "config", "work_dir", default="")
-    problems += _cache_problems(cache_type, work_dir, "device.cache")
-    problems += _backend_problems(backend_type, backend_config, "device.backend.config")
+    if cache_type not in NYDUSD_CACHE_TYPES:
+        problems.append(
+            f"device.cache.type {cache_type!r} is not a supported cache type"
+        )
+    problems += [p.message for p in nydusd_requirement_problems(data, template=True)]
     return NydusdConfig(data, "v1 JSON", backend_type, problems)
 
 
@@ -278,41 +289,301 @@ def _nydusd_v2(data: dict[str, Any]) -> NydusdConfig:
     backend_type = str(_get(data, "backend", "type", default="") or "")
     if backend_type not in NYDUSD_BACKENDS_V2:
         problems.append(f"backend.type {backend_type!r} is not a known backend")
-    backend_config = _get(data, "backend", backend_type, default={})
     cache_type = str(_get(data, "cache", "type", default="") or "")
-    sub = "fscache" if cache_type == "fscache" else "filecache"
-    work_dir = _get(data, "cache", sub, "work_dir", default=".")
-    problems += _cache_problems(cache_type, work_dir, "cache")
+    if cache_type not in NYDUSD_CACHE_TYPES:
+        problems.append(f"cache.type {cache_type!r} is not a supported cache type")
     mode = _get(data, "rafs", "mode", default="direct")
     if mode not in ("direct", "cached"):
         problems.append(f"rafs.mode {mode!r} must be direct or cached")
-    if isinstance(backend_config, dict):
-        problems += _backend_problems(backend_type, backend_config, f"backend.{sub}")
+    problems += [p.message for p in nydusd_requirement_problems(data, template=True)]
     return NydusdConfig(data, "v2", backend_type, problems)
 
 
-def _cache_problems(cache_type: str, work_dir: Any, where: str) -> list[str]:
-    if cache_type not in NYDUSD_CACHE_TYPES:
-        return [f"{where}.type {cache_type!r} is not a supported cache type"]
-    if cache_type in ("blobcache", "filecache", "fscache") and not work_dir:
-        return [f"{where} needs a non-empty work_dir for {cache_type}"]
-    return []
+# Keys each backend needs, read from nydusd v2.4's api/src/config.rs. In the
+# v2 layout every backend table present must hold its keys, whatever the
+# backend type: nydusd cannot even read the file otherwise.
+_BACKEND_REQUIRED = {
+    "registry": ("host", "repo"),
+    "oss": ("endpoint", "bucket_name"),
+    "s3": ("endpoint", "region", "bucket_name"),
+    "localdisk": ("device_path",),
+    "http-proxy": ("addr",),
+}
+# Description and example value of each required backend key, used in fixes.
+_REQUIRED_EXAMPLES = {
+    "host": ("registry's host", "registry.example.com"),
+    "repo": ("image's repository", "library/ubuntu"),
+    "endpoint": ("storage endpoint", "s3.us-east-1.amazonaws.com"),
+    "region": ("bucket's region", "us-east-1"),
+    "bucket_name": ("bucket", "nydus-blobs"),
+    "device_path": ("block device or disk image", "/dev/vdb"),
+    "addr": ("blob server's URL or socket path", "http://127.0.0.1:8080"),
+}
+# nydusd's largest batch and prefetch request, 0x10000000 bytes.
+NYDUSD_MAX_BATCH = 0x10000000
+MAX_PREFETCH_THREADS = 1024
 
 
-def _backend_problems(kind: str, config: dict[str, Any], where: str) -> list[str]:
-    required = {
-        "registry": ("host", "repo"),
-        "oss": ("endpoint", "bucket_name"),
-        "s3": ("region", "bucket_name"),
-        "localdisk": ("device_path",),
-    }.get(kind, ())
-    # snapshotter fills registry host and repo per image, so only their type counts.
-    if kind == "registry":
-        required = ()
-    problems = [f"{where}.{key} is missing" for key in required if not config.get(key)]
-    if kind == "localfs" and not (config.get("blob_file") or config.get("dir")):
-        problems.append(f"{where} needs blob_file or dir")
+def nydusd_requirement_problems(
+    data: dict[str, Any], *, template: bool
+) -> list[NydusdProblem]:
+    """Return the keys nydusd needs but `data` lacks or sets to invalid values.
+
+    Types and allowed values of single keys are left to the caller. With
+    `template`, the file is the snapshotter's [daemon] nydusd_config, which
+    fills the registry host and repo for each image, so those may be absent.
+    """
+    if data.get("version") == 2:
+        return _v2_requirements(data, template)
+    return _v1_requirements(data, template)
+
+
+def _v1_requirements(data: dict[str, Any], template: bool) -> list[NydusdProblem]:
+    problems: list[NydusdProblem] = []
+    backend = _get(data, "device", "backend", default={})
+    backend_type = str(_get(backend, "type", default="") or "")
+    config = _get(backend, "config")
+    if not isinstance(config, dict):
+        problems.append(
+            NydusdProblem(
+                "device.backend.config",
+                "device.backend.config is missing",
+                "add a device.backend.config object with the keys of the "
+                f"{backend_type or 'chosen'} backend",
+            )
+        )
+        config = {}
+    if backend_type in NYDUSD_BACKENDS_V1:
+        problems += _backend_problems(
+            backend_type, config, "device.backend.config", template
+        )
+    problems += _v1_cache_problems(data)
+    problems += _prefetch_problems(
+        _get(data, "fs_prefetch", default={}),
+        "fs_prefetch",
+        "threads_count",
+        "merging_size",
+    )
+    problems += _batch_problems(data, "amplify_io")
     return problems
+
+
+def _v1_cache_problems(data: dict[str, Any]) -> list[NydusdProblem]:
+    cache_type = str(_get(data, "device", "cache", "type", default="") or "")
+    if cache_type not in ("blobcache", "filecache", "fscache"):
+        return []
+    config = _get(data, "device", "cache", "config")
+    if not isinstance(config, dict):
+        return [
+            NydusdProblem(
+                "device.cache.config",
+                f"device.cache.config is missing, which cache type {cache_type} needs",
+                'add "config": {"work_dir": "<cache directory>"} to device.cache',
+            )
+        ]
+    return _work_dir_problems(config, "device.cache.config", cache_type)
+
+
+def _work_dir_problems(
+    config: dict[str, Any], where: str, cache_type: str
+) -> list[NydusdProblem]:
+    # nydusd uses "." when work_dir is absent, but rejects an empty one.
+    if config.get("work_dir", ".") != "":
+        return []
+    return [
+        NydusdProblem(
+            f"{where}.work_dir",
+            f"{where} needs a non-empty work_dir for {cache_type}",
+            f"set {where}.work_dir to the cache directory",
+        )
+    ]
+
+
+def _v2_requirements(data: dict[str, Any], template: bool) -> list[NydusdProblem]:
+    problems: list[NydusdProblem] = []
+    backend = _get(data, "backend", default=None)
+    if isinstance(backend, dict):
+        problems += _v2_backend_problems(backend, template)
+    problems += _v2_cache_problems(data)
+    for table in ("cache.prefetch", "rafs.prefetch"):
+        prefetch = _get(data, *table.split("."), default=None)
+        if isinstance(prefetch, dict):
+            problems += _prefetch_problems(
+                prefetch, table, "threads", "batch_size", enable_required=True
+            )
+    rafs = _get(data, "rafs", default=None)
+    if isinstance(rafs, dict):
+        problems += _batch_problems(rafs, "batch_size", "rafs.")
+    return problems
+
+
+def _v2_backend_problems(
+    backend: dict[str, Any], template: bool
+) -> list[NydusdProblem]:
+    problems: list[NydusdProblem] = []
+    backend_type = str(backend.get("type") or "")
+    for name in _BACKEND_REQUIRED:
+        table = backend.get(name)
+        if isinstance(table, dict) and name != backend_type:
+            problems += _absent_key_problems(name, table, f"backend.{name}", template)
+    if backend_type not in NYDUSD_BACKENDS_V2:
+        return problems
+    table = backend.get(backend_type)
+    where = f"backend.{backend_type}"
+    if not isinstance(table, dict):
+        problems.append(
+            NydusdProblem(
+                where,
+                f"[{where}] is missing: the {backend_type} backend reads its keys "
+                "there",
+                f"add a [{where}] table with the keys of the {backend_type} backend",
+            )
+        )
+        return problems
+    return problems + _backend_problems(backend_type, table, where, template)
+
+
+def _v2_cache_problems(data: dict[str, Any]) -> list[NydusdProblem]:
+    cache_type = str(_get(data, "cache", "type", default="") or "")
+    if cache_type not in ("blobcache", "filecache", "fscache"):
+        return []
+    sub = "fscache" if cache_type == "fscache" else "filecache"
+    table = _get(data, "cache", sub, default=None)
+    if not isinstance(table, dict):
+        return [
+            NydusdProblem(
+                f"cache.{sub}",
+                f"[cache.{sub}] is missing, which cache type {cache_type} needs",
+                f'add [cache.{sub}] with work_dir = "<cache directory>"',
+            )
+        ]
+    return _work_dir_problems(table, f"cache.{sub}", cache_type)
+
+
+def _required_keys(kind: str, template: bool) -> tuple[str, ...]:
+    if kind == "registry" and template:
+        return ()
+    return _BACKEND_REQUIRED.get(kind, ())
+
+
+def _backend_problems(
+    kind: str, config: dict[str, Any], where: str, template: bool
+) -> list[NydusdProblem]:
+    """Keys the chosen backend needs, absent or empty."""
+    problems = [
+        _required_problem(kind, where, key, absent=key not in config)
+        for key in _required_keys(kind, template)
+        if not config.get(key)
+    ]
+    if kind == "localfs" and not (config.get("blob_file") or config.get("dir")):
+        problems.append(
+            NydusdProblem(
+                f"{where}.dir",
+                f"{where} needs blob_file or dir",
+                f"set {where}.dir to the directory of the blob files",
+            )
+        )
+    if kind == "http-proxy":
+        problems += _http_proxy_problems(config, where)
+    return problems
+
+
+def _absent_key_problems(
+    kind: str, table: dict[str, Any], where: str, template: bool
+) -> list[NydusdProblem]:
+    """Keys absent from a v2 backend table that the chosen type does not read.
+
+    nydusd still reads every backend table, and one without its keys makes
+    the whole file unreadable.
+    """
+    return [
+        _required_problem(kind, where, key, absent=True)
+        for key in _required_keys(kind, template)
+        if key not in table
+    ]
+
+
+def _required_problem(
+    kind: str, where: str, key: str, *, absent: bool
+) -> NydusdProblem:
+    state = "is missing" if absent else "is empty"
+    message = (
+        f"{where}.{key} {state}: the {kind} backend needs it, so nydusd fails "
+        "with 'failed to parse configuration information'"
+    )
+    what, example = _REQUIRED_EXAMPLES.get(key, ("value", ""))
+    fix = f'set {where}.{key} = "{example}", with your {what}'
+    if kind == "registry":
+        fix += (
+            "; if this file is the snapshotter's [daemon] nydusd_config, validate "
+            "it together with that config.toml: the snapshotter fills host and "
+            "repo for each image"
+        )
+    return NydusdProblem(f"{where}.{key}", message, fix)
+
+
+def _http_proxy_problems(config: dict[str, Any], where: str) -> list[NydusdProblem]:
+    address = str(config.get("addr") or "")
+    if not address or address.startswith(("http://", "https://", "/")):
+        return []
+    return [
+        NydusdProblem(
+            f"{where}.addr",
+            f"{where}.addr {address!r} is neither an http:// or https:// URL nor an "
+            "absolute socket path",
+            f"set {where}.addr to a URL such as http://127.0.0.1:8080 or a socket path",
+        )
+    ]
+
+
+def _prefetch_problems(
+    prefetch: Any,
+    where: str,
+    threads_key: str,
+    batch_key: str,
+    *,
+    enable_required: bool = False,
+) -> list[NydusdProblem]:
+    if not isinstance(prefetch, dict):
+        return []
+    if enable_required and "enable" not in prefetch:
+        return [
+            NydusdProblem(
+                f"{where}.enable",
+                f"[{where}] has no enable key, which nydusd requires in this table",
+                f"add enable = false (or true) to [{where}]",
+            )
+        ]
+    if prefetch.get("enable") is not True:
+        return []
+    threads = prefetch.get(threads_key, 8)
+    problems: list[NydusdProblem] = []
+    if isinstance(threads, int) and not 1 <= threads <= MAX_PREFETCH_THREADS:
+        problems.append(
+            NydusdProblem(
+                f"{where}.{threads_key}",
+                f"{where}.{threads_key} {threads} is outside 1 to "
+                f"{MAX_PREFETCH_THREADS}, which nydusd requires while prefetch is on",
+                f"set {where}.{threads_key} = 8",
+            )
+        )
+    return problems + _batch_problems(prefetch, batch_key, f"{where}.")
+
+
+def _batch_problems(
+    table: dict[str, Any], key: str, prefix: str = ""
+) -> list[NydusdProblem]:
+    size = table.get(key)
+    if not isinstance(size, int) or size <= NYDUSD_MAX_BATCH:
+        return []
+    return [
+        NydusdProblem(
+            f"{prefix}{key}",
+            f"{prefix}{key} {size} is over nydusd's maximum {NYDUSD_MAX_BATCH} "
+            "(0x10000000)",
+            f"set {prefix}{key} to at most {NYDUSD_MAX_BATCH}, such as 1048576",
+        )
+    ]
 
 
 # -- secrets -------------------------------------------------------------------------
@@ -329,6 +600,12 @@ _SECRET_KEY = re.compile(
 # Every key _SECRET_KEY matches contains one of these; most text contains none,
 # and the substring test is much cheaper than the regular expression.
 _SECRET_HINTS = ("auth", "token", "password", "secret", "access_key", "encryption")
+
+
+def is_secret_name(name: str) -> bool:
+    """Return whether a key name contains a credential word such as token."""
+    lowered = name.lower()
+    return any(hint in lowered for hint in _SECRET_HINTS)
 
 
 def mask_secrets(text: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import posixpath
 import re
 import shlex
 from collections.abc import Callable
@@ -17,11 +15,23 @@ from nydus_console.checks.outcome import (
     problem,
     unknown,
 )
+from nydus_console.configrules import (
+    RuleProblem,
+    cri_snapshotter_problem,
+    fscache_kernel_problem,
+    fuse_device_problem,
+    mirrors_dir_problem,
+    missing_nydusd_config_problem,
+    proxy_plugin_problem,
+    root_location_problem,
+    root_problem,
+    same_path,
+    snapshot_annotations_problem,
+)
 from nydus_console.configs import (
     DAEMON_MODES,
     FAILOVER_POLICIES,
     FS_DRIVERS,
-    MAX_ROOT_BYTES,
     MAX_THREADS,
     NYDUSD_DEFAULT_CONFIG,
     RECOVER_POLICIES,
@@ -29,7 +39,6 @@ from nydus_console.configs import (
     expected_root,
     mask_secrets,
 )
-from nydus_console.facts import parse_kernel_release
 from nydus_console.findings import Evidence, Status
 from nydus_console.transport.base import SocketState
 
@@ -53,6 +62,11 @@ def _config(ctx: CheckContext) -> SnapshotterConfig:
 
 def _config_evidence(ctx: CheckContext, *keys: str) -> Evidence:
     return file_lines(ctx.snapshotter.file, *keys)
+
+
+def _broken(found: RuleProblem, *evidence: Evidence) -> Outcome:
+    """Turn a shared config rule's problem into this check's outcome."""
+    return problem(found.message, *evidence, next_step=found.fix, status=found.status)
 
 
 # -- installation and service ------------------------------------------------------
@@ -318,34 +332,10 @@ def config_version(ctx: CheckContext) -> Outcome:
 def config_root(ctx: CheckContext) -> Outcome:
     root = _config(ctx).root
     evidence = _config_evidence(ctx, "root")
-    size = len(root.encode())
-    if not root.startswith("/"):
-        return problem(f"root {root!r} is not an absolute path", evidence)
-    if size > MAX_ROOT_BYTES:
-        return problem(
-            f"root directory path is too long: {size} bytes, max is "
-            f"{MAX_ROOT_BYTES} bytes (<root>/socket/<id>/api.sock must fit a unix "
-            "socket path)",
-            evidence,
-            next_step="use a shorter root and export it from containerd: "
-            '[proxy_plugins.nydus.exports] root = "<short root>"',
-        )
-    kind = ctx.facts.path_types.get(root)
-    if kind == "-":
-        return problem(
-            f"root {root} does not exist: the snapshotter creates it when it "
-            "starts, and until then kubelet's image filesystem stats fail",
-            evidence,
-            status=Status.WARN,
-            next_step=f"mkdir -p {shlex.quote(root)}, then start the snapshotter",
-        )
-    if kind not in (None, "dir"):
-        return problem(f"root {root} exists but is not a directory ({kind})", evidence)
-    return ok(f"{root} ({size} bytes)", evidence)
-
-
-def _same_path(left: str, right: str) -> bool:
-    return posixpath.normpath(left) == posixpath.normpath(right)
+    found = root_problem(root, ctx.facts.path_types.get(root))
+    if found is not None:
+        return _broken(found, evidence)
+    return ok(f"{root} ({len(root.encode())} bytes)", evidence)
 
 
 @rule("config.root_location")
@@ -353,54 +343,16 @@ def root_location(ctx: CheckContext) -> Outcome:
     config = _config(ctx)
     containerd = ctx.containerd.model
     assert containerd is not None
-    wanted = expected_root(containerd.root)
     evidence = [
         _config_evidence(ctx, "root"),
         file_lines(ctx.containerd.file, "root", "exports"),
     ]
-    if _same_path(config.root, wanted):
+    found = root_location_problem(config.root, containerd, ctx.paths)
+    if found is not None:
+        return _broken(found, *evidence)
+    if same_path(config.root, expected_root(containerd.root)):
         return ok(f"{config.root} is under containerd's root", *evidence)
-    if containerd.exported_root and _same_path(containerd.exported_root, config.root):
-        return ok("containerd's proxy plugin exports this root", *evidence)
-    return problem(
-        f"root {config.root} is not {wanted}: CRI reports the image filesystem as "
-        f"{wanted}, so kubelet's imagefs stats (and image GC) fail with 'no such "
-        "file or directory'",
-        *evidence,
-        next_step=_root_fix(ctx, config.root, wanted),
-    )
-
-
-def _root_fix(ctx: CheckContext, root: str, wanted: str) -> str:
-    export = (
-        f"[proxy_plugins.nydus.exports] root = {_toml_string(root)} to "
-        f"{ctx.paths.containerd_config} (needs a containerd with proxy plugin "
-        "exports: 2.x, or a 1.6 or 1.7 release with the April 2024 backport), then "
-        "restart containerd"
-    )
-    move = (
-        f"set root = {_toml_string(wanted)} in {ctx.paths.snapshotter_config}, run "
-        f"mkdir -p {shlex.quote(wanted)}, then restart {ctx.paths.snapshotter_unit}"
-    )
-    wanted_fits = len(wanted.encode()) <= MAX_ROOT_BYTES
-    root_fits = len(root.encode()) <= MAX_ROOT_BYTES
-    if wanted_fits and root_fits:
-        return f"{move}; or keep root and add {export}"
-    if wanted_fits:
-        return move
-    if root_fits:
-        return f"{wanted} is over {MAX_ROOT_BYTES} bytes, so keep root and add {export}"
-    return (
-        f"both {wanted} and the current root are over {MAX_ROOT_BYTES} bytes: pick "
-        f"a root of at most {MAX_ROOT_BYTES} bytes, set it in "
-        f"{ctx.paths.snapshotter_config}, and add it as "
-        "[proxy_plugins.nydus.exports] root in containerd's config"
-    )
-
-
-def _toml_string(value: str) -> str:
-    """Quote a value as a TOML basic string (JSON escapes are valid TOML)."""
-    return json.dumps(value)
+    return ok("containerd's proxy plugin exports this root", *evidence)
 
 
 @rule("config.fs_driver")
@@ -430,17 +382,9 @@ def fscache_kernel(ctx: CheckContext) -> Outcome:
     kconfig = facts.kernel_config or {}
     lines += [f"{key}={value}" for key, value in sorted(kconfig.items())]
     evidence = Evidence("kernel", lines)
-    if parse_kernel_release(release) < (5, 19):
-        return problem(
-            f"kernel {release} is older than 5.19, which fscache needs", evidence
-        )
-    if (
-        facts.kernel_config is not None
-        and kconfig.get("CONFIG_CACHEFILES_ONDEMAND") != "y"
-    ):
-        return problem(f"kernel {release} lacks CONFIG_CACHEFILES_ONDEMAND=y", evidence)
-    if "cachefiles" not in facts.devices:
-        return problem("/dev/cachefiles is missing (modprobe cachefiles)", evidence)
+    found = fscache_kernel_problem(release, facts.devices, facts.kernel_config)
+    if found is not None:
+        return _broken(found, evidence)
     return ok(f"kernel {release} with on-demand cachefiles", evidence)
 
 
@@ -448,12 +392,10 @@ def fscache_kernel(ctx: CheckContext) -> Outcome:
 def fuse_device(ctx: CheckContext) -> Outcome:
     if _config(ctx).fs_driver != "fusedev":
         return not_applicable("fs_driver is not fusedev")
-    if "fuse" in ctx.facts.devices:
+    found = fuse_device_problem(ctx.facts.devices)
+    if found is None:
         return ok("/dev/fuse is a character device")
-    return problem(
-        "fs_driver is fusedev but /dev/fuse is missing",
-        Evidence("/dev/fuse", ["(missing)"]),
-    )
+    return _broken(found, Evidence("/dev/fuse", ["(missing)"]))
 
 
 @rule("config.nydusd_config")
@@ -465,12 +407,9 @@ def nydusd_config(ctx: CheckContext) -> Outcome:
     path = config.nydusd_config
     evidence = [_config_evidence(ctx, "nydusd_config")]
     if parsed.file.status == "missing":
-        return problem(
-            f"nydusd_config {path} does not exist: the snapshotter exits with "
-            f"'read FUSE configuration file {path}: ... no such file or directory'",
-            *evidence,
-            next_step=_missing_nydusd_fix(ctx, path),
-        )
+        default_exists = ctx.facts.file(NYDUSD_DEFAULT_CONFIG).status == "ok"
+        found = missing_nydusd_config_problem(path, default_exists, ctx.paths)
+        return _broken(found, *evidence)
     if parsed.file.status != "ok":
         return unknown(f"{path}: {parsed.file.status}", *evidence)
     if parsed.model is None:
@@ -491,18 +430,6 @@ def nydusd_config(ctx: CheckContext) -> Outcome:
     )
 
 
-def _missing_nydusd_fix(ctx: CheckContext, path: str) -> str:
-    install = f"install a nydusd JSON config at {path}"
-    default = ctx.facts.file(NYDUSD_DEFAULT_CONFIG)
-    if path == NYDUSD_DEFAULT_CONFIG or default.status != "ok":
-        return f"{install}, then restart {ctx.paths.snapshotter_unit}"
-    return (
-        f"{install}, or set [daemon] nydusd_config = "
-        f"{_toml_string(NYDUSD_DEFAULT_CONFIG)} (that file exists), then restart "
-        f"{ctx.paths.snapshotter_unit}"
-    )
-
-
 @rule("config.mirrors_dir")
 def mirrors_dir(ctx: CheckContext) -> Outcome:
     directory = _config(ctx).mirrors_dir
@@ -514,7 +441,9 @@ def mirrors_dir(ctx: CheckContext) -> Outcome:
         return ok(f"{directory} exists", evidence)
     if not kind:
         return unknown(f"{directory} was not probed", evidence)
-    return problem(f"mirrors config directory {directory} does not exist", evidence)
+    found = mirrors_dir_problem(directory, kind)
+    assert found is not None
+    return _broken(found, evidence)
 
 
 def _choice(
@@ -615,26 +544,9 @@ def proxy_plugin(ctx: CheckContext) -> Outcome:
     assert containerd is not None
     evidence = file_lines(ctx.containerd.file, "proxy_plugins", "type", "address")
     address = _snapshotter_address(ctx)
-    if not containerd.has_proxy_plugin:
-        return problem(
-            "containerd has no [proxy_plugins.nydus]; it cannot reach the snapshotter",
-            evidence,
-        )
-    if containerd.proxy_type != "snapshot":
-        return problem(
-            f"[proxy_plugins.nydus] type is {containerd.proxy_type!r}, "
-            'must be "snapshot"',
-            evidence,
-        )
-    if not _same_path(containerd.proxy_address or "", address):
-        return problem(
-            f"containerd dials {containerd.proxy_address} but the snapshotter "
-            f"listens on {address}",
-            evidence,
-            next_step=f"set address = {_toml_string(address)} in "
-            "[proxy_plugins.nydus], then "
-            "restart containerd",
-        )
+    found = proxy_plugin_problem(containerd, address)
+    if found is not None:
+        return _broken(found, evidence)
     return ok(f"type snapshot, address {address}", evidence)
 
 
@@ -642,45 +554,22 @@ def proxy_plugin(ctx: CheckContext) -> Outcome:
 def cri_snapshotter(ctx: CheckContext) -> Outcome:
     containerd = ctx.containerd.model
     assert containerd is not None
-    cri = containerd.cri
     evidence = file_lines(ctx.containerd.file, "snapshotter")
-    if cri.misplaced:
-        return problem(
-            f"version {containerd.version} config sets {', '.join(cri.misplaced)}, "
-            f"which containerd ignores for pulls; they belong in {cri.table}",
-            evidence,
-            status=Status.FAIL,
-            next_step=f"move the keys into {cri.table}, restart containerd, pull again",
-        )
-    if cri.snapshotter == "nydus":
-        return ok(f"{cri.table} snapshotter = nydus", evidence)
-    current = cri.snapshotter or "overlayfs (default)"
-    return problem(
-        f"CRI pulls use {current}: Kubernetes pods of nydus images fail with "
-        "'no processor for media-type'",
-        evidence,
-        next_step=f'set snapshotter = "nydus" in {cri.table}, then restart containerd',
-    )
+    found = cri_snapshotter_problem(containerd)
+    if found is not None:
+        return _broken(found, evidence)
+    return ok(f"{containerd.cri.table} snapshotter = nydus", evidence)
 
 
 @rule("containerd.snapshot_annotations")
 def snapshot_annotations(ctx: CheckContext) -> Outcome:
     containerd = ctx.containerd.model
     assert containerd is not None
-    cri = containerd.cri
     evidence = file_lines(ctx.containerd.file, "disable_snapshot_annotations")
-    if cri.disable_snapshot_annotations is False:
-        return ok("disable_snapshot_annotations = false", evidence)
-    shown = "true (default)" if cri.disable_snapshot_annotations is None else "true"
-    status = Status.FAIL if cri.snapshotter == "nydus" else Status.WARN
-    return problem(
-        f"disable_snapshot_annotations is {shown}: nydus gets no image and "
-        "layer annotations as snapshot labels",
-        evidence,
-        status=status,
-        next_step=f"set disable_snapshot_annotations = false in {cri.table}, "
-        "then restart containerd",
-    )
+    found = snapshot_annotations_problem(containerd)
+    if found is not None:
+        return _broken(found, evidence)
+    return ok("disable_snapshot_annotations = false", evidence)
 
 
 @rule("containerd.plugin")
