@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from nydus_console import __version__, locations
+from nydus_console.configcli import add_config_parser, run_config
 from nydus_console.findings import Status
 from nydus_console.fleet import Fleet, NodeReport, exit_code
 from nydus_console.inventory import (
@@ -161,6 +162,7 @@ def build_parser() -> UsageParser:
         f"{EXIT_USAGE} invalid arguments.",
     )
     add_metrics_arguments(metrics)
+    add_config_parser(commands)
     return parser
 
 
@@ -205,6 +207,9 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "config":
+        # Offline: no inventory is read and no node is reached.
+        return run_config(args)
     try:
         inventory = resolve_inventory(args)
     except InventoryError as exc:
