@@ -455,6 +455,13 @@ def test_secret_values_are_masked() -> None:
     assert "eyJhbGciOi" not in repr(problems)
 
 
+def test_only_credentials_are_masked() -> None:
+    problems = problems_of("nydus/misc/configs/nydusd-config-v2.toml")
+    assert only(problems, "cache.enable_encryption").value == "true"
+    assert only(problems, "cache.encryption_key").value == "***"
+    assert only(problems, "backend.registy").value == ""
+
+
 @pytest.mark.parametrize("as_json", [False, True])
 def test_cli_output_masks_secrets(
     as_json: bool, capsys: pytest.CaptureFixture[str]

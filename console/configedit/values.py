@@ -185,13 +185,14 @@ def display_value(
 ) -> str:
     """Render a value for messages, with *** in place of any secret.
 
-    A value counts as secret when its entry says so, when `secret` is set
-    (an unknown key close to a secret one), or when its name looks like one.
+    A value is secret when its entry says so or `secret` is set (an unknown
+    key close to a secret one), and a string also when its key's name
+    contains a credential word. A table renders as "".
     """
-    if isinstance(value, dict):
-        return "(table)"
-    if value in ("", None):
-        return json.dumps(value)
-    if secret or (entry is not None and entry.secret) or is_secret_name(name):
+    if isinstance(value, dict) or value in ("", None):
+        return "" if isinstance(value, dict) else json.dumps(value)
+    if secret or (entry is not None and entry.secret):
+        return "***"
+    if isinstance(value, str) and is_secret_name(name):
         return "***"
     return json.dumps(value, ensure_ascii=False)
