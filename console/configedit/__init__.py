@@ -1,1 +1,4 @@
-"""Editing the snapshotter, nydusd and containerd configs: schema, validation, writes."""
+"""Editing the snapshotter, nydusd and containerd configs.
+
+Schema, documents, validation, and writes to nodes.
+"""
