@@ -8,14 +8,14 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 from nydus_console.fleet import Fleet
 from nydus_console.inventory import Inventory, InventoryError
-from nydus_console.logs.follow import LogFollower, LogSource
+from nydus_console.logs.follow import LogFollower, LogSource, rejects_output_fields
 from nydus_console.logs.records import LogRecord
-from nydus_console.transport.base import TransportError
+from nydus_console.transport.base import CommandResult, TransportError
 
 EXIT_UNREACHABLE = 3
 
@@ -112,9 +112,7 @@ async def _print_all(fleet: Fleet, query: LogQuery) -> int:
     for name in fleet.specs:
         source = query.source_for(fleet, name)
         try:
-            result = await fleet.transports[name].run(
-                source.command(query.lines, follow=False), timeout=60
-            )
+            result = await _run_query(fleet, name, source, query.lines)
         except TransportError as exc:
             print(f"nydus-console: {name}: {exc}", file=sys.stderr)
             code = EXIT_UNREACHABLE
@@ -128,6 +126,18 @@ async def _print_all(fleet: Fleet, query: LogQuery) -> int:
         if result.stderr.strip() and (result.exit_status != 0 or not printed):
             print(f"nydus-console: {name}: {result.stderr.strip()}", file=sys.stderr)
     return code
+
+
+async def _run_query(
+    fleet: Fleet, name: str, source: LogSource, lines: int
+) -> CommandResult:
+    """Print a source once, again without --output-fields if journalctl lacks it."""
+    transport = fleet.transports[name]
+    result = await transport.run(source.command(lines, follow=False), timeout=60)
+    if result.exit_status != 0 and rejects_output_fields(result.stderr):
+        plain = replace(source, output_fields=False)
+        result = await transport.run(plain.command(lines, follow=False), timeout=60)
+    return result
 
 
 async def _follow_all(fleet: Fleet, query: LogQuery) -> int:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_logs_follow import install_old_journalctl
 from testbed.nspawn import NspawnFleet
 
 from nydus_console.inventory import load_inventory, local_inventory
@@ -40,6 +41,26 @@ async def test_logs_prints_parsed_lines(tmp_path: Path) -> None:
     assert entry["message"] == "mount failed"
     assert entry["fields"] == {"error": "EIO"}
     assert entry["time"] == 1704067201.0
+
+
+async def test_logs_of_old_journalctl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_old_journalctl(tmp_path, monkeypatch)
+    out = io.StringIO()
+    code = await run_logs(
+        local_inventory(),
+        unit="nydus-snapshotter.service",
+        path=None,
+        lines=10,
+        follow=False,
+        grep=None,
+        as_json=True,
+        out=out,
+    )
+    assert code == 0
+    (entry,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert entry["message"] == "from the old journal"
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -77,6 +78,7 @@ def test_journal_command_resumes_after_cursor() -> None:
         "--no-pager",
         "-o",
         "json",
+        "--output-fields=MESSAGE,PRIORITY,_SYSTEMD_UNIT,SYSLOG_IDENTIFIER,_PID",
         "-u",
         "nydus-snapshotter.service",
         "-n",
@@ -85,6 +87,54 @@ def test_journal_command_resumes_after_cursor() -> None:
     ]
     resumed = source.command(50, cursor="s=1;i=2")
     assert resumed[-3:] == ["--after-cursor", "s=1;i=2", "--follow"]
+    plain = LogSource("journal", "x.service", output_fields=False).command(5)
+    assert not [arg for arg in plain if arg.startswith("--output-fields")]
+
+
+# journalctl of systemd before 236, which has no --output-fields.
+OLD_JOURNALCTL = """#!/bin/sh
+for arg in "$@"; do
+    case "$arg" in
+    --output-fields*)
+        echo "journalctl: unrecognized option '$arg'" >&2
+        exit 1
+        ;;
+    esac
+done
+echo '{"__CURSOR":"s=1;i=1","__REALTIME_TIMESTAMP":"1700000000000000",\
+"MESSAGE":"from the old journal","PRIORITY":"4"}'
+for arg in "$@"; do
+    if [ "$arg" = --follow ]; then
+        exec sleep 60
+    fi
+done
+"""
+
+
+def install_old_journalctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put OLD_JOURNALCTL first on PATH as `journalctl`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "journalctl"
+    script.write_text(OLD_JOURNALCTL)
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
+async def test_old_journalctl_is_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_old_journalctl(tmp_path, monkeypatch)
+    source = LogSource("journal", "nydus-snapshotter.service")
+    follower = LogFollower(LocalTransport("here"), "here", source, lines=10)
+    batches = follower.batches()
+    got = await collect(batches, 1)
+    await batches.aclose()  # type: ignore[attr-defined]
+    assert [(r.level, r.message) for r in got] == [
+        (Level.WARNING, "from the old journal")
+    ], "neither the error nor a gap marker is shown"
+    assert got[0].cursor == "s=1;i=1"
+    assert not follower.source.output_fields
 
 
 def is_entry(record: LogRecord) -> bool:
