@@ -602,6 +602,12 @@ _SECRET_KEY = re.compile(
 _SECRET_HINTS = ("auth", "token", "password", "secret", "access_key", "encryption")
 
 
+def may_contain_secret(text: str) -> bool:
+    """Return False when text surely contains no credential key mask_secrets masks."""
+    lowered = text.lower()
+    return any(hint in lowered for hint in _SECRET_HINTS)
+
+
 def is_secret_name(name: str) -> bool:
     """Return whether a key name contains a credential word such as token."""
     lowered = name.lower()
@@ -610,7 +616,6 @@ def is_secret_name(name: str) -> bool:
 
 def mask_secrets(text: str) -> str:
     """Replace the values of credential keys in config text with ***."""
-    lowered = text.lower()
-    if not any(hint in lowered for hint in _SECRET_HINTS):
+    if not may_contain_secret(text):
         return text
     return _SECRET_KEY.sub(lambda m: f'{m.group(1)}"***"', text)

@@ -147,6 +147,28 @@ def test_masked_record_hides_credentials() -> None:
     assert "dXNlcjpwYXNz" not in str(record.fields)
 
 
+def test_masked_journal_binary_message() -> None:
+    # The raw JSON holds the message as numbers, so only the decoded text
+    # shows the credential key.
+    data = list(b'level=info msg="pull" token="c2VjcmV0"')
+    record = masked(parse_journal_json("n1", "u", journal_line(MESSAGE=data)))
+    assert record.fields["token"] == '"***"'
+    assert "c2VjcmV0" not in str(record.fields)
+
+
+def test_masked_journal_plain_message() -> None:
+    line = journal_line(MESSAGE='registry login password="hunter2" failed')
+    record = masked(parse_journal_json("n1", "u", line))
+    assert record.message == 'registry login password="***" failed'
+    assert "hunter2" not in record.raw
+
+
+def test_logrus_value_without_escapes() -> None:
+    record = parse_text("n1", "s", 'level=info msg="a\tb" path="/x y"')
+    assert record.message == "a\tb"
+    assert record.fields["path"] == "/x y"
+
+
 def test_text_quoting_logrus_is_not_logrus() -> None:
     line = "Started x.service - /usr/bin/sh -c echo 'level=info msg=\"entry 1\"'."
     record = parse_text("n1", "u", line)
