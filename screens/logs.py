@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from rich.cells import cell_len
+from rich.control import strip_control_codes
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
@@ -309,6 +311,25 @@ def time_text(timestamp: float | None) -> str:
     return when.strftime("%m-%d %H:%M:%S.%f")[:-3]
 
 
+def text_cells(text: str) -> int:
+    """Return the cells `text` takes in a Text, which strips control codes."""
+    return cell_len(text if text.isprintable() else strip_control_codes(text))
+
+
+def level_cell(record: LogRecord) -> str:
+    return LEVEL_NAMES[record.level].ljust(5) + " "
+
+
+def message_text(record: LogRecord) -> str:
+    return record.message.replace("\n", " ⏎ ")
+
+
+def fields_text(record: LogRecord) -> str:
+    """Return the fields that the other columns do not already show."""
+    fields = [f"{k}={v}" for k, v in record.fields.items() if k not in HIDDEN_FIELDS]
+    return " ".join(fields).replace("\n", " ⏎ ")
+
+
 @dataclass
 class RowFormat:
     """Columns of a row and the search pattern to highlight."""
@@ -325,19 +346,35 @@ class RowFormat:
         if self.show_time:
             text.append(time_text(record.timestamp) + " ", style="dim")
         if self.node_width:
-            text.append(record.node[: self.node_width].ljust(self.node_width) + " ")
-        source = record.source[: self.source_width].ljust(self.source_width)
-        text.append(source + " ", style="cyan")
-        level = LEVEL_NAMES[record.level].ljust(5)
-        text.append(level + " ", style=LEVEL_STYLES[record.level])
-        text.append(record.message.replace("\n", " ⏎ "))
-        fields = [
-            f"{k}={v}" for k, v in record.fields.items() if k not in HIDDEN_FIELDS
-        ]
+            text.append(self._node_cell(record))
+        text.append(self._source_cell(record), style="cyan")
+        text.append(level_cell(record), style=LEVEL_STYLES[record.level])
+        text.append(message_text(record))
+        fields = fields_text(record)
         if fields:
-            text.append(" " + " ".join(fields).replace("\n", " ⏎ "), style="dim")
+            text.append(" " + fields, style="dim")
         self._decorate(row, text)
         return text
+
+    def width(self, row: LogRow) -> int:
+        """Return the cells of `render(row)` without building the text."""
+        record = row.record
+        cells = TIME_CELLS if self.show_time else 0
+        if self.node_width:
+            cells += text_cells(self._node_cell(record))
+        cells += text_cells(self._source_cell(record))
+        cells += len(level_cell(record))
+        cells += text_cells(message_text(record))
+        fields = fields_text(record)
+        if fields:
+            cells += 1 + text_cells(fields)
+        return cells
+
+    def _node_cell(self, record: LogRecord) -> str:
+        return record.node[: self.node_width].ljust(self.node_width) + " "
+
+    def _source_cell(self, record: LogRecord) -> str:
+        return record.source[: self.source_width].ljust(self.source_width) + " "
 
     def _decorate(self, row: LogRow, text: Text) -> None:
         if row.record.marker:
@@ -439,7 +476,7 @@ class LogScreen(Screen[None]):
         yield Input(placeholder="exclude regex (empty clears)", id="logs-exclude")
         yield Input(placeholder="search regex, then n / N", id="logs-search")
         yield Static(id="logs-empty")
-        yield LogView(self.format.render, id="logs-view")
+        yield LogView(self.format.render, self.format.width, id="logs-view")
         yield Static(id="logs-status")
         yield Footer()
 

@@ -1,9 +1,10 @@
 """A scrolling view of log rows that renders only the lines on screen.
 
-Adding a row formats it once to measure it. It is rendered to segments only
-when it scrolls into sight, and the last rendered rows are cached. So the cost
-of a burst of lines does not grow with the rendering of every line, as it does
-with RichLog, which renders each line when it is written.
+Adding a row measures its width without rendering it. It is rendered to
+segments only when it scrolls into sight, and the last rendered rows are
+cached. So the cost of a burst of lines does not grow with the rendering of
+every line, as it does with RichLog, which renders each line when it is
+written.
 
 Rows stay sorted by time (`key`, then `seq`), so a late row is inserted in its
 place. Text selected with the mouse uses the row index as its line, and is
@@ -62,11 +63,14 @@ class LogView(ScrollView, can_focus=True):
     def __init__(
         self,
         formatter: Callable[[LogRow], Text],
+        measure: Callable[[LogRow], int],
         *,
         id: str | None = None,  # noqa: A002 (Textual's widget keyword)
     ) -> None:
+        """`measure` returns the cells of `formatter(row)` without rendering it."""
         super().__init__(id=id)
         self.formatter = formatter
+        self.measure = measure
         self.rows: list[LogRow] = []
         self.wrap = False
         # Cell width of each row, in step with `rows`.
@@ -85,7 +89,7 @@ class LogView(ScrollView, can_focus=True):
         if not rows:
             return
         saved = self._save_selection()
-        widths = [self.formatter(row).cell_len for row in rows]
+        widths = [self.measure(row) for row in rows]
         self._widest = max(self._widest, *widths)
         start = bisect.bisect_right(self.rows, row_order(rows[0]), key=row_order)
         if start == len(self.rows):

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 from doubles.recorded_facts import load_recorded, recorded_fleet
 from factbuilder import SAMPLES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_probe_local import write_node
 from textual.binding import Binding
 from textual.pilot import Pilot
@@ -30,9 +32,10 @@ from textual.widgets import Button, Input, Static
 from nydus_console.fleet import Fleet, NodeReport
 from nydus_console.inventory import Inventory
 from nydus_console.logs.follow import LogSource
+from nydus_console.logs.records import Level, LogRecord
 from nydus_console.screens.app import NydusConsoleApp
-from nydus_console.screens.logs import LogScreen, plan_node_sources
-from nydus_console.screens.logview import LogView
+from nydus_console.screens.logs import LogScreen, RowFormat, plan_node_sources
+from nydus_console.screens.logview import LogRow, LogView
 from nydus_console.screens.node import NodeScreen
 from nydus_console.screens.savelog import SaveLogModal
 from nydus_console.transport.base import ErrorKind, TransportError
@@ -824,6 +827,27 @@ async def test_unreachable_node_says_why(tmp_path: Path) -> None:
             f"Nothing to follow: {NODE} is unreachable (timed out): "
             "10.201.0.6 did not answer within 10 s."
         )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    message=st.text(),
+    fields=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=20)),
+    node=st.text(min_size=1, max_size=12),
+    show_time=st.booleans(),
+    node_width=st.integers(0, 10),
+)
+def test_row_width_matches_render(
+    message: str,
+    fields: dict[str, str],
+    node: str,
+    show_time: bool,
+    node_width: int,
+) -> None:
+    record = LogRecord(node, "src\tlabel", message, Level.WARNING, 1.5, fields)
+    row = LogRow(1.5, 0, record)
+    row_format = RowFormat(show_time, node_width, source_width=6)
+    assert row_format.width(row) == row_format.render(row).cell_len
 
 
 def test_every_binding_has_an_id() -> None:
