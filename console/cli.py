@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from nydus_console import __version__, locations
 from nydus_console.configcli import add_config_parser, run_config
+from nydus_console.confignodecli import add_node_config_parsers, run_node_config
 from nydus_console.findings import Status
 from nydus_console.fleet import Fleet, NodeReport, exit_code
 from nydus_console.inventory import (
@@ -162,7 +163,8 @@ def build_parser() -> UsageParser:
         f"{EXIT_USAGE} invalid arguments.",
     )
     add_metrics_arguments(metrics)
-    add_config_parser(commands)
+    config_actions = add_config_parser(commands)
+    add_node_config_parsers(config_actions, [_node_options(sub=True)])
     return parser
 
 
@@ -207,7 +209,7 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "config":
+    if args.command == "config" and args.config_command == "validate":
         # Offline: no inventory is read and no node is reached.
         return run_config(args)
     try:
@@ -217,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "doctor":
         return asyncio.run(run_doctor(inventory, as_json=args.json))
+    if args.command == "config":
+        return run_node_config(inventory, args, read_only=args.read_only)
     if args.command == "logs":
         return run_logs_command(inventory, args)
     if args.command == "metrics":

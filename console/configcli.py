@@ -25,11 +25,11 @@ from nydus_console.configedit.validate import (
 EXIT_USAGE = 64
 
 
-def add_config_parser(commands: Any) -> None:
-    """Add the `config` command and its actions to the top-level subparsers."""
+def add_config_parser(commands: Any) -> Any:
+    """Add the `config` command and its actions; return the actions' subparsers."""
     config = commands.add_parser(
         "config",
-        help="validate snapshotter, nydusd and containerd config files",
+        help="validate, read or change snapshotter, nydusd and containerd configs",
         description="Work with the config files of nydus-snapshotter, nydusd "
         "and containerd.",
     )
@@ -53,6 +53,7 @@ def add_config_parser(commands: Any) -> None:
         help="the kind of every FILE (default: detected from content and name)",
     )
     check.add_argument("--json", action="store_true", help="print JSON")
+    return actions
 
 
 def run_config(args: argparse.Namespace) -> int:

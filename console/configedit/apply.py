@@ -24,8 +24,15 @@ from nydus_console.actions import Action, ActionGate, ActionRefused, restart_ser
 from nydus_console.inventory import NodeSpec
 from nydus_console.transport.base import SocketState, Transport, TransportError
 
-WRITE_SCRIPT = (
-    resources.files("nydus_console.assets").joinpath("write_file.sh").read_text()
+# Without its comment lines: the script is part of the command line that the
+# audit log records.
+WRITE_SCRIPT = "\n".join(
+    line
+    for line in resources.files("nydus_console.assets")
+    .joinpath("write_file.sh")
+    .read_text()
+    .splitlines()
+    if not line.lstrip().startswith("#")
 )
 DEFAULT_VERIFY_SECONDS = 30.0
 # A unit must stay active with the same main PID this long to count as healthy:
