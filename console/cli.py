@@ -14,7 +14,11 @@ from typing import NoReturn
 
 from nydus_console import __version__, locations
 from nydus_console.configcli import add_config_parser, run_config
-from nydus_console.confignodecli import add_node_config_parsers, run_node_config
+from nydus_console.confignodecli import (
+    add_drift_parser,
+    add_node_config_parsers,
+    run_node_config,
+)
 from nydus_console.findings import Status
 from nydus_console.fleet import Fleet, NodeReport, exit_code
 from nydus_console.inventory import (
@@ -165,6 +169,7 @@ def build_parser() -> UsageParser:
     add_metrics_arguments(metrics)
     config_actions = add_config_parser(commands)
     add_node_config_parsers(config_actions, [_node_options(sub=True)])
+    add_drift_parser(config_actions, [_node_options(sub=True)])
     return parser
 
 

@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from nydus_console import locations
@@ -21,7 +21,9 @@ from nydus_console.actions import ActionGate
 from nydus_console.audit import AuditLog
 from nydus_console.configedit.apply import ApplyReport, ConfigApplier
 from nydus_console.configedit.document import ConfigEditError, Document
+from nydus_console.configedit.drift import DriftReport, align, compare
 from nydus_console.configedit.remote import (
+    KIND_TITLES,
     ConfigReadError,
     NodeConfig,
     load_node_config,
@@ -90,6 +92,30 @@ def add_node_config_parsers(
     )
 
 
+def add_drift_parser(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    drift = actions.add_parser(
+        "drift",
+        parents=list(parents),
+        help="compare a config file across nodes, key by key",
+        description="Read the same config file on every node and list the keys "
+        "whose value differs, with the value most nodes have and the nodes that "
+        "differ. --align NODE gives that node the majority's values, with the "
+        "same validation, diff, backup, restart and rollback as `config set`. "
+        "Exit status: 0, 2 the alignment failed, 3 a node or its file could not "
+        f"be read, {EXIT_USAGE} invalid arguments.",
+    )
+    drift.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="snapshotter",
+        help="which config (default: snapshotter)",
+    )
+    drift.add_argument("--json", action="store_true", help="print JSON")
+    drift.add_argument("--align", metavar="NODE", default="", help="align NODE")
+    drift.add_argument("--dry-run", action="store_true", help="show, write nothing")
+    drift.add_argument("--yes", action="store_true", help="write without asking")
+
+
 def _kind_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kind",
@@ -128,6 +154,16 @@ def _lookup(kind: str, key: str) -> KeyEntry | None:
 def run_node_config(
     inventory: Inventory, args: argparse.Namespace, *, read_only: bool
 ) -> int:
+    if args.config_command == "drift":
+        runner = NodeConfigRun(inventory, args.kind, "", read_only=read_only)
+        return asyncio.run(
+            runner.drift(
+                as_json=args.json,
+                align_node=args.align,
+                dry_run=args.dry_run,
+                confirmed=args.yes,
+            )
+        )
     try:
         kind, entry = kind_for(args.key, args.kind)
         value = None
@@ -187,23 +223,27 @@ class NodeConfigRun:
         self.out.flush()
 
     async def _load(self, name: str) -> tuple[NodeReport, NodeConfig] | None:
+        loaded = await self.load(name)
+        if isinstance(loaded, str):
+            self.say(f"{name}: {loaded}")
+            return None
+        return loaded
+
+    async def load(self, name: str) -> tuple[NodeReport, NodeConfig] | str:
+        """Probe a node and read its file; return why not when that fails."""
         report = await self.fleet.probe_node(name)
         if report.error is not None:
-            self.say(f"{name}: unreachable: {report.error}")
-            return None
+            return f"unreachable: {report.error}"
         try:
             config = await load_node_config(
                 self.fleet.transports[name], report.spec, report.facts, self.kind
             )
         except ConfigReadError as exc:
-            self.say(f"{name}: {exc}")
-            return None
+            return str(exc)
         if not config.exists:
-            self.say(f"{name}: {config.path} does not exist")
-            return None
+            return f"{config.path} does not exist"
         if config.document is None:
-            self.say(f"{name}: {config.syntax}")
-            return None
+            return str(config.syntax)
         return report, config
 
     async def get(self, *, as_json: bool) -> int:
@@ -264,6 +304,20 @@ class NodeConfigRun:
     async def _set_one(
         self, name: str, value: Any, dry_run: bool, confirmed: bool, restart: bool
     ) -> int:
+        def mutate(document: Document) -> None:
+            document.set(self.key, value)
+
+        return await self.change(name, mutate, dry_run, confirmed, restart)
+
+    async def change(
+        self,
+        name: str,
+        mutate: Callable[[Document], None],
+        dry_run: bool,
+        confirmed: bool,
+        restart: bool,
+    ) -> int:
+        """Apply `mutate` to the node's file: validate, show, and maybe write it."""
         loaded = await self._load(name)
         if loaded is None:
             return EXIT_UNREACHABLE
@@ -273,12 +327,12 @@ class NodeConfigRun:
         context = node_context(report.facts, report.spec, self.kind)
         before = {_identity(p) for p in validate(document, context)}
         try:
-            document.set(self.key, value)
-        except ConfigEditError as exc:
+            mutate(document)
+        except (ConfigEditError, ValueError) as exc:
             self.say(f"{name}: {exc}")
             return EXIT_FAILED
         if not document.changed:
-            self.say(f"{name}: {self.key} is already that; nothing to write")
+            self.say(f"{name}: nothing to change")
             return 0
         problems = validate(document, context)
         self._show_change(name, config, document, problems, before)
@@ -300,6 +354,62 @@ class NodeConfigRun:
             confirmed_by="--yes on the command line",
         )
         return self._show_report(await applier.apply(change))
+
+    async def drift(
+        self, *, as_json: bool, align_node: str, dry_run: bool, confirmed: bool
+    ) -> int:
+        names = list(self.fleet.specs)
+        try:
+            loaded = await asyncio.gather(*(self.load(n) for n in names))
+            report = DriftReport(self.kind, [])
+            documents: dict[str, Document] = {}
+            for name, item in zip(names, loaded, strict=True):
+                if isinstance(item, str):
+                    report.unreadable[name] = item
+                elif item[1].document is not None:
+                    documents[name] = item[1].document
+            found = compare(self.kind, documents)
+            found.unreadable = report.unreadable
+            self._print_drift(found, as_json)
+            if not align_node:
+                return EXIT_UNREACHABLE if found.unreadable else 0
+            return await self._align(found, align_node, dry_run, confirmed)
+        finally:
+            await self.fleet.close()
+
+    def _print_drift(self, report: DriftReport, as_json: bool) -> None:
+        if as_json:
+            json.dump(report.to_dict(), self.out, indent=2)
+            self.out.write("\n")
+            return
+        compared = len(report.nodes)
+        self.say(f"{KIND_TITLES[self.kind]} compared on {compared} node(s)")
+        for name, reason in report.unreadable.items():
+            self.say(f"  {name}: not compared: {reason}")
+        if not report.keys:
+            self.say("  every key has the same value on every node")
+        for drift in report.keys:
+            majority = drift.majority if drift.majority is not None else "(no majority)"
+            self.say(f"  {drift.key}: most nodes {majority}")
+            for node in drift.outliers:
+                self.say(f"    {node}: {drift.shown[node]}")
+
+    async def _align(
+        self, report: DriftReport, node: str, dry_run: bool, confirmed: bool
+    ) -> int:
+        if node not in report.nodes:
+            self.say(f"{node}: not compared, so it cannot be aligned")
+            return EXIT_FAILED
+        drifts = [d for d in report.outliers_of(node) if d.majority is not None]
+        if not drifts:
+            self.say(f"{node}: already has the majority's value of every key")
+            return 0
+
+        def mutate(document: Document) -> None:
+            for drift in drifts:
+                align(document, drift)
+
+        return await self.change(node, mutate, dry_run, confirmed, restart=True)
 
     def _show_change(
         self,
