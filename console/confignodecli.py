@@ -174,9 +174,9 @@ def run_node_config(
         return EXIT_USAGE
     runner = NodeConfigRun(inventory, kind, args.key, read_only=read_only)
     if args.config_command == "get":
-        return asyncio.run(runner.get(as_json=args.json))
+        return asyncio.run(runner.get_value(as_json=args.json))
     return asyncio.run(
-        runner.set(
+        runner.set_value(
             value,
             dry_run=args.dry_run,
             confirmed=args.yes,
@@ -246,7 +246,7 @@ class NodeConfigRun:
             return str(config.syntax)
         return report, config
 
-    async def get(self, *, as_json: bool) -> int:
+    async def get_value(self, *, as_json: bool) -> int:
         rows: list[dict[str, Any]] = []
         status = 0
         try:
@@ -286,7 +286,7 @@ class NodeConfigRun:
             "value": display_value(entry, self.key, value),
         }
 
-    async def set(
+    async def set_value(
         self, value: Any, *, dry_run: bool, confirmed: bool, restart: bool
     ) -> int:
         try:
