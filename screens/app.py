@@ -207,6 +207,12 @@ class NydusConsoleApp(App[None]):
             self._metrics = FleetMetrics(self.fleet, self.prometheus_url)
         return self._metrics
 
+    def open_drift(self, kind: str = "snapshotter") -> None:
+        """Compare one config file across every node."""
+        from nydus_console.screens.drift import DriftScreen
+
+        self.push_screen(DriftScreen(kind))
+
     def open_metrics(self, node: str | None = None) -> None:
         """Show the metrics of `node`, or of every node when it is None."""
         from nydus_console.screens.metrics import FleetMetricsScreen, NodeMetricsScreen

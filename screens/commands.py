@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from textual.app import SystemCommand
 from textual.screen import Screen
 
+from nydus_console.configedit.remote import KIND_TITLES
 from nydus_console.screens.fleet import FleetScreen
 from nydus_console.screens.node import NodeScreen
 from nydus_console.transport.base import ErrorKind, HostKeyError
@@ -58,6 +59,12 @@ def _fleet_commands(
         "Follow the journal units and log files of all nodes in one view",
         app.open_logs,
     )
+    for kind, title in KIND_TITLES.items():
+        yield SystemCommand(
+            f"fleet: {title} drift",
+            f"Compare the {title} of every node, key by key",
+            partial(app.open_drift, kind),
+        )
     yield SystemCommand(
         "fleet: metrics of every node",
         "Read throughput, errors, latency and memory of all nodes, worst first",

@@ -54,6 +54,7 @@ class FleetScreen(Screen[None]):
         Binding("s", "cycle_sort", "Sort", id="fleet.sort"),
         Binding("a", "toggle_auto", "Auto-refresh", id="fleet.auto_refresh"),
         Binding("m", "metrics", "Metrics", id="fleet.metrics"),
+        Binding("D", "drift", "Config drift", id="fleet.drift"),
         Binding(
             "escape",
             "clear_filter",
@@ -204,6 +205,9 @@ class FleetScreen(Screen[None]):
 
     def action_metrics(self) -> None:
         self.app.open_metrics()  # type: ignore[attr-defined]
+
+    def action_drift(self) -> None:
+        self.app.open_drift()  # type: ignore[attr-defined]
 
     def action_refresh(self) -> None:
         self.app.refresh_all(force=True)  # type: ignore[attr-defined]
