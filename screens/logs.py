@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import re
 import time
 from collections import deque
@@ -74,6 +75,13 @@ LEVEL_NAMES = {
 HIDDEN_FIELDS = frozenset({"unit", "pid"})
 SOURCE_WIDTH_MAX = 28
 NODE_WIDTH_MAX = 20
+# Records outlive CPython's young generations before the ring buffer drops
+# them. At 10,000 lines a second the collector then ran a full collection
+# about once a second (77 in 95 s in benchmarks/logs_keys.py), each holding up
+# the screen for tens to hundreds of ms. Records form no reference cycles and
+# reference counting frees them, so while a log screen is open a full
+# collection waits for this many younger ones instead of CPython's 10.
+FULL_COLLECTION_AFTER = 100
 # Exit statuses of CHECK_FILE, which runs as `sh -c CHECK_FILE sh PATH`.
 CHECK_FILE = 'test -e "$1" || exit 3; test -r "$1" || exit 4; test -s "$1" || exit 5'
 CHECK_MISSING, CHECK_UNREADABLE, CHECK_EMPTY = 3, 4, 5
@@ -459,6 +467,7 @@ class LogScreen(Screen[None]):
         self._pending: list[LogRecord] = []
         self._pending_dropped = 0
         self._waiting_for_probe = False
+        self._gc_threshold = gc.get_threshold()
 
     def _node_width(self) -> int:
         if len(self.nodes) < 2:
@@ -482,6 +491,8 @@ class LogScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "logs of " + ", ".join(self.nodes)
+        young, middle, full = self._gc_threshold
+        gc.set_threshold(young, middle, max(full, FULL_COLLECTION_AFTER))
         self.start_sources()
         self.set_interval(FLUSH_SECONDS, self.flush)
         self.view.focus()
@@ -550,6 +561,7 @@ class LogScreen(Screen[None]):
 
     async def on_unmount(self) -> None:
         """Stop the followers and wait until their commands have exited."""
+        gc.set_threshold(*self._gc_threshold)
         workers = [w for w in self.app.workers if w.node is self and w.group == "logs"]
         for worker in workers:
             worker.cancel()

@@ -7,6 +7,7 @@ appended while it is open travel the same path as on a node.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shlex
 import shutil
@@ -336,6 +337,19 @@ async def test_toggle_source_hides_its_lines(tmp_path: Path) -> None:
         assert "2 nydusd d1 hidden" in screen.sources_text().plain
         await pilot.press("2")
         assert len(screen.view.rows) == 5
+
+
+async def test_screen_defers_full_collections(tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    before = gc.get_threshold()
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_logs(pilot, file_sources(snapshotter))
+        assert gc.get_threshold()[:2] == before[:2]
+        assert gc.get_threshold()[2] == max(before[2], 100)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, LogScreen)
+        assert gc.get_threshold() == before
 
 
 # -- time order ------------------------------------------------------------------
