@@ -1,4 +1,4 @@
-"""Writing a saved log view: paths, existing files and the errors an operator sees."""
+"""Writing a saved log view: paths, existing files and the errors shown to the user."""
 
 from __future__ import annotations
 
