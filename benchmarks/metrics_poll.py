@@ -290,6 +290,7 @@ def run_console(
         "window": options.window,
         "rounds": options.rounds,
         "single_polls": options.single_polls,
+        "probe_rounds": options.probe_rounds,
         "daemons": options.daemons,
         "snapshotter_metrics": options.snapshotter_metrics,
     }
@@ -399,27 +400,38 @@ END = "<!-- metrics-poll:end -->"
 
 
 def versions() -> str:
-    import asyncssh
-    import httpcore
-    import httpx
-    import prometheus_client  # noqa: F401
+    """Return the commit and the versions of the packages on the measured path."""
+    import importlib.metadata
 
     import nydus_console
 
-    commit = command_output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    changed = command_output(
-        ["git", "-C", str(REPO), "status", "--porcelain", "console"]
-    )
-    if changed and not changed.startswith("unavailable"):
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    changed = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "console"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if changed:
         commit += ", with uncommitted changes under console/"
     parts = [
         f"nydus-console {nydus_console.__version__} (commit {commit})",
         command_output(["ssh", "-V"]),
         f"Python {sys.version.split()[0]}",
-        f"asyncssh {asyncssh.__version__}",
-        f"httpx {httpx.__version__}",
-        f"httpcore {httpcore.__version__}",
     ]
+    # httpcore 1.0.9 imports sniffio for every lock, event and cancellation
+    # shield it sets up. Without sniffio each import fails after a search of
+    # sys.path, so whether it is installed changes the CPU time per request.
+    for package in ("asyncssh", "httpx", "httpcore", "h11", "anyio", "sniffio"):
+        try:
+            parts.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{package} not installed")
     return "; ".join(parts)
 
 
@@ -433,6 +445,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "nodes": console["n"],
         "per_node_poll_cpu_ms": 1000 * console["per_node_poll_cpu_s"],
         "single_node_poll_cpu_ms": 1000 * console["single"]["cpu_median_s"],
+        "probe_round_cpu_s": console["probe_rounds"]["cpu_median_s"],
         "steady_percent_of_core": window["console_percent"],
         "target_percent": TARGET_PERCENT,
         "target_met": window["console_percent"] <= TARGET_PERCENT,
@@ -454,6 +467,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
 def render_markdown(results: dict[str, Any]) -> str:
     console, head = results["console"], summary(results)
     steady, window, rounds = console["steady"], console["window"], console["rounds"]
+    probes = console["probe_rounds"]
     settings = results["settings"]
     n, interval = head["nodes"], settings["interval"]
     met = "met" if head["target_met"] else "**not met**"
@@ -486,6 +500,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{console['single']['count']} | {head['single_node_poll_cpu_ms']:.2f} ms |",
         f"| wall time of one poll of all {n} nodes, median | "
         f"{rounds['wall_median_s']:.2f} s |",
+        f"| console CPU of one `probe_all()` round, median of "
+        f"{probes['count']} | {probes['cpu_median_s']:.3f} s "
+        f"({1000 * probes['cpu_median_s'] / n:.2f} ms per node) |",
         f"| **console CPU, {n} nodes, metrics every {interval:g} s and "
         f"`probe_all()` every {settings['refresh']:g} s, "
         f"{window['elapsed_s']:.0f} s window** | "
@@ -582,6 +599,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="measured polls of one node at a time (200)",
     )
     parser.add_argument(
+        "--probe-rounds",
+        type=int,
+        default=5,
+        help="measured Fleet.probe_all() rounds for the cost of a health refresh (5)",
+    )
+    parser.add_argument(
         "--daemons", type=int, default=1, help="nydusd doubles per node (1)"
     )
     parser.add_argument(
@@ -631,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/metrics_poll.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
+    # Read before the run, so that commits made during it do not show up.
+    package_versions = versions()
     workdir = make_workdir("nc-mp-")
     try:
         log(f"starting {options.nodes} sshd instances")
@@ -653,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started,
         "command": command.strip(),
         "machine": machine_description(),
-        "versions": versions(),
+        "versions": package_versions,
         "settings": {
             key: value if not isinstance(value, Path) else str(value)
             for key, value in vars(options).items()

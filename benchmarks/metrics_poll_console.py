@@ -14,8 +14,9 @@ Phases, in order:
    then two unmeasured ``FleetMetrics.poll()`` rounds, which open the
    forwarded channels and start each node's history.
 2. Per-node poll cost: ``rounds`` measured ``FleetMetrics.poll()`` rounds of
-   every node, then ``single_polls`` polls of one node at a time. Each is
-   timed with ``time.process_time()``.
+   every node, then ``single_polls`` polls of one node at a time, then
+   ``probe_rounds`` rounds of ``Fleet.probe_all()``. Each is timed with
+   ``time.process_time()``.
 3. Steady state: a metrics poll of every node every ``interval`` seconds and
    ``Fleet.probe_all()`` every ``refresh`` seconds, each on a fixed schedule
    that skips a tick while the previous run is still going, as the TUI's
@@ -216,6 +217,17 @@ async def measure_single(
     return cpu_samples
 
 
+async def measure_probes(fleet: Fleet, count: int) -> list[float]:
+    """Run `count` probe_all() rounds, as a health refresh does; return their CPU."""
+    cpu_samples = []
+    for _ in range(count):
+        await asyncio.sleep(0.2)
+        cpu = time.process_time()
+        await fleet.probe_all()
+        cpu_samples.append(time.process_time() - cpu)
+    return cpu_samples
+
+
 async def steady_state(
     fleet: Fleet, metrics: FleetMetrics, settings: dict[str, Any], check: PollCheck
 ) -> dict[str, Any]:
@@ -315,6 +327,12 @@ async def run(inventory_path: Path, settings: dict[str, Any]) -> dict[str, Any]:
             "count": len(single),
             "cpu_median_s": statistics.median(single),
             "cpu_p90_s": statistics.quantiles(single, n=10)[-1],
+        }
+        probes = await measure_probes(fleet, settings["probe_rounds"])
+        result["probe_rounds"] = {
+            "count": len(probes),
+            "cpu_s": probes,
+            "cpu_median_s": statistics.median(probes),
         }
         result["poll_check"] = check.as_json()
         sample = metrics.samples[names[0]]
