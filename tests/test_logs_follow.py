@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -193,3 +195,49 @@ async def test_journal_follow_survives_sshd_kill(nspawn_fleet: NspawnFleet) -> N
     assert any(
         r.marker and "resumes after the last entry" in r.message for r in records
     )
+
+
+async def test_closed_stream_ends_the_remote_command(nspawn_fleet: NspawnFleet) -> None:
+    node = nspawn_fleet.node("nc-node1")
+    fleet = Fleet(load_inventory(nspawn_fleet.write_inventory()))
+    transport = fleet.transports["nc-node1"]
+    marker = "/tmp/nc-stream-reap-marker"
+    node.write_file(marker, "one\n")
+    lines: list[str] = []
+
+    async def follow() -> None:
+        async for line in transport.stream(["tail", "-F", "-n", "5", marker]):
+            lines.append(line)
+
+    task = asyncio.ensure_future(follow())
+    try:
+        deadline = time.monotonic() + 30
+        while "one" not in lines and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert "one" in lines
+        running = node.exec(["pgrep", "-f", f"tail -F -n 5 {marker}"])
+        assert running.stdout.strip()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        deadline = time.monotonic() + 10
+        while node.exec(["pgrep", "-f", f"tail -F -n 5 {marker}"]).stdout.strip():
+            assert time.monotonic() < deadline, "tail still runs on the node"
+            await asyncio.sleep(0.2)
+    finally:
+        task.cancel()
+        await fleet.close()
+        node.exec(["rm", "-f", marker])
+
+
+async def test_stream_merges_stderr_and_ends_with_the_command(
+    nspawn_fleet: NspawnFleet,
+) -> None:
+    fleet = Fleet(load_inventory(nspawn_fleet.write_inventory()))
+    transport = fleet.transports["nc-node1"]
+    try:
+        argv = ["sh", "-c", "echo out; echo err >&2; exit 3"]
+        lines = [line async for line in transport.stream(argv)]
+    finally:
+        await fleet.close()
+    assert lines == ["out", "err"]

@@ -38,6 +38,20 @@ from nydus_console.transport.quoting import quote_argv, with_sudo
 # of opening channels that sshd would reject.
 DEFAULT_MAX_SESSIONS = 10
 BACKOFF_FIRST_SECONDS = 1.0
+# Runs "$@" with stderr merged into stdout, and kills it when standard input
+# reaches its end, which happens when the console closes the channel. An
+# asynchronous command reads /dev/null unless its input is redirected, so the
+# watcher reads the saved descriptor 3.
+STREAM_WRAPPER = """exec 2>&1 3<&0
+"$@" </dev/null &
+pid=$!
+{ cat <&3 >/dev/null; kill "$pid"; } >/dev/null 2>&1 &
+watcher=$!
+wait "$pid"
+status=$?
+kill "$watcher" 2>/dev/null
+exit "$status"
+"""
 BACKOFF_MAX_SECONDS = 30.0
 
 
@@ -286,16 +300,16 @@ class SSHTransport:
     async def stream(
         self, argv: Sequence[str], *, sudo: bool = True
     ) -> AsyncIterator[str]:
-        # A PTY makes sshd send SIGHUP when the channel closes. Without one the
-        # remote command outlives the channel, and OpenSSH refuses signal
-        # requests for root logins.
+        # The command runs under a watcher that ends it when the channel's
+        # stdin closes: without that it would outlive the channel, and
+        # OpenSSH refuses signal requests for root logins. A PTY would do the
+        # same through SIGHUP, but cuts the output into small packets that
+        # cost far more to receive.
         conn = await self.connection()
-        line = self.command_line(argv, sudo)
+        line = self.command_line(["sh", "-c", STREAM_WRAPPER, "sh", *argv], sudo)
         async with self._sessions:
             try:
-                process = await conn.create_process(
-                    line, term_type="dumb", term_size=(4096, 50)
-                )
+                process = await conn.create_process(line)
             except (OSError, asyncssh.Error) as exc:
                 await self._drop()
                 raise self._channel_error(exc) from None
