@@ -483,7 +483,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"Command: `{results['command']}`",
         "",
-        f"Each node: {settings['daemons']} nydusd double(s); snapshotter "
+        f"Each node: {settings['daemons']} nydusd "
+        + ("double" if settings["daemons"] == 1 else "doubles")
+        + "; snapshotter "
         + (
             f"metrics collected every {settings['collect_interval']} "
             f"({console['example']['snapshotter_samples']} samples kept per scrape)"
@@ -567,6 +569,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Measure the console's CPU time for metrics polls of N nodes, "
         "each an sshd on 127.0.0.1 with its own snapshotter and nydusd doubles."
     )
+
+    # What runs and for how long.
     parser.add_argument("--nodes", type=int, default=50, help="node count (50)")
     parser.add_argument(
         "--interval", type=float, default=5.0, help="seconds between metrics polls (5)"
@@ -618,6 +622,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="10s",
         help="the snapshotters' [metrics] collect_interval, a Go duration (10s)",
     )
+
+    # What to do with the results.
     parser.add_argument(
         "--py-spy",
         type=Path,
@@ -633,6 +639,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"replace or add the '{SECTION_TITLE[3:]}' results in {DOCUMENT}",
     )
+
     options = parser.parse_args(argv)
     if options.write and options.window < 60:
         parser.error("--write records windows of at least 60 s only")
