@@ -1,0 +1,41 @@
+"""Signatures of known Nydus failures and the offline diagnosis built on them.
+
+The catalogue lives in assets/signatures.toml. The live log view calls
+`match_record` for each parsed record (or keeps a `SignatureMatcher`); the
+runbook runner matches command output with `match_text` and looks
+signatures up by runbook with `load_catalogue().for_runbook(...)`; `doctor`
+and the node screen add `node_findings`; `nydus-console diagnose` runs
+`diagnose_texts` over the files an operator collected.
+"""
+
+from nydus_console.diagnose.catalogue import (
+    RUNBOOK_IDS,
+    Catalogue,
+    CatalogueError,
+    Signature,
+    load_catalogue,
+)
+from nydus_console.diagnose.engine import Diagnosis, diagnose_texts, node_findings
+from nydus_console.diagnose.matcher import (
+    SignatureMatch,
+    SignatureMatcher,
+    default_matcher,
+    match_record,
+    match_text,
+)
+
+__all__ = [
+    "RUNBOOK_IDS",
+    "Catalogue",
+    "CatalogueError",
+    "Diagnosis",
+    "Signature",
+    "SignatureMatch",
+    "SignatureMatcher",
+    "default_matcher",
+    "diagnose_texts",
+    "load_catalogue",
+    "match_record",
+    "match_text",
+    "node_findings",
+]

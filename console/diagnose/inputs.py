@@ -1,0 +1,207 @@
+"""Read what an operator collected and tell each file's format and source.
+
+Formats: `journal` (journalctl short, short-iso, short-full, short-monotonic
+or json output), `log` (logrus, nydusd or klog lines), `describe` (`kubectl
+describe pod`), `events` (`kubectl get events` or `get pods`), `ctr` (`ctr
+plugin ls`), `ps`, `lsof`, `unit` (a systemd unit file), `config` (a
+snapshotter, containerd or nydusd config) and `text` (anything else, read
+line by line).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nydus_console.configedit.document import (
+    ConfigSyntaxError,
+    Document,
+    detect_kind,
+    load_document,
+)
+from nydus_console.diagnose.lines import (
+    SourceClassifier,
+    is_journal_json,
+    journal_short_parts,
+    parse_line,
+)
+from nydus_console.diagnose.units import UnitFile, looks_like_unit, parse_unit
+from nydus_console.logs.parsers import parse_structured
+from nydus_console.logs.records import LogRecord
+
+# Lines looked at to tell a file's format.
+HEAD_LINES = 40
+CONFIG_SUFFIXES = (".toml", ".tmpl", ".json")
+MAX_CONFIG_CHARS = 1024 * 1024
+
+_TABLE_HEADERS = (
+    ("events", re.compile(r"^(?:NAMESPACE\s+)?LAST SEEN\s+TYPE\s+REASON\s+OBJECT")),
+    ("events", re.compile(r"^(?:NAMESPACE\s+)?NAME\s+READY\s+STATUS\s+RESTARTS")),
+    ("ctr", re.compile(r"^TYPE\s+ID\s+PLATFORMS\s+STATUS\s*$")),
+    ("lsof", re.compile(r"^COMMAND\s+PID\s+(?:TID\s+)?(?:TASKCMD\s+)?USER\s+FD")),
+    (
+        "ps",
+        re.compile(r"^\s*(?:UID\s+|USER\s+)?PID\b.{0,200}?\b(?:CMD|COMMAND|ARGS)\s*$"),
+    ),
+)
+_DESCRIBE = re.compile(r"^Name:\s+\S")
+_DESCRIBE_MARK = re.compile(r"^(?:Namespace|Events|Containers|Init Containers):")
+
+
+@dataclass
+class Line:
+    """One line of an input file, parsed, with the source it came from."""
+
+    number: int
+    text: str
+    record: LogRecord
+    source: str
+
+
+@dataclass
+class InputFile:
+    """One file given to diagnose. `config_kind` is set for configs."""
+
+    name: str
+    text: str
+    format: str
+    source: str
+    lines: list[Line] = field(default_factory=list)
+    config_kind: str = ""
+    document: Document | None = None
+    syntax_error: ConfigSyntaxError | None = None
+    unit: UnitFile | None = None
+
+
+def read_path(path: str, stdin_text: str | None = None) -> list[tuple[str, str]]:
+    """Return (name, text) of a file, every file under a directory, or stdin.
+
+    Bytes that are not UTF-8 are replaced, so any file can be read.
+    """
+    if path == "-":
+        return [("<stdin>", stdin_text or "")]
+    target = Path(path)
+    if target.is_dir():
+        files = sorted(p for p in target.rglob("*") if p.is_file())
+        return [(str(p), _decode(p.read_bytes())) for p in files]
+    return [(path, _decode(target.read_bytes()))]
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "replace").replace("\0", " ")
+
+
+def load_input(name: str, text: str, classifier: SourceClassifier) -> InputFile:
+    """Tell the format and source of one file and parse its lines."""
+    head = [line for line in text.splitlines()[: HEAD_LINES * 4] if line.strip()]
+    head = head[:HEAD_LINES]
+    form, source = detect_format(name, text, head, classifier)
+    item = InputFile(name, text, form, source)
+    if form == "config":
+        _load_config(item)
+    elif form == "unit":
+        item.unit = parse_unit(name, text)
+        item.source = "unit"
+    item.lines = list(_lines(item, classifier))
+    return item
+
+
+def detect_format(
+    name: str, text: str, head: list[str], classifier: SourceClassifier
+) -> tuple[str, str]:
+    """Return (format, source) of a file from its first lines and its name."""
+    if not head:
+        return "text", ""
+    if looks_like_unit(head):
+        return "unit", "unit"
+    if any(is_journal_json(line) or journal_short_parts(line) for line in head):
+        return "journal", _file_source(name, head, classifier)
+    if _DESCRIBE.match(head[0]) and any(_DESCRIBE_MARK.match(x) for x in head):
+        return "describe", "events"
+    for form, header in _TABLE_HEADERS:
+        if header.match(head[0]):
+            return form, form
+    if any(parse_structured("", "", line) for line in head):
+        return "log", _file_source(name, head, classifier)
+    kind = config_kind(name, text)
+    if kind:
+        return "config", f"{kind}-config"
+    return "text", _file_source(name, head, classifier)
+
+
+def _file_source(name: str, head: list[str], classifier: SourceClassifier) -> str:
+    base = Path(name).name
+    return classifier.by_name(base) or classifier.by_content(head)
+
+
+def config_kind(name: str, text: str) -> str:
+    """Return the config kind of a file that is a config, else ""."""
+    stripped = text.lstrip()
+    suffixed = name.lower().endswith(CONFIG_SUFFIXES)
+    if not suffixed and not stripped.startswith("{"):
+        # Without a config suffix, only text that parses as a known config
+        # counts. Configs are small, and parsing a large text costs seconds.
+        return detect_kind(text, "") if len(text) < MAX_CONFIG_CHARS else ""
+    kind = detect_kind(text, name)
+    if kind:
+        return kind
+    if "proxy_plugins" in text or "io.containerd." in text:
+        return "containerd"
+    if re.search(r"^\s*(?:daemon_mode|\[daemon\])", text, re.M):
+        return "snapshotter"
+    return ""
+
+
+def _load_config(item: InputFile) -> None:
+    item.config_kind = item.source.removesuffix("-config")
+    try:
+        item.document = load_document(item.config_kind, item.text, item.name)
+    except ConfigSyntaxError as exc:
+        item.syntax_error = exc
+    except ValueError:
+        item.format, item.source, item.config_kind = "text", "", ""
+
+
+def _lines(item: InputFile, classifier: SourceClassifier) -> list[Line]:
+    if item.format == "describe":
+        texts = describe_lines(item.text)
+    else:
+        texts = item.text.splitlines()
+    lines: list[Line] = []
+    for number, text in enumerate(texts, 1):
+        if not text.strip():
+            continue
+        if item.format in ("journal", "log", "text"):
+            parsed = parse_line(text, item.source, classifier)
+            lines.append(Line(number, text, parsed.record, parsed.source))
+        else:
+            record = LogRecord("", item.source, text, raw=text)
+            lines.append(Line(number, text, record, item.source))
+    return lines
+
+
+def describe_lines(text: str) -> list[str]:
+    """Prefix the lines of `kubectl describe pod` init containers with their section.
+
+    A container's state sits on lines of its own ("Reason: CreateContainerError"),
+    so each line under "Init Containers:" becomes "Init Containers NAME: line",
+    which a one-line pattern can tell apart from the same line of a container.
+    """
+    result: list[str] = []
+    section = ""
+    container = ""
+    for line in text.splitlines():
+        if line and not line[0].isspace():
+            section = line.split(":", 1)[0]
+            container = ""
+            result.append(line)
+            continue
+        name = re.match(r"^  (\S[^:]*):\s*$", line)
+        if name:
+            container = name.group(1)
+        if section == "Init Containers" and container and not name:
+            result.append(f"Init Containers {container}: {line.strip()}")
+        else:
+            result.append(line)
+    return result
