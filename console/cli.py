@@ -19,6 +19,7 @@ from nydus_console.confignodecli import (
     add_node_config_parsers,
     run_node_config,
 )
+from nydus_console.diagnosecli import add_diagnose_parser, run_diagnose
 from nydus_console.findings import Status
 from nydus_console.fleet import Fleet, NodeReport, exit_code
 from nydus_console.inventory import (
@@ -167,6 +168,7 @@ def build_parser() -> UsageParser:
         f"{EXIT_USAGE} invalid arguments.",
     )
     add_metrics_arguments(metrics)
+    add_diagnose_parser(commands)
     config_actions = add_config_parser(commands)
     add_node_config_parsers(config_actions, [_node_options(sub=True)])
     add_drift_parser(config_actions, [_node_options(sub=True)])
@@ -217,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config" and args.config_command == "validate":
         # Offline: no inventory is read and no node is reached.
         return run_config(args)
+    if args.command == "diagnose":
+        # Offline too: it reads only the files it is given.
+        return run_diagnose(args)
     try:
         inventory = resolve_inventory(args)
     except InventoryError as exc:
