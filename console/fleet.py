@@ -13,6 +13,7 @@ from typing import Any
 from nydus_console import locations
 from nydus_console.checks import run_checks
 from nydus_console.configs import ConfigError, parse_snapshotter_config
+from nydus_console.diagnose import node_findings
 from nydus_console.facts import NodeFacts
 from nydus_console.findings import Finding, Status, worst, worst_finding
 from nydus_console.inventory import Inventory, NodeSpec
@@ -187,6 +188,9 @@ class Fleet:
                 log.info("probe of %s (%s) succeeded again", name, spec.address)
             report.facts = facts
             report.findings = run_checks(facts, spec.paths)
+            # Known failures in the journal, configs and versions: as evidence
+            # of a failing check when one reports them, else as findings.
+            report.findings += node_findings(facts, spec.paths, report.findings)
         report.seconds = max(0.0, self.clock() - started)
         self.reports[name] = report
         return report
