@@ -29,6 +29,7 @@ from doubles.unix_http import REQUEST_LOG_PATH, request_json
 from nydus_console.inventory import Inventory, NodePaths, NodeSpec
 from nydus_console.metrics.api import ApiError, SocketClient
 from nydus_console.metrics.collect import (
+    INFO_MAX_AGE,
     SYSTEM_OFF_NOTE,
     MetricsTargets,
     NodeMetricsReader,
@@ -766,3 +767,67 @@ async def test_command_output_hides_secret(nydusd: NydusdDouble, as_json: bool) 
     assert daemon["figures"]["read_bps"] is not None
     assert daemon["figures"]["read_bps"] >= 0
     assert daemon["figures"]["inflight"] == 0
+
+
+async def test_daemon_info_reused_until_pid_changes(
+    scripted: Callable[..., Any], short_dir: Path
+) -> None:
+    daemon = await scripted("daemon", healthy_routes())
+    listing = [daemon_object("d1", daemon.path, 4242)]
+    system = await scripted(
+        "system", {"/api/v1/daemons": lambda q: Reply.json(listing)}
+    )
+    now = [1000.0]
+    reader = NodeMetricsReader(
+        LocalTransport("t"),
+        MetricsTargets(system_socket=str(system.path)),
+        clock=lambda: now[0],
+    )
+    try:
+        for _ in range(3):
+            await reader.read()
+            now[0] += 5
+        assert daemon.paths().count("/api/v1/daemon") == 1
+        now[0] += INFO_MAX_AGE
+        await reader.read()
+        assert daemon.paths().count("/api/v1/daemon") == 2
+        listing[0] = daemon_object("d1", daemon.path, 4343)
+        sample = await reader.read()
+        assert daemon.paths().count("/api/v1/daemon") == 3
+        assert sample.daemons[0].state == "RUNNING"
+    finally:
+        await reader.aclose()
+
+
+async def test_snapshotter_endpoint_read_once_per_interval() -> None:
+    hits: list[str] = []
+    body = b"snapshotter_run_time_seconds 61\nsnapshotter_memory_usage_kilobytes 100\n"
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hits.append((await reader.readline()).decode())
+        while (await reader.readline()).strip():
+            pass
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        writer.write(head + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    now = [0.0]
+    targets = MetricsTargets(metrics_address=f"127.0.0.1:{port}", collect_interval=60)
+    reader = NodeMetricsReader(LocalTransport("t"), targets, clock=lambda: now[0])
+    try:
+        for _ in range(3):
+            sample = await reader.read()
+            assert sample.snapshotter is not None
+            assert sample.snapshotter.value("snapshotter_memory_usage_kilobytes") == 100
+            now[0] += 4
+        assert len(hits) == 1  # every 10 s at most: hung I/O changes that often
+        now[0] += 10
+        await reader.read()
+        assert len(hits) == 2
+    finally:
+        await reader.aclose()
+        server.close()
+        await server.wait_closed()

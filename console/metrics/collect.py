@@ -30,6 +30,12 @@ from nydus_console.transport.http import NodeHTTPTransport
 
 PROM_PREFIXES = ("nydusd_", "snapshotter_")
 DEFAULT_COLLECT_INTERVAL = 60.0
+# The snapshotter's default hung_io_interval: nydusd_hung_io_counts changes
+# this often, so its endpoint is read no more often than this.
+HUNG_IO_INTERVAL = 10.0
+# How long a RUNNING daemon's state and version are taken as still true
+# while its PID stays the same.
+INFO_MAX_AGE = 30.0
 SYSTEM_OFF_NOTE = (
     "the system controller is off ([system] enable = false), so daemons were "
     "found from their API sockets without PIDs or RSS; turn it on to see them"
@@ -172,6 +178,8 @@ class NodeMetricsReader:
         self._limit = asyncio.Semaphore(max_parallel)
         self._clients: dict[str, SocketClient] = {}
         self._prom: httpx.AsyncClient | None = None
+        self._info: dict[str, tuple[float, int, str, str, str, list[str]]] = {}
+        self._scraped: tuple[float, PromFamilies] | None = None
 
     async def read(self) -> NodeSample:
         sample = NodeSample(self.transport.name, self._clock(), self._wall(), "node")
@@ -223,14 +231,18 @@ class NodeMetricsReader:
             daemon.errors["api"] = "the daemon object names no API socket"
             return
         client = self._client(daemon.api_socket, f"nydusd {daemon.id}")
-        try:
-            info = await self._get(client, "/api/v1/daemon")
-        except ApiError as exc:
-            daemon.errors["/api/v1/daemon"] = await self.explain(daemon.api_socket, exc)
-            if not exc.status:
-                return  # nothing answers on the socket: the other requests would fail
-            info = None
-        mountpoints = self._read_info(info, daemon)
+        mountpoints = self._known_info(daemon)
+        if mountpoints is None:
+            try:
+                info = await self._get(client, "/api/v1/daemon")
+            except ApiError as exc:
+                error = await self.explain(daemon.api_socket, exc)
+                daemon.errors["/api/v1/daemon"] = error
+                if not exc.status:
+                    return  # nothing answers on the socket: the rest would fail
+                info = None
+            mountpoints = self._read_info(info, daemon)
+            self._remember_info(daemon, mountpoints)
         fs, backend, cache, inflight = await asyncio.gather(
             self._per_instance(client, daemon, "/api/v1/metrics", mountpoints),
             self._per_instance(client, daemon, "/api/v1/metrics/backend", mountpoints),
@@ -248,6 +260,36 @@ class NodeMetricsReader:
         daemon.cache = numeric_fields(cache)
         if daemon.errors.get("/api/v1/metrics/inflight") is None:
             daemon.inflight = inflight if isinstance(inflight, list) else []
+
+    def _known_info(self, daemon: DaemonSample) -> list[str] | None:
+        """Fill state and version from a recent /api/v1/daemon answer, if any.
+
+        Return the instance mountpoints, or None when the daemon must be asked:
+        its PID is unknown or changed, it was not RUNNING, or the answer is
+        older than INFO_MAX_AGE.
+        """
+        known = self._info.get(daemon.api_socket)
+        if known is None or not daemon.pid:
+            return None
+        at, pid, state, version, backend, mountpoints = known
+        fresh = self._clock() - at < INFO_MAX_AGE
+        if pid != daemon.pid or state != "RUNNING" or not fresh:
+            return None
+        daemon.state, daemon.version, daemon.backend_type = state, version, backend
+        return mountpoints
+
+    def _remember_info(self, daemon: DaemonSample, mountpoints: list[str]) -> None:
+        if daemon.errors.get("/api/v1/daemon"):
+            self._info.pop(daemon.api_socket, None)
+            return
+        self._info[daemon.api_socket] = (
+            self._clock(),
+            daemon.pid,
+            daemon.state,
+            daemon.version,
+            daemon.backend_type,
+            mountpoints,
+        )
 
     @staticmethod
     def _read_info(info: Any, daemon: DaemonSample) -> list[str]:
@@ -343,9 +385,15 @@ class NodeMetricsReader:
         if endpoint is None:
             sample.problems.append(f"[metrics] address {address!r} has no port")
             return None
+        refresh = min(self.targets.collect_interval, HUNG_IO_INTERVAL)
+        if self._scraped and self._clock() - self._scraped[0] < refresh:
+            # The snapshotter changes these values only at its own intervals.
+            return self._scraped[1]
         try:
             text = await self._scrape(endpoint)
-            return parse_exposition(text, PROM_PREFIXES)
+            families = parse_exposition(text, PROM_PREFIXES)
+            self._scraped = (self._clock(), families)
+            return families
         except (httpx.HTTPError, PromTextError) as exc:
             sample.problems.append(
                 f"snapshotter metrics at {endpoint}/v1/metrics unavailable: "
