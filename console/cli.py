@@ -41,6 +41,7 @@ from nydus_console.metricscli import (
     prometheus_url,
     run_metrics,
 )
+from nydus_console.runbookcli import add_runbook_parser, run_runbook_command
 
 EXIT_USAGE = 64
 DEFAULT_REFRESH_SECONDS = 10.0
@@ -172,6 +173,7 @@ def build_parser() -> UsageParser:
     config_actions = add_config_parser(commands)
     add_node_config_parsers(config_actions, [_node_options(sub=True)])
     add_drift_parser(config_actions, [_node_options(sub=True)])
+    add_runbook_parser(commands, [_node_options(sub=True)])
     return parser
 
 
@@ -219,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config" and args.config_command == "validate":
         # Offline: no inventory is read and no node is reached.
         return run_config(args)
+    if args.command == "runbook":
+        # It picks its nodes in the inventory itself: --node NAME selects one.
+        return run_runbook_command(args, resolve_inventory, read_only=args.read_only)
     if args.command == "diagnose":
         # Offline too: it reads only the files it is given.
         return run_diagnose(args)

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from factbuilder import healthy_facts
+from factbuilder import healthy_facts, unit
 from runbook_doubles import (
     NODE,
     RecordingTransport,
@@ -22,6 +22,7 @@ from runbook_doubles import (
 )
 
 from nydus_console.audit import AuditLog
+from nydus_console.facts import NodeFacts
 from nydus_console.inventory import NodeSpec
 from nydus_console.runbooks import load_runbooks, parse_runbook
 from nydus_console.runbooks.loader import referenced_runbooks
@@ -263,27 +264,36 @@ def audit_of(tmp_path: Path) -> list[dict[str, object]]:
     return AuditLog(tmp_path / "audit.jsonl").entries()
 
 
+def failed_service_with_stray() -> NodeFacts:
+    facts = with_stray(healthy_facts())
+    name = "nydus-snapshotter.service"
+    facts.units[name] = unit(name, active="failed", sub="failed", pid=0)
+    return facts
+
+
 async def test_dry_run_runs_no_action(tmp_path: Path) -> None:
     runbook = load_runbooks()["duplicate-snapshotter"]
-    transport = RecordingTransport()
+    # Every command succeeds, so `systemctl is-failed` says the unit failed.
+    transport = RecordingTransport(result)
     hooks = ScriptedHooks()
     runner = make_runner(
         runbook,
         tmp_path,
         transport,
         hooks,
-        facts=lambda: with_stray(healthy_facts()),
+        facts=failed_service_with_stray,
         dry_run=True,
     )
     report = await runner.run()
     assert report.status is RunStatus.COMPLETED
     statuses = {r.step: r.status for r in report.results}
     assert statuses["stop-stray"] is StepStatus.DRY_RUN
+    assert statuses["reset-failed"] is StepStatus.DRY_RUN
     assert statuses["restart"] is StepStatus.DRY_RUN
-    programs = {argv[0] for argv in transport.calls}
-    assert "kill" not in programs
-    assert ("systemctl", "restart", "nydus-snapshotter.service") not in transport.calls
-    assert all(argv[:2] == ("systemctl", "is-failed") for argv in transport.calls)
+    # Only the read-only check of the reset-failed step reached the node.
+    assert transport.calls == [
+        ("systemctl", "is-failed", "--quiet", "nydus-snapshotter.service")
+    ]
     assert hooks.confirmed == []
     assert audit_of(tmp_path) == []
     assert not (tmp_path / "state").exists()
@@ -562,3 +572,64 @@ async def test_reboot_state_saved_before_reboot(tmp_path: Path) -> None:
     expected = {"step": "reboot", "boot_id": "boot-1", "down_seen": False}
     assert saved["reboot"] == expected
     assert saved["next_index"] == 1
+
+
+# -- the command line ----------------------------------------------------------------
+
+
+async def test_destructive_skipped_without_flag(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from nydus_console.runbookcli import AutoHooks, StepPrinter
+
+    out = StringIO()
+    hooks = AutoHooks(StepPrinter(out, 4), destructive_nodes=["other-node"])
+    transport = RecordingTransport()
+    runner = make_runner(
+        load_runbooks()["duplicate-snapshotter"],
+        tmp_path,
+        transport,
+        hooks,
+        facts=lambda: with_stray(healthy_facts()),
+    )
+    report = await runner.run()
+    steps = {r.step: r.status for r in report.results}
+    assert steps["stop-stray"] is StepStatus.SKIPPED
+    assert steps["kill-stray"] is StepStatus.SKIPPED
+    assert f"add --yes-destructive {NODE} to run it" in out.getvalue()
+    assert not [argv for argv in transport.calls if argv[0] == "kill"]
+
+
+def test_cli_lists_runbooks(capsys: pytest.CaptureFixture[str]) -> None:
+    from nydus_console.cli import main
+
+    assert main(["runbook", "list", "--json"]) == 0
+    listed = {row["id"] for row in json.loads(capsys.readouterr().out)}
+    assert listed == SHIPPED_IDS
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["run", "no-such"], "no runbook 'no-such'"),
+        (["run", "stale-snapshot", "--node", "n1"], "needs --param image=VALUE"),
+        (["run", "leftover-cgroup"], "needs --node NAME"),
+        (["run", "leftover-cgroup", "--node", "n1", "--param", "x=1"], "no parameter"),
+        (
+            ["run", "leftover-cgroup", "--node", "n1", "--yes-destructive", "n2"],
+            "names a node the run does not include",
+        ),
+    ],
+)
+def test_cli_rejects_bad_arguments(
+    arguments: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from nydus_console.cli import main
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert main(["runbook", *arguments]) == 64
+    assert message in capsys.readouterr().err

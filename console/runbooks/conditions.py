@@ -15,6 +15,7 @@ from nydus_console.facts import NodeFacts
 from nydus_console.findings import Finding, Status
 from nydus_console.runbooks.model import Condition
 from nydus_console.runbooks.params import (
+    NONE_ON_NODE,
     MissingParameter,
     ParamValues,
     substitute,
@@ -99,7 +100,9 @@ class ConditionEvaluator:
         found = view.values.get(name)
         if not found and name in view.values.errors:
             raise Blocked(f"no value for {{{name}}}: {view.values.reason(name)}")
-        shown = " ".join(found) if found else f"none ({view.values.reason(name)})"
+        reason = view.values.reason(name)
+        empty = reason if reason == NONE_ON_NODE else f"none ({reason})"
+        shown = " ".join(found) if found else empty
         if condition.test == "present":
             return bool(found), f"{name}: {shown}"
         if condition.test == "absent":

@@ -40,6 +40,9 @@ PROTECTED_DIRECTORIES = frozenset(
 )
 
 
+NONE_ON_NODE = "none on the node"
+
+
 class ParamUnavailable(Exception):
     """The node has no value for a parameter; the message says why."""
 
@@ -245,7 +248,7 @@ def resolve_facts(facts: NodeFacts, spec: NodeSpec) -> ParamValues:
             resolved.reasons[name] = str(exc)
             resolved.errors.add(name)
         if not resolved.values[name] and name not in resolved.reasons:
-            resolved.reasons[name] = "none on the node"
+            resolved.reasons[name] = NONE_ON_NODE
     return resolved
 
 

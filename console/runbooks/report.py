@@ -127,6 +127,8 @@ class RunReport:
     # The step number where a failed or aborted run stopped, or 0.
     stopped_at: int = 0
     message: str = ""
+    # Whether the run stopped because the node could not be probed.
+    unreachable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -142,6 +144,7 @@ class RunReport:
             "status": str(self.status),
             "resumed_at": self.resumed_at,
             "stopped_at": self.stopped_at,
+            "unreachable": self.unreachable,
             "message": self.message,
             "results": [r.to_dict() for r in self.results],
         }

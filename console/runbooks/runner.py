@@ -89,6 +89,7 @@ class RunbookRunner:
         self.sleep = sleep
         self.clock = clock
         self.history = History()
+        self.unreachable = False
         self.applier = ConfigApplier(
             gate, spec, transport, confirmed_by="", clock=clock
         )
@@ -177,6 +178,7 @@ class RunbookRunner:
 
     def _stopped(self, report: RunReport, index: int, result: StepResult) -> RunReport:
         aborted = result.status is StepStatus.ABORTED
+        report.unreachable = self.unreachable
         report.status = RunStatus.ABORTED if aborted else RunStatus.FAILED
         report.stopped_at = index + 1
         how = "aborted" if aborted else "stopped after a failure"
@@ -224,7 +226,8 @@ class RunbookRunner:
             view = await self.planner.view(full=full)
             return await self.planner.plan_step(index, view)
         except TransportError as exc:
-            return StepResult(step.id, step.title, StepStatus.FAILED, str(exc))
+            detail = f"the node could not be probed: {exc}"
+            return StepResult(step.id, step.title, StepStatus.FAILED, detail)
 
     async def _failed_without_plan(
         self, index: int, result: StepResult
@@ -232,6 +235,7 @@ class RunbookRunner:
         """Report a step whose node could not be read; the run stops there."""
         step = self.runbook.steps[index]
         planned = PlannedStep(index, step, True, "the node could not be probed")
+        self.unreachable = True
         self.hooks.finished(self.node, planned, result)
         return result, True
 
