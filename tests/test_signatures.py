@@ -338,3 +338,20 @@ def test_signature_reference_is_current() -> None:
     assert page.read_text() == signature_reference(), (
         "docs/signatures.md is stale: run scripts/gen-signature-reference"
     )
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "Nov 13 09:05:19.123456 node-1 containerd-nydus-grpc[1314]: ",
+        "Mon 2023-11-13 09:05:19 UTC node-1 containerd-nydus-grpc[1314]: ",
+        "[  123.456789] node-1 containerd-nydus-grpc[1314]: ",
+        "2023-11-13T09:05:19.123456+00:00 node-1 containerd-nydus-grpc[1314]: ",
+    ],
+)
+def test_journal_output_formats_parsed(prefix: str) -> None:
+    line = f'{prefix}time="2023-11-13T09:05:19Z" level=warning msg="Daemon d34 died"'
+    matches = match_text(line)
+    assert [m.check for m in matches] == ["sig.nydusd-died"]
+    assert matches[0].source == "snapshotter"
+    assert matches[0].groups == {"daemon": "d34"}

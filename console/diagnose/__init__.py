@@ -1,11 +1,13 @@
 """Signatures of known Nydus failures and the offline diagnosis built on them.
 
-The catalogue lives in assets/signatures.toml. The live log view calls
-`match_record` for each parsed record (or keeps a `SignatureMatcher`); the
-runbook runner matches command output with `match_text` and looks
-signatures up by runbook with `load_catalogue().for_runbook(...)`; `doctor`
-and the node screen add `node_findings`; `nydus-console diagnose` runs
-`diagnose_texts` over the files an operator collected.
+The catalogue is assets/signatures.toml. Its users:
+
+- the live log view calls `match_record` for each parsed record, or keeps a
+  `SignatureMatcher` of its own;
+- the runbook runner matches command output with `match_text` and finds the
+  signatures of a runbook with `load_catalogue().for_runbook(...)`;
+- `doctor` and the node screen add `node_findings` to a node's checks;
+- `nydus-console diagnose` runs `diagnose_texts` over collected files.
 """
 
 from nydus_console.diagnose.catalogue import (

@@ -29,8 +29,8 @@ RUNBOOK_IDS = frozenset(
     }
 )
 
-# Where a line or file can come from. Log sources come from journal
-# identifiers, units and file names; the others from the shape of a file.
+# Source kinds of a line or file. Log sources come from journal identifiers,
+# units and file names, and the others from the shape of a file.
 SOURCE_KINDS = frozenset(
     {
         "snapshotter",
@@ -78,7 +78,7 @@ class Clause:
 
 @dataclass(frozen=True)
 class ProblemMatch:
-    """Which `config validate` problems a signature takes: all given fields match."""
+    """A filter of `config validate` problems; every field given must match."""
 
     kinds: tuple[str, ...] = ()
     severity: str = ""
@@ -121,13 +121,13 @@ class Signature:
         return "condition" if self.when_any else "problem"
 
     def applies_to(self, source: str) -> bool:
-        """Whether a line from `source` ("" when unknown) may match."""
+        """Return whether a line from `source` ("" when unknown) may match."""
         return not self.sources or not source or source in self.sources
 
 
 @dataclass(frozen=True)
 class SourceRule:
-    """How names and file contents map to a source kind."""
+    """A rule that maps names and file contents to a source kind."""
 
     kind: str
     names: re.Pattern[str]
@@ -192,29 +192,17 @@ def _signature(entry: dict[str, Any]) -> Signature:
     if not sid:
         raise CatalogueError(f"a signature has no id: {entry.get('title', entry)!r}")
     where = f"signature {sid}"
-    severity = entry.get("severity")
-    if severity not in ("fail", "warn"):
-        raise CatalogueError(
-            f"{where}: severity must be fail or warn, not {severity!r}"
-        )
-    runbook = entry.get("runbook", "")
-    if runbook and runbook not in RUNBOOK_IDS:
-        raise CatalogueError(f"{where}: unknown runbook {runbook!r}")
-    sources = frozenset(entry.get("sources", ()))
-    if not sources <= SOURCE_KINDS:
-        raise CatalogueError(
-            f"{where}: unknown sources {sorted(sources - SOURCE_KINDS)}"
-        )
+    _check_fields(where, entry)
     signature = Signature(
         id=sid,
         title=entry["title"],
-        severity=Status(severity),
+        severity=Status(entry["severity"]),
         explanation=entry["explanation"],
         next_step=entry["next_step"],
-        runbook=runbook,
+        runbook=entry.get("runbook", ""),
         pattern=_compile(where, entry["pattern"]) if "pattern" in entry else None,
         keywords=tuple(k.lower() for k in entry.get("keywords", ())),
-        sources=sources,
+        sources=frozenset(entry.get("sources", ())),
         absent=bool(entry.get("absent", False)),
         min_count=int(entry.get("min_count", 1)),
         count_by=entry.get("count_by", ""),
@@ -228,6 +216,22 @@ def _signature(entry: dict[str, Any]) -> Signature:
     )
     _check_shape(where, signature)
     return signature
+
+
+def _check_fields(where: str, entry: dict[str, Any]) -> None:
+    severity = entry.get("severity")
+    if severity not in ("fail", "warn"):
+        raise CatalogueError(
+            f"{where}: severity must be fail or warn, not {severity!r}"
+        )
+    runbook = entry.get("runbook", "")
+    if runbook and runbook not in RUNBOOK_IDS:
+        raise CatalogueError(f"{where}: unknown runbook {runbook!r}")
+    sources = frozenset(entry.get("sources", ()))
+    if not sources <= SOURCE_KINDS:
+        raise CatalogueError(
+            f"{where}: unknown sources {sorted(sources - SOURCE_KINDS)}"
+        )
 
 
 def _check_shape(where: str, signature: Signature) -> None:

@@ -38,7 +38,7 @@ class Version:
 
 @dataclass
 class Subjects:
-    """What the conditions read: configs by kind, units by role, versions."""
+    """The inputs of conditions: configs by kind, units by role, versions."""
 
     documents: dict[str, Document] = field(default_factory=dict)
     units: dict[str, UnitFile] = field(default_factory=dict)

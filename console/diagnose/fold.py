@@ -18,7 +18,7 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 @dataclass
 class Hit:
-    """A line that supports a signature: where it is and what it says.
+    """A line that supports a signature, with its file and line number.
 
     `clip` is False for text the console wrote itself (a config problem),
     which is never hostile and loses its fix when cut.
@@ -60,7 +60,7 @@ class Detections:
 
     def detected(self) -> list[Detection]:
         """Return the detections that hold, with `min_count` applied."""
-        held: list[Detection] = []
+        detected: list[Detection] = []
         for signature in self.catalogue.signatures:
             found = self._found.get(signature.id)
             if found is None:
@@ -68,8 +68,8 @@ class Detections:
             if signature.min_count > 1:
                 found.hits = _counted(signature, found.hits)
             if found.hits or found.evidence:
-                held.append(found)
-        return held
+                detected.append(found)
+        return detected
 
     def findings(self) -> list[Finding]:
         """Return one finding per detected signature, failures first."""
@@ -95,8 +95,8 @@ def _counted(signature: Signature, hits: list[Hit]) -> list[Hit]:
     for hit in hits:
         key = (hit.location, hit.groups.get(signature.count_by, ""))
         groups.setdefault(key, []).append(hit)
-    kept = [g for g in groups.values() if len(g) >= signature.min_count]
-    return [hit for group in kept for hit in group]
+    enough = [g for g in groups.values() if len(g) >= signature.min_count]
+    return [hit for group in enough for hit in group]
 
 
 def fill(text: str, groups: dict[str, str]) -> str:

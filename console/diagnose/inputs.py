@@ -1,11 +1,16 @@
 """Read what an operator collected and tell each file's format and source.
 
-Formats: `journal` (journalctl short, short-iso, short-full, short-monotonic
-or json output), `log` (logrus, nydusd or klog lines), `describe` (`kubectl
-describe pod`), `events` (`kubectl get events` or `get pods`), `ctr` (`ctr
-plugin ls`), `ps`, `lsof`, `unit` (a systemd unit file), `config` (a
-snapshotter, containerd or nydusd config) and `text` (anything else, read
-line by line).
+The formats:
+
+- `journal`: journalctl output in the short, short-iso, short-precise,
+  short-full, short-monotonic or json format;
+- `log`: logrus, nydusd or klog lines;
+- `describe`: `kubectl describe pod`;
+- `events`: `kubectl get events` or `kubectl get pods`;
+- `ctr` (`ctr plugin ls`), `ps` and `lsof` tables;
+- `unit`: a systemd unit file;
+- `config`: a snapshotter, containerd or nydusd config;
+- `text`: anything else, read line by line.
 """
 
 from __future__ import annotations

@@ -107,9 +107,9 @@ class SignatureMatcher:
     def match_text(self, text: str, source: str = "") -> list[SignatureMatch]:
         """Match every line of `text`, such as a command's output.
 
-        `source` is the source kind the text comes from ("" when unknown); a
-        journalctl prefix or a journal JSON entry on a line names its own.
-        Line numbers count from 1.
+        `source` is the source kind of the text ("" when unknown). A line with
+        a journalctl prefix or a journal JSON entry has its own source. Line
+        numbers count from 1.
         """
         found: list[SignatureMatch] = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -131,7 +131,7 @@ class SignatureMatcher:
         location: str = "",
         line_number: int | None = None,
     ) -> list[SignatureMatch]:
-        """Match the searchable text of one line; `shown` is kept as evidence."""
+        """Match the searchable text of one line; `shown` is the evidence text."""
         text = text[:MAX_MATCH_CHARS]
         found = [
             SignatureMatch(

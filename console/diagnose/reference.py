@@ -16,8 +16,8 @@ A signature matches in one of three ways:
 
 - **pattern**: a regular expression searched in each line of the sources
   named (every source when none is named). Log lines are parsed first, so the
-  pattern sees the message and fields of a journald, logrus, nydusd or klog
-  line without its prefix.
+  pattern is searched in the message and fields of a journald, logrus, nydusd
+  or klog line, without its prefix.
 - **condition**: facts from config files, systemd unit files and versions
   that must hold together.
 - **config problem**: a problem that `config validate` reports in a config

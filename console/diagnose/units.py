@@ -42,7 +42,7 @@ class UnitFile:
 
 
 def looks_like_unit(lines: list[str]) -> bool:
-    """Whether the first lines of a file are a unit: a [Unit] or [Service] section."""
+    """Return whether the first lines of a file are a unit (a [Unit] or [Service])."""
     sections = {m.group(1) for m in map(_SECTION.match, lines) if m}
     return bool(sections & {"Unit", "Service"}) and bool(
         sections <= {"Unit", "Service", "Install", "Socket", "Timer", "Path"}
