@@ -30,6 +30,7 @@ class NodeScreen(Screen[None]):
         Binding("x", "toggle_skipped", "Show skipped", id="node.toggle_skipped"),
         Binding("l", "logs", "Logs", id="node.logs"),
         Binding("m", "metrics", "Metrics", id="node.metrics"),
+        Binding("b", "runbook", "Runbook", id="node.runbook"),
         Binding("k", "accept_host_key", "Accept host key", id="node.accept_host_key"),
         Binding(
             "R",
@@ -133,6 +134,7 @@ class NodeScreen(Screen[None]):
     @on(DataTable.RowHighlighted, "#node-checks")
     def row_highlighted(self) -> None:
         self.show_detail()
+        self.refresh_bindings()
 
     def action_refresh(self) -> None:
         self.app.probe(self.node, full=True)  # type: ignore[attr-defined]
@@ -146,6 +148,25 @@ class NodeScreen(Screen[None]):
 
     def action_metrics(self) -> None:
         self.app.open_metrics(self.node)  # type: ignore[attr-defined]
+
+    def action_runbook(self) -> None:
+        """Open the runbook of the highlighted finding in the runner screen."""
+        runbook = self.highlighted_runbook()
+        if not runbook:
+            self.notify("the highlighted check has no runbook", severity="warning")
+            return
+        from nydus_console.screens.runbook import RunbookScreen
+
+        self.app.push_screen(RunbookScreen(self.node, runbook))
+
+    def highlighted_runbook(self) -> str:
+        """Return the runbook id of the highlighted finding, if one is shipped."""
+        from nydus_console.runbooks import load_runbooks
+
+        finding = self.highlighted()
+        if finding is None or finding.runbook not in load_runbooks():
+            return ""
+        return finding.runbook
 
     def action_accept_host_key(self) -> None:
         self.app.ask_host_key(self.node)  # type: ignore[attr-defined]
@@ -163,6 +184,8 @@ class NodeScreen(Screen[None]):
                 and facts.systemd_running
                 and not self.app.gate.refusal(self.report.spec)  # type: ignore[attr-defined]
             )
+        if action == "runbook":
+            return self.report.error is None and bool(self.highlighted_runbook())
         if action == "accept_host_key":
             error = self.report.error
             return isinstance(error, HostKeyError) and (
@@ -180,7 +203,7 @@ def finding_markup(finding: Finding) -> str:
     if finding.next_step:
         lines.append(f"\n[b]Next step[/b]: {escape(finding.next_step)}")
     if finding.runbook:
-        lines.append(f"[b]Runbook[/b]: {escape(finding.runbook)}")
+        lines.append(f"[b]Runbook[/b]: {escape(finding.runbook)} (press b to run it)")
     for evidence in finding.evidence:
         lines.append(f"\n[b]Evidence[/b] [dim]{escape(evidence.source)}[/dim]")
         lines += [f"  {escape(line)}" for line in evidence.lines]
