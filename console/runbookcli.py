@@ -298,7 +298,11 @@ class RunbookCommand:
             self.say(json.dumps({"runbook": runbook.id, "steps": steps}, indent=2))
             return
         self.say(f"{runbook.id}: {runbook.title}")
-        self.say(f"  applies: {runbook.applies}")
+        self.say(f"  applies: {' '.join(runbook.applies.split())}")
+        for param in runbook.params.values():
+            if param.from_operator:
+                need = "required" if param.required else f"default {param.default!r}"
+                self.say(f"  --param {param.name}=VALUE ({need}): {param.description}")
         for number, step in enumerate(runbook.steps, start=1):
             mark = " [destructive]" if step.destructive else ""
             self.say(f"  {number}. {step.title}{mark}")

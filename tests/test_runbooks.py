@@ -633,3 +633,12 @@ def test_cli_rejects_bad_arguments(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     assert main(["runbook", *arguments]) == 64
     assert message in capsys.readouterr().err
+
+
+def test_runbook_reference_is_current() -> None:
+    from nydus_console.runbooks.reference import runbook_reference
+
+    page = Path(__file__).parent.parent / "docs" / "runbooks.md"
+    assert page.read_text() == runbook_reference(), (
+        "docs/runbooks.md is out of date: run scripts/gen-runbook-reference"
+    )

@@ -71,8 +71,7 @@ class Condition:
             extra = f" {self.value!r}" if self.value else ""
             return f"{self.fact} {self.test}{extra}"
         if self.source == "checks":
-            verb = "passes" if self.test == "pass" else "fails"
-            return f"health check {', '.join(self.checks)} {verb}"
+            return _describe_checks(self.checks, self.test)
         if self.source == "unit":
             socket = f" and {self.socket} accepts connections" if self.socket else ""
             return f"{self.unit} active with a steady main PID{socket}"
@@ -188,6 +187,15 @@ class Runbook:
 
     def index_of(self, step_id: str) -> int:
         return [step.id for step in self.steps].index(step_id)
+
+
+def _describe_checks(checks: tuple[str, ...], test: str) -> str:
+    names = ", ".join(checks)
+    if len(checks) == 1:
+        return f"health check {names} {'passes' if test == 'pass' else 'fails'}"
+    if test == "pass":
+        return f"health checks {names} pass"
+    return f"one of the health checks {names} fails"
 
 
 def placeholders(text: str) -> list[str]:
