@@ -427,3 +427,11 @@ def test_healthy_node_facts_quiet() -> None:
         facts = facts_from_json(json.loads((SAMPLES / "facts" / name).read_text()))
         checks = run_checks(facts, NodePaths())
         assert node_findings(facts, NodePaths(), checks) == []
+
+
+def test_other_json_is_not_a_config(tmp_path: Path) -> None:
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "items": [], "kind": "List"}))
+    item = load_input(str(path), path.read_text(), CLASSIFIER)
+    assert item.format == "text"
+    assert findings_of(path) == {}

@@ -15,6 +15,7 @@ The formats:
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,8 @@ def config_kind(name: str, text: str) -> str:
         # counts. Configs are small, and parsing a large text costs seconds.
         return detect_kind(text, "") if len(text) < MAX_CONFIG_CHARS else ""
     kind = detect_kind(text, name)
+    if kind == "nydusd" and stripped.startswith("{"):
+        return kind if _nydusd_json(stripped) else ""
     if kind:
         return kind
     if "proxy_plugins" in text or "io.containerd." in text:
@@ -156,6 +159,25 @@ def config_kind(name: str, text: str) -> str:
     if re.search(r"^\s*(?:daemon_mode|\[daemon\])", text, re.M):
         return "snapshotter"
     return ""
+
+
+# Top-level keys of a nydusd JSON config (v1 or v2) or blob cache entry.
+_NYDUSD_JSON_KEYS = frozenset(
+    {"device", "mode", "fs_prefetch", "version", "backend", "cache", "rafs", "blobs"}
+    | {"config", "config_v2", "digest_validate", "iostats_files", "enable_xattr"}
+)
+
+
+def _nydusd_json(text: str) -> bool:
+    """Return whether JSON text looks like a nydusd config, not other JSON output.
+
+    JSON that does not parse counts, so that its syntax error is reported.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return True
+    return isinstance(data, dict) and bool(set(data) & _NYDUSD_JSON_KEYS)
 
 
 def _load_config(item: InputFile) -> None:
