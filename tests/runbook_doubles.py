@@ -1,7 +1,7 @@
 """Test doubles for the runbook runner: a transport that records every call.
 
-The transport answers from a function of the argument list, so a test can
-script a node: `systemctl is-active` fails, `cat boot_id` answers, and so on.
+The transport responds through a function of the argument list, so a test can
+script a node: `systemctl is-active` fails, `cat boot_id` prints an id, and so on.
 Facts come from a function too, so a test can change them as steps run.
 """
 
@@ -47,7 +47,7 @@ def result(argv: Sequence[str], status: int = 0, stdout: str = "") -> CommandRes
 
 
 def default_answer(argv: tuple[str, ...]) -> CommandResult | TransportError:
-    """Answer as a healthy node: every command succeeds, no unit has failed."""
+    """Respond as a healthy node: every command succeeds, no unit has failed."""
     if argv[:2] == ("cat", "/proc/sys/kernel/random/boot_id"):
         return result(argv, stdout="boot-1\n")
     if argv[:2] == ("systemctl", "is-failed"):
@@ -56,7 +56,7 @@ def default_answer(argv: tuple[str, ...]) -> CommandResult | TransportError:
 
 
 class RecordingTransport:
-    """Records every argument list; answers with `answer(argv)`."""
+    """Records every argument list and responds with `answer(argv)`."""
 
     name = NODE
     description = "recording test double"

@@ -2,7 +2,7 @@
 
 The fleet replays facts recorded from the booted nodes, with a second
 containerd-nydus-grpc added to nc-node2 until the test transport has seen a
-`kill`; every command goes to that recording transport, never to a node.
+`kill`. Every command goes to that recording transport, never to a node.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ SHIPPED_IDS = {
     "snapshotter-not-running",
     "daemon-socket-missing",
 }
-# The setup wizard, not a runbook, answers "nydus-snapshotter is not installed".
+# The setup wizard, not a runbook, handles "nydus-snapshotter is not installed".
 OWNED_ELSEWHERE = {"setup"}
 
 MARKERS = """\
@@ -273,7 +273,7 @@ def failed_service_with_stray() -> NodeFacts:
 
 async def test_dry_run_runs_no_action(tmp_path: Path) -> None:
     runbook = load_runbooks()["duplicate-snapshotter"]
-    # Every command succeeds, so `systemctl is-failed` says the unit failed.
+    # Every command succeeds, so `systemctl is-failed` reports a failed unit.
     transport = RecordingTransport(result)
     hooks = ScriptedHooks()
     runner = make_runner(
@@ -580,7 +580,7 @@ async def test_reboot_state_saved_before_reboot(tmp_path: Path) -> None:
 async def test_destructive_skipped_without_flag(tmp_path: Path) -> None:
     from io import StringIO
 
-    from nydus_console.runbookcli import AutoHooks, StepPrinter
+    from nydus_console.runbooks.terminal import AutoHooks, StepPrinter
 
     out = StringIO()
     hooks = AutoHooks(StepPrinter(out, 4), destructive_nodes=["other-node"])

@@ -457,6 +457,7 @@ async def test_reboot_resumes_after_interruption(
     store = StateStore(tmp_path / "state")
     state_file = store.path(runbook.id, NODE)
     markers = ["/run/reboot-test-before", "/run/reboot-test-after"]
+
     first = Fleet(load_inventory(nspawn_fleet.write_inventory(tmp_path / "a.toml")))
     try:
         hooks = SshdStopper(node)
@@ -472,6 +473,7 @@ async def test_reboot_resumes_after_interruption(
         node.start_sshd()
         await first.close()
     assert "the node is down" in hooks.notes
+
     second = Fleet(load_inventory(nspawn_fleet.write_inventory(tmp_path / "b.toml")))
     try:
         report = await runner_for(
@@ -482,6 +484,7 @@ async def test_reboot_resumes_after_interruption(
     finally:
         node.exec(["rm", "-f", *markers])
         await second.close()
+
     assert report.status is RunStatus.COMPLETED, report.results
     assert report.resumed_at == 2
     assert statuses(report) == {

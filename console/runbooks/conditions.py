@@ -33,7 +33,7 @@ class Blocked(Exception):
 
 @dataclass
 class NodeView:
-    """What the runner knows about the node before a step: fresh facts and values."""
+    """The node as the runner sees it before a step: facts, findings and values."""
 
     facts: NodeFacts
     findings: dict[str, Finding]

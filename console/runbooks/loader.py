@@ -209,10 +209,12 @@ def _step(
     table = _Reader(where, raw, STEP_KEYS)
     step_id = table.text("id")
     table.where = f"{where} ({step_id})"
+
     if not PLACEHOLDER.fullmatch("{" + step_id.replace("-", "_") + "}"):
         table.fail("id must be lower-case words joined by -")
     if step_id in {step.id for step in earlier}:
         table.fail("id is used by an earlier step")
+
     names = set(FACT_PARAMS) | set(params)
     earlier_ids = {step.id for step in earlier}
     step = Step(
@@ -233,6 +235,7 @@ def _step(
         settle=table.seconds("settle", 0.0),
         continue_on_failure=table.flag("continue_on_failure"),
     )
+
     _check_action(table, step, names)
     for key in ("title", "why", "on_failure", "manual"):
         _check_names(table, key, getattr(step, key), names)

@@ -17,7 +17,7 @@ DEFAULT_VERIFY_TIMEOUT = 30.0
 DEFAULT_REBOOT_TIMEOUT = 900.0
 REBOOT_ARGV = ("systemctl", "reboot")
 
-# The tests each condition source knows, as written in the runbook files.
+# The tests of each condition source, as written in the runbook files.
 CONDITION_TESTS: dict[str, tuple[str, ...]] = {
     "command": (
         "succeeds",
@@ -42,11 +42,11 @@ class RunbookError(ValueError):
 class Condition:
     """A test on the node, its health checks or the run so far.
 
-    Exactly one source is set: `argv` (a command whose exit status or output
-    decides), `fact` (a parameter taken from the node's facts), `checks`
-    (health check ids), `unit` (a systemd unit that must stay active with
-    the same main PID, and `socket` must accept connections) or `steps`
-    (earlier steps of this run).
+    Exactly one source is set. `argv` is a command whose exit status or output
+    decides, `fact` a parameter taken from the node's facts, `checks` health
+    check ids, and `steps` earlier steps of this run. `unit` is a systemd unit
+    that must stay active with the same main PID, and `socket`, if set, must
+    accept connections.
     """
 
     source: str

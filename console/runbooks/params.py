@@ -1,9 +1,9 @@
 """Parameters of runbook steps: values taken from a node's facts, and substitution.
 
 Every value is a tuple of strings. A placeholder that makes up a whole
-argument expands to one argument per value (`kill {stale_snapshotter_pids}`
-kills each PID); inside a longer argument it needs exactly one value. An
-empty tuple means the node has no such value, and the reason is kept.
+argument expands to one argument per value, so `kill {stale_snapshotter_pids}`
+kills each PID. Inside a longer argument it needs exactly one value. An empty
+tuple means the node has no such value, and the reason is kept.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ NONE_ON_NODE = "none on the node"
 
 
 class ParamUnavailable(Exception):
-    """The node has no value for a parameter; the message says why."""
+    """The node has no value for a parameter; the message gives the reason."""
 
 
 class MissingParameter(Exception):
-    """A placeholder has no value; `name` and `reason` say which and why."""
+    """A placeholder without a value, with its `name` and the `reason`."""
 
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(f"no value for {{{name}}}: {reason}")

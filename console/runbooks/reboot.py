@@ -1,7 +1,7 @@
 """Wait for a node to go down and come back after a reboot.
 
-The node is back when it answers with a boot id other than the one read
-before the reboot, or when it answers again after it was seen down (a
+The node is back when it responds with a boot id other than the one read
+before the reboot, or when it responds again after it was seen down (a
 connection refused, timed out or dropped). Reconnection attempts back off
 from 1 to 15 seconds.
 """
@@ -19,12 +19,12 @@ BOOT_ID_ARGV = ("cat", "/proc/sys/kernel/random/boot_id")
 BOOT_ID_TIMEOUT = 10.0
 FIRST_DELAY = 1.0
 MAX_DELAY = 15.0
-# While the node still answers with the old boot id, ask this often.
+# While the node still reports the old boot id, poll this often.
 UP_POLL_SECONDS = 1.0
 
 
 async def read_boot_id(transport: Transport) -> str:
-    """Return the node's boot id; raise TransportError when it does not answer."""
+    """Return the node's boot id; raise TransportError when it does not respond."""
     result = await transport.run(list(BOOT_ID_ARGV), timeout=BOOT_ID_TIMEOUT)
     return result.stdout.strip() if result.ok else ""
 

@@ -10,15 +10,15 @@ HEADER = """\
 # Runbook reference
 
 Generated from `assets/runbooks/*.toml` by `scripts/gen-runbook-reference`;
-edit the TOML, not this page. The user guide's Runbooks section says how to
-run them.
+edit the TOML, not this page. The user guide's Runbooks section describes
+how to run them.
 
 Every step has a check that decides whether it is needed, an action, a
-verification that must hold afterwards (polled until its timeout, 30 s
-unless the step says otherwise) and what to do when it fails. Values in
-braces come from the node or the operator; each fills one argument of the
-command and is never parsed by a shell. Destructive steps run only after
-the node's name is typed (or given with `--yes-destructive NODE`).
+verification that must hold afterwards and what to do when it fails. The
+verification is polled until its timeout, 30 s unless the step sets another.
+Values in braces come from the node or the operator. Each fills one argument
+of the command and is never parsed by a shell. Destructive steps run only
+after the node's name is typed (or given with `--yes-destructive NODE`).
 """
 
 FORMAT = """\

@@ -1,4 +1,4 @@
-"""What a run produces and how its caller takes part: results, decisions, hooks."""
+"""Results of a run, the operator's decisions, and the hooks a caller implements."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from nydus_console.transport.quoting import quote_argv
 
 
 class Choice(enum.StrEnum):
-    """The operator's answer before a step, or after it failed."""
+    """The operator's choice before a step, or after it failed."""
 
     RUN = "run"
     DRY_RUN = "dry-run"
@@ -94,7 +94,7 @@ class PlannedStep:
 
 @dataclass
 class StepResult:
-    """What happened to one step on one node."""
+    """The outcome of one step on one node."""
 
     step: str
     title: str

@@ -5,7 +5,7 @@ parameters see what earlier steps changed. The caller's hooks confirm each
 needed step (run, dry-run, skip, abort) and decide after a failure (retry,
 skip, abort). Progress is saved after every step, so a run that was
 interrupted, or that stopped at a failure or an abort, continues at the step
-where it stopped when started again; a finished run removes its state.
+where it stopped when started again. A finished run removes its state.
 
 An abort is only taken between steps, never while an action runs, so the
 report lists exactly what ran. A dry run calls no action: it probes, checks
@@ -54,7 +54,7 @@ OUTPUT_LIMIT = 2000
 
 
 class ResumeError(Exception):
-    """Saved progress that cannot be continued; the message says what to do."""
+    """Saved progress that cannot be continued; the message gives the next step."""
 
 
 class RunbookRunner:
@@ -111,9 +111,10 @@ class RunbookRunner:
     # -- the run -------------------------------------------------------------------
 
     async def run(self) -> RunReport:
-        """Run the steps from the saved position (or the first); never raise.
+        """Run the steps from the saved position, or from the first.
 
-        ResumeError and errors of the node are reported in the RunReport.
+        Errors of the node, refused actions and saved progress that cannot be
+        resumed are reported in the RunReport instead of raised.
         """
         report = RunReport(self.node, self.runbook.id)
         try:
