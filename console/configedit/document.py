@@ -253,7 +253,8 @@ def _parse_toml(text: str, path: str) -> tomlkit.TOMLDocument:
         message = str(exc)
         # tomlkit appends " at line L col C"; the position has fields of its own.
         message = re.sub(r" at line \d+ col \d+$", "", message)
-        raise ConfigSyntaxError(path, message, exc.line, exc.col) from None
+        # tomlkit counts columns from 0 (Source._to_linecol in tomlkit 0.15).
+        raise ConfigSyntaxError(path, message, exc.line, exc.col + 1) from None
 
 
 def detect_kind(text: str, path: str = "") -> str:
