@@ -40,11 +40,12 @@ ASSETS = resources.files("nydus_console.assets")
 CSS_FILE = str(ASSETS.joinpath("app.tcss"))
 LOGS_CSS_FILE = str(ASSETS.joinpath("logs.tcss"))
 METRICS_CSS_FILE = str(ASSETS.joinpath("metrics.tcss"))
+CONFIG_CSS_FILE = str(ASSETS.joinpath("config.tcss"))
 
 
 class NydusConsoleApp(App[None]):
     TITLE = "nydus-console"
-    CSS_PATH = [CSS_FILE, LOGS_CSS_FILE, METRICS_CSS_FILE]
+    CSS_PATH = [CSS_FILE, LOGS_CSS_FILE, METRICS_CSS_FILE, CONFIG_CSS_FILE]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
@@ -213,6 +214,24 @@ class NydusConsoleApp(App[None]):
 
         self.push_screen(DriftScreen(kind))
 
+    def open_config(self, node: str, kind: str = "") -> None:
+        """Edit a config file of `node`; without `kind`, ask which one first."""
+        from nydus_console.configedit.remote import KIND_TITLES, config_path
+        from nydus_console.screens.configedit import ConfigScreen
+        from nydus_console.screens.configmodals import ConfigKindModal
+
+        if kind:
+            self.push_screen(ConfigScreen(node, kind))
+            return
+        spec, facts = self.fleet.specs[node], self.fleet.reports[node].facts
+        paths = {k: config_path(k, spec, facts) for k in KIND_TITLES}
+
+        def chosen(choice: str | None) -> None:
+            if choice:
+                self.push_screen(ConfigScreen(node, choice))
+
+        self.push_screen(ConfigKindModal(node, paths), chosen)
+
     def open_metrics(self, node: str | None = None) -> None:
         """Show the metrics of `node`, or of every node when it is None."""
         from nydus_console.screens.metrics import FleetMetricsScreen, NodeMetricsScreen
@@ -300,6 +319,16 @@ class NydusConsoleApp(App[None]):
                 timeout=12,
             )
         self.probe(message.node, full=True)
+
+    async def action_quit(self) -> None:
+        """Quit, after asking when a config screen holds edits not written."""
+        from nydus_console.screens.configedit import ConfigScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, ConfigScreen) and screen.has_unsaved_edits():
+                screen.leave_then(self.exit, "Quit")
+                return
+        self.exit()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

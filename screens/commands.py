@@ -110,6 +110,12 @@ def _node_commands(app: NydusConsoleApp, screen: NodeScreen) -> Iterator[SystemC
         "This node's nydusd daemons and snapshotter metrics",
         screen.action_metrics,
     )
+    for kind, title in KIND_TITLES.items():
+        yield SystemCommand(
+            f"node: edit {title} of {screen.node}",
+            "Read the file, edit it as a form or as text, write it with a backup",
+            partial(app.open_config, screen.node, kind),
+        )
     unit = screen.report.spec.paths.snapshotter_unit
     yield SystemCommand(
         f"node: restart {unit}",

@@ -30,6 +30,7 @@ class NodeScreen(Screen[None]):
         Binding("x", "toggle_skipped", "Show skipped", id="node.toggle_skipped"),
         Binding("l", "logs", "Logs", id="node.logs"),
         Binding("m", "metrics", "Metrics", id="node.metrics"),
+        Binding("e", "edit_config", "Edit config", id="node.edit_config"),
         Binding("b", "runbook", "Runbook", id="node.runbook"),
         Binding("k", "accept_host_key", "Accept host key", id="node.accept_host_key"),
         Binding(
@@ -148,6 +149,9 @@ class NodeScreen(Screen[None]):
 
     def action_metrics(self) -> None:
         self.app.open_metrics(self.node)  # type: ignore[attr-defined]
+
+    def action_edit_config(self) -> None:
+        self.app.open_config(self.node)  # type: ignore[attr-defined]
 
     def action_runbook(self) -> None:
         """Open the runbook of the highlighted finding in the runner screen."""
