@@ -27,11 +27,13 @@ from nydus_console.configs import (
     SnapshotterConfig,
     parse_snapshotter_config,
 )
+from nydus_console.diagnose.matcher import SignatureMatch, default_matcher
 from nydus_console.fleet import Fleet, NodeReport
 from nydus_console.logs.buffer import LogBuffer, OrderedRecord
 from nydus_console.logs.follow import LogFollower, LogSource
 from nydus_console.logs.records import Level, LogRecord
 from nydus_console.logs.save import saved_logs_dir
+from nydus_console.screens.known import KnownFailureModal
 from nydus_console.screens.logview import LogRow, LogView
 from nydus_console.screens.messages import LogLinesRead, LogSourceChecked
 from nydus_console.screens.savelog import SavedFile, SaveLogModal
@@ -347,6 +349,8 @@ class RowFormat:
     source_width: int = 12
     search: re.Pattern[str] | None = None
     current_seq: int = -1
+    # Titles of the known failures that lines matched, by signature id.
+    known: dict[str, str] = field(default_factory=dict)
 
     def render(self, row: LogRow) -> Text:
         record = row.record
@@ -362,7 +366,12 @@ class RowFormat:
         if fields:
             text.append(" " + fields, style="dim")
         self._decorate(row, text)
+        if record.signature:
+            text.append(self._known_cell(record), style="bold reverse magenta")
         return text
+
+    def _known_cell(self, record: LogRecord) -> str:
+        return f"  known failure: {self.known.get(record.signature, record.signature)} "
 
     def width(self, row: LogRow) -> int:
         """Return the cells of `render(row)` without building the text."""
@@ -376,6 +385,8 @@ class RowFormat:
         fields = fields_text(record)
         if fields:
             cells += 1 + text_cells(fields)
+        if record.signature:
+            cells += text_cells(self._known_cell(record))
         return cells
 
     def _node_cell(self, record: LogRecord) -> str:
@@ -425,6 +436,7 @@ class LogScreen(Screen[None]):
         Binding("t", "toggle_time", "Time", id="logs.time"),
         Binding("w", "toggle_wrap", "Wrap", id="logs.wrap"),
         Binding("y", "copy", "Copy", id="logs.copy"),
+        Binding("f", "explain", "Explain", id="logs.explain"),
         Binding("ctrl+s", "save", "Save", id="logs.save"),
         *(
             Binding(
@@ -456,6 +468,9 @@ class LogScreen(Screen[None]):
             raise ValueError("a log screen needs a node")
         self.explicit_sources = sources
         self.buffer = LogBuffer(capacity)
+        self.matcher = default_matcher()
+        # The newest line of each known failure seen, by signature id.
+        self.known_seen: dict[str, SignatureMatch] = {}
         self.sources: list[SourceState] = []
         self.notes: list[str] = []
         self.rules = RowFilter()
@@ -584,11 +599,39 @@ class LogScreen(Screen[None]):
         for record in message.records:
             record.source = state.label
             self._track_state(state, record)
+            if not record.marker:
+                self._recognise(record)
         self._pending.extend(message.records)
         excess = len(self._pending) - self.buffer.capacity
         if excess > 0:
             del self._pending[:excess]
             self._pending_dropped += excess
+
+    def _recognise(self, record: LogRecord) -> None:
+        """Mark a line that matches a known failure signature and remember it."""
+        matches = self.matcher.match_record(record)
+        if not matches:
+            return
+        match = matches[0]
+        record.signature = match.signature.id
+        self.format.known[match.signature.id] = match.signature.title
+        self.known_seen[match.signature.id] = match
+
+    def action_explain(self) -> None:
+        """Explain the current line's known failure, else the newest one seen."""
+        row = next(
+            (r for r in self.view.rows if r.seq == self.format.current_seq), None
+        )
+        match = None
+        if row is not None and row.record.signature:
+            match = self.matcher.match_record(row.record)[0]
+        elif self.known_seen:
+            match = list(self.known_seen.values())[-1]
+        if match is None:
+            self.app.notify("no line matches a known failure", timeout=4)
+            return
+        node = row.record.node if row is not None else self.nodes[0]
+        self.app.push_screen(KnownFailureModal(match, node))
 
     def _track_state(self, state: SourceState, record: LogRecord) -> None:
         if record.marker:
@@ -673,6 +716,8 @@ class LogScreen(Screen[None]):
             parts.append(f"{dropped} lines dropped (buffer of {buffer.capacity})")
         if buffer.late:
             parts.append(f"{buffer.late} late lines out of time order")
+        if self.known_seen:
+            parts.append(f"{len(self.known_seen)} known failures (f explains)")
         parts.append(f"level {LEVEL_FILTERS[self.rules.level_index][0]}")
         if self.rules.include is not None:
             parts.append(f"include /{self.rules.include.pattern}/")

@@ -121,6 +121,42 @@ def status(screen: LogScreen) -> str:
     return screen.status_text().plain
 
 
+# -- known failures ----------------------------------------------------------------
+
+DUPLICATE_LINE = (
+    'time="2025-09-10T02:49:00.000000000Z" level=fatal msg="failed to start '
+    'nydus-snapshotter" error="failed to initialize snapshotter: wait until daemon '
+    "is RUNNING: daemon socket /var/lib/containerd/io.containerd.snapshotter.v1."
+    'nydus/socket/d1/api.sock: not found"'
+)
+
+
+async def test_known_failure_is_marked_and_explained(tmp_path: Path) -> None:
+    snapshotter, nydusd = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter, nydusd))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 5)
+        assert not screen.known_seen
+        append(snapshotter, DUPLICATE_LINE)
+        await wait_for(pilot, lambda: len(screen.view.rows) == 6)
+        (row,) = [r for r in screen.view.rows if r.record.signature]
+        assert "wait until daemon is RUNNING" in row.record.fields["error"]
+        rendered = screen.format.render(row).plain
+        assert "known failure: " in rendered
+        assert screen.format.width(row) == len(rendered)
+        assert "1 known failures (f explains)" in status(screen)
+        await pilot.press("f")
+        await pilot.pause()
+        text = str(app.screen.query_one("#known-text", Static).render())
+        signature = screen.known_seen[row.record.signature].signature
+        assert signature.title in text
+        assert "Next step" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+
+
 # -- following -------------------------------------------------------------------
 
 

@@ -71,3 +71,5 @@ class LogRecord:
     cursor: str = ""
     # A marker line the console inserted (a gap, a reconnect), not a log line.
     marker: bool = False
+    # Id of the known failure signature the line matches, "" for none.
+    signature: str = ""
