@@ -144,16 +144,16 @@ def _problems(item: InputFile, texts: dict[str, str]) -> list[Problem]:
 
 
 def _takes(signature: Signature, kind: str, problem: Problem) -> bool:
-    wanted: ProblemMatch | None = signature.problem
-    if wanted is None:
+    expected: ProblemMatch | None = signature.problem
+    if expected is None:
         return False
-    if wanted.kinds and kind not in wanted.kinds:
+    if expected.kinds and kind not in expected.kinds:
         return False
-    if wanted.severity and problem.severity != wanted.severity:
+    if expected.severity and problem.severity != expected.severity:
         return False
-    if wanted.message is not None and not wanted.message.search(problem.message):
+    if expected.message is not None and not expected.message.search(problem.message):
         return False
-    return wanted.key is None or wanted.key.search(problem.key) is not None
+    return expected.key is None or expected.key.search(problem.key) is not None
 
 
 def _problem_hit(problem: Problem) -> Hit:
