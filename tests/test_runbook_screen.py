@@ -86,8 +86,10 @@ async def wait_for_question(pilot: Pilot[Any], screen: RunbookScreen) -> None:
 
 
 async def wait_for_report(pilot: Pilot[Any], screen: RunbookScreen) -> None:
+    """Wait for the run's end and for the probe it starts, which the app routes."""
     for _ in range(200):
         if screen.report is not None:
+            await settle(pilot)
             return
         await pilot.pause(0.05)
     raise AssertionError("the run did not end")

@@ -119,6 +119,15 @@ async def findings_of(fleet: Fleet) -> dict[str, Status]:
     return {f.check: f.status for f in report.findings}
 
 
+async def single_snapshotter(fleet: Fleet) -> tuple[Status, list[str]]:
+    """Return the status of the one-process check and the processes it saw."""
+    report = await fleet.probe_node(NODE, full=True)
+    finding = next(
+        f for f in report.findings if f.check == "process.single_snapshotter"
+    )
+    return finding.status, [line for e in finding.evidence for line in e.lines]
+
+
 def run_console(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = dict(
         os.environ,
@@ -197,8 +206,13 @@ async def test_duplicate_snapshotter_health_ok(
 ) -> None:
     stray = start_stray(node)
     try:
-        before = await findings_of(fleet)
-        assert before["process.single_snapshotter"] == Status.FAIL
+        # The probe may run before the stray has taken over the sockets.
+        for _ in range(20):
+            status, processes = await single_snapshotter(fleet)
+            if status == Status.FAIL:
+                break
+            await asyncio.sleep(0.5)
+        assert status == Status.FAIL, processes
         report = await runner_for("duplicate-snapshotter", fleet, tmp_path).run()
     finally:
         node.exec(["sh", "-c", f"kill -KILL {stray} 2>/dev/null; true"])
