@@ -178,19 +178,26 @@ def build_parser() -> UsageParser:
 
 
 def resolve_inventory(args: argparse.Namespace) -> Inventory:
-    """Build the node list from the arguments, the inventory file, or this host."""
+    """Build the node list from the arguments, the inventory file, or this host.
+
+    A --node that names a node of the inventory selects it; other --node
+    values add nodes reached over SSH.
+    """
+    given = (args.node or []) + getattr(args, "node_after", [])
     inventory: Inventory | None = None
     if args.inventory is not None:
         inventory = load_inventory(args.inventory)
-    elif (
-        not args.node
-        and not getattr(args, "node_after", None)
-        and not args.ssh_hosts
-        and locations.inventory_file().exists()
-    ):
-        inventory = load_inventory(locations.inventory_file())
-    texts = (args.node or []) + getattr(args, "node_after", [])
-    extra = [parse_node_argument(text) for text in texts]
+    elif not args.ssh_hosts and locations.inventory_file().exists():
+        default = load_inventory(locations.inventory_file())
+        if not given or set(given) & {n.name for n in default.nodes}:
+            inventory = default
+    if inventory is not None:
+        names = {n.name for n in inventory.nodes}
+        chosen = [text for text in given if text in names]
+        if chosen:
+            inventory.nodes = [n for n in inventory.nodes if n.name in chosen]
+            given = [text for text in given if text not in names]
+    extra = [parse_node_argument(text) for text in given]
     if args.ssh_hosts:
         config = Path("~/.ssh/config").expanduser()
         aliases = ssh_config_aliases(config, args.ssh_hosts)
@@ -216,6 +223,16 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of our output went away (`... | head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "config" and args.config_command == "validate":
@@ -310,8 +327,10 @@ def _log_to_file() -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    # asyncssh logs every command line at INFO, probe scripts included.
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    # asyncssh logs every command line at INFO, probe scripts included, and
+    # httpx every metrics request: both would push the failures out of the file.
+    for name in ("asyncssh", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 async def run_doctor(inventory: Inventory, *, as_json: bool) -> int:

@@ -10,6 +10,7 @@ import ipaddress
 import re
 import socket
 import tomllib
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -242,9 +243,15 @@ def _metrics_settings(inventory: Inventory, table: dict[str, Any]) -> None:
 
 
 def check_prometheus_url(url: str) -> bool:
-    """True when `url` is an http(s) URL with a host."""
-    match = re.match(r"https?://([^/\s?#]+)", url)
-    return match is not None and not any(c.isspace() for c in url)
+    """True when `url` is an http(s) URL with a host and a valid port, if any."""
+    if any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
 
 
 def _table(value: object, where: str, source: str) -> dict[str, Any]:

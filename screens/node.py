@@ -182,11 +182,11 @@ class NodeScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "restart_snapshotter":
             facts = self.report.facts
+            # Read-only mode leaves the key on: the refusal is shown and audited.
             return (
                 self.report.error is None
                 and facts is not None
                 and facts.systemd_running
-                and not self.app.gate.refusal(self.report.spec)  # type: ignore[attr-defined]
             )
         if action == "runbook":
             return self.report.error is None and bool(self.highlighted_runbook())

@@ -109,6 +109,9 @@ async def test_failed_restart_rolls_back(
     assert (f"restore {SNAPSHOTTER_CONFIG} from the backup", True) in names
     assert names[-1] == (f"verify {SNAPSHOTTER_UNIT}", True)
     assert node.unit_property(SNAPSHOTTER_UNIT, "ActiveState") == "active"
+    # The restore keeps the rejected content in a backup of its own.
+    assert node.read_file(report.backup) == old
+    assert node.read_file(report.backup.replace(".bak", "-rejected.bak")) == new
 
 
 async def test_broken_containerd_config_rolls_back(

@@ -250,6 +250,19 @@ def test_same_host_other_port_is_another_node() -> None:
     assert names == ["127.0.0.1:2299", "127.0.0.1:1"]
 
 
+def test_node_option_selects_inventory_node(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(
+        '[nodes.gpu-1]\naddress = "10.0.0.5"\n\n[nodes.gpu-2]\naddress = "10.0.0.6"\n'
+    )
+    args = build_parser().parse_args(
+        ["--inventory", str(inventory), "--node", "gpu-2", "--node", "127.0.0.1:1"]
+    )
+    nodes = resolve_inventory(args).nodes
+    assert [n.name for n in nodes] == ["gpu-2", "127.0.0.1:1"]
+    assert nodes[0].host == "10.0.0.6"
+
+
 def test_duplicate_node_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--node", "a", "--node", "a"]) == 64
     assert "'a' is given twice" in capsys.readouterr().err

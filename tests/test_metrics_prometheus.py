@@ -176,7 +176,10 @@ def test_cli_names_a_prometheus_that_does_not_answer(tmp_path: Path) -> None:
     assert f"Prometheus at {url} did not answer" in result.stdout
 
 
-def test_cli_rejects_a_url_that_is_not_http(tmp_path: Path) -> None:
-    result = run_cli("metrics", "--prometheus", "prometheus:9090", home=tmp_path)
+@pytest.mark.parametrize(
+    "url", ["prometheus:9090", "http://host:port", "http://[::1", "http://h:99999"]
+)
+def test_cli_rejects_a_url_that_is_not_http(url: str, tmp_path: Path) -> None:
+    result = run_cli("metrics", "--prometheus", url, home=tmp_path)
     assert result.returncode == 64
-    assert "'prometheus:9090' is not an http:// or https:// URL" in result.stderr
+    assert f"{url!r} is not an http:// or https:// URL" in result.stderr

@@ -183,7 +183,10 @@ class ConfigApplier:
         if change.old_text is None:
             report.add("roll back", False, f"{change.path} did not exist before")
             return
-        restore = write_action(change.path, change.old_text, change.new_text, stamp)
+        # Its own stamp: the restore keeps the rejected content as a backup
+        # too, and must not overwrite the backup of the original.
+        rejected = f"{stamp}-rejected"
+        restore = write_action(change.path, change.old_text, change.new_text, rejected)
         name = f"restore {change.path} from the backup"
         if await self._write(report, restore, name):
             await self._restart_and_verify(report, change)

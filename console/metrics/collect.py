@@ -397,7 +397,7 @@ class NodeMetricsReader:
         except (httpx.HTTPError, PromTextError) as exc:
             sample.problems.append(
                 f"snapshotter metrics at {endpoint}/v1/metrics unavailable: "
-                f"{exc or type(exc).__name__}"
+                f"{str(exc) or type(exc).__name__}"
             )
             return None
 

@@ -145,9 +145,9 @@ class PrometheusReader:
             response = await self._client.get(
                 f"{self.url}/api/v1/query", params={"query": promql}
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise PrometheusError(
-                f"{where} did not answer: {exc or type(exc).__name__}. Next step: "
+                f"{where} did not answer: {str(exc) or type(exc).__name__}. Next step: "
                 "check the URL (--prometheus or prometheus_url in the inventory)"
             ) from None
         return _vector(where, response)
