@@ -265,7 +265,7 @@ class NodeConfigRun:
             for row in rows:
                 where = "" if row["set"] else " (not set; default)"
                 self.say(
-                    f"{row['node']}: {row['key']} = {row['value']}{where}  "
+                    f"{row['node']}: {row['key']} = {row['shown']}{where}  "
                     f"[{row['path']}]"
                 )
         return status
@@ -278,12 +278,15 @@ class NodeConfigRun:
         value = (
             document.get(self.key) if present else (entry.default if entry else None)
         )
+        shown = display_value(entry, self.key, value)
         return {
             "node": name,
             "path": config.path,
             "key": self.key,
             "set": present,
-            "value": display_value(entry, self.key, value),
+            # The typed value in JSON; a credential only as ***.
+            "value": "***" if shown == "***" else value,
+            "shown": shown,
         }
 
     async def set_value(

@@ -70,6 +70,12 @@ async def _read(fleet: Fleet, name: str, kind: str) -> Document | str:
     return f"syntax error: {config.syntax}"
 
 
+def ordered_nodes(report: DriftReport) -> list[str]:
+    """Nodes that differ from most first, most differences first."""
+    odd = {n: len(report.outliers_of(n)) for n in report.nodes}
+    return sorted(report.nodes, key=lambda n: (-odd[n], report.nodes.index(n)))
+
+
 class DriftScreen(Screen[None]):
     """Keys of one config that differ between nodes."""
 
@@ -88,7 +94,10 @@ class DriftScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="drift-summary")
-        yield DataTable(id="drift-table", cursor_type="cell", zebra_stripes=True)
+        # The key column stays in view when the node columns scroll.
+        yield DataTable(
+            id="drift-table", cursor_type="cell", zebra_stripes=True, fixed_columns=1
+        )
         yield Static(id="drift-unreadable")
         yield Footer()
 
@@ -120,11 +129,12 @@ class DriftScreen(Screen[None]):
         table.clear(columns=True)
         table.add_column("Key", key="key")
         table.add_column("Most nodes", key="majority")
-        for node in report.nodes:
+        nodes = ordered_nodes(report)
+        for node in nodes:
             table.add_column(node, key=node)
         for drift in report.keys:
             cells = [Text(drift.key), Text(drift.majority or "(no majority)")]
-            for node in report.nodes:
+            for node in nodes:
                 odd = node in drift.outliers
                 cells.append(
                     Text(drift.shown[node], style="bold red" if odd else "dim")

@@ -79,8 +79,9 @@ def test_get_reads_every_node(inventory: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     rows = {row["node"]: row for row in json.loads(result.stdout)}
-    assert rows["nc-node1"]["value"].endswith('io.containerd.snapshotter.v1.nydus"')
-    assert rows["nc-node3"]["value"] == '"/data/containerd-nydus"'
+    assert rows["nc-node1"]["value"].endswith("io.containerd.snapshotter.v1.nydus")
+    assert rows["nc-node3"]["value"] == "/data/containerd-nydus"
+    assert rows["nc-node3"]["shown"] == '"/data/containerd-nydus"'
     assert rows["nc-node1"]["path"] == SNAPSHOTTER_CONFIG
 
 
