@@ -10,6 +10,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -78,7 +79,10 @@ class NodeScreen(Screen[None]):
         return sorted(shown, key=lambda f: -SEVERITY_ORDER[f.status])
 
     def show_report(self, report: NodeReport) -> None:
-        table = self.query_one(DataTable)
+        try:
+            table = self.query_one(DataTable)
+        except NoMatches:
+            return  # a probe that ends while the screen closes: nothing to show
         cursor = table.cursor_row
         table.clear()
         for finding in self.findings():
