@@ -81,8 +81,8 @@ async def test_screen_writes_restarts_and_rolls_back(
         assert screen.session is not None
         assert screen.session.baseline == written
 
-        # The double cannot listen on this metrics address and exits.
-        await type_into(pilot, field(screen, "metrics.address"), "not-an-address")
+        # sshd holds this port, so the double cannot listen there and exits.
+        await type_into(pilot, field(screen, "metrics.address"), "127.0.0.1:22")
         assert screen.session.blocking() == []
         await write_through_modal(pilot)
         results = panel(screen, "#config-results")

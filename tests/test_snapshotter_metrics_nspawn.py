@@ -67,9 +67,12 @@ def wait_for_collection(node: Node) -> str:
     """Return the node's metrics text once the first collection filled it."""
     texts: list[str] = []
 
+    # FS and cache metrics are filled one after the other within a collection,
+    # so a read between the two sees only the first.
     def collected() -> bool:
         texts.append(fetch_node_metrics(node)[1])
-        return "nydusd_total_read_bytes{" in texts[-1]
+        wanted = ("nydusd_total_read_bytes{", "nydusd_cache_total_requests{")
+        return all(name in texts[-1] for name in wanted)
 
     timeout = 2.5 * FIRST_TICK
     wait_until(collected, f"{node.name} collected no metrics", timeout=timeout)
