@@ -51,6 +51,17 @@ def restart_service(unit: str) -> Action:
     return Action(f"restart {unit}", ("systemctl", "restart", unit))
 
 
+# systemd refuses to start a unit that failed too often in a row ("start
+# request repeated too quickly") until its failed state is cleared.
+_RESET_AND_RESTART = 'systemctl reset-failed -- "$1"; exec systemctl restart -- "$1"'
+
+
+def reset_and_restart(unit: str) -> Action:
+    """Clear the unit's failed state, then restart it, in one action."""
+    argv = ("sh", "-c", _RESET_AND_RESTART, "restart", unit)
+    return Action(f"restart {unit}", argv)
+
+
 class ActionGate:
     def __init__(self, audit: AuditLog, *, read_only: bool) -> None:
         self.audit = audit

@@ -14,7 +14,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from nydus_console.actions import restart_service
+from nydus_console.actions import reset_and_restart
 from nydus_console.findings import SEVERITY_ORDER, Finding, Status
 from nydus_console.fleet import NodeReport
 from nydus_console.screens.render import age_text, status_text
@@ -181,7 +181,7 @@ class NodeScreen(Screen[None]):
 
     def action_restart_snapshotter(self) -> None:
         unit = self.report.spec.paths.snapshotter_unit
-        self.app.request_action(self.node, restart_service(unit))  # type: ignore[attr-defined]
+        self.app.request_action(self.node, reset_and_restart(unit))  # type: ignore[attr-defined]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "restart_snapshotter":

@@ -9,7 +9,13 @@ import pytest
 from test_screens import SIZE, make_fleet, settle
 from textual.widgets import Button
 
-from nydus_console.actions import Action, ActionGate, ActionRefused, restart_service
+from nydus_console.actions import (
+    Action,
+    ActionGate,
+    ActionRefused,
+    reset_and_restart,
+    restart_service,
+)
 from nydus_console.audit import AuditLog
 from nydus_console.inventory import NodeSpec
 from nydus_console.screens.app import NydusConsoleApp
@@ -107,7 +113,8 @@ async def test_restart_shows_command_cancel_focused(tmp_path: Path) -> None:
         await pilot.pause()
         assert isinstance(app.screen, ConfirmActionModal)
         command = str(app.screen.query_one("#confirm-command").render())
-        assert command == "systemctl restart nydus-snapshotter.service"
+        assert command == reset_and_restart("nydus-snapshotter.service").command_line
+        assert "systemctl reset-failed" in command
         assert app.screen.focused is app.screen.query_one("#confirm-cancel", Button)
         await pilot.press("enter")
         await pilot.pause()

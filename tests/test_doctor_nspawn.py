@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +327,49 @@ def test_unknown_key_shows_ed25519(nspawn_fleet: NspawnFleet, tmp_path: Path) ->
     ).stdout
     assert error["host_key"]["fingerprint"] == expected.split()[1]
     assert "/etc/ssh/ssh_host_ed25519_key.pub" in error["next_step"]
+
+
+async def test_restart_clears_a_start_limit(
+    nspawn_fleet: NspawnFleet, tmp_path: Path
+) -> None:
+    from nydus_console.actions import ActionGate, reset_and_restart
+    from nydus_console.audit import AuditLog
+    from nydus_console.fleet import Fleet
+    from nydus_console.inventory import load_inventory
+
+    node = nspawn_fleet.node("nc-node2")
+    unit = "nc-start-limit.service"
+    path = f"/etc/systemd/system/{unit}"
+    ready = "/run/nc-start-limit-ready"
+    # Restart=always with a command that fails until `ready` exists: systemd
+    # restarts it until its start limit, then refuses every start.
+    node.write_file(
+        path,
+        "[Unit]\nStartLimitBurst=3\nStartLimitIntervalSec=300\n\n[Service]\n"
+        f"ExecStart=/bin/sh -c 'test -e {ready} && exec sleep 600; exit 1'\n"
+        "Restart=always\nRestartSec=100ms\n",
+    )
+    node.systemctl("daemon-reload", check=True)
+    node.systemctl("start", unit)
+    deadline = time.monotonic() + 20
+    while node.unit_property(unit, "ActiveState") != "failed":
+        assert time.monotonic() < deadline, "the unit never hit its start limit"
+        time.sleep(0.2)
+    node.exec(["touch", ready])  # the cause is fixed, yet a plain start is refused
+    assert node.systemctl("start", unit).returncode != 0
+    fleet = Fleet(load_inventory(nspawn_fleet.write_inventory()))
+    try:
+        result = await ActionGate(AuditLog(tmp_path / "a.jsonl"), read_only=False).run(
+            reset_and_restart(unit),
+            fleet.specs["nc-node2"],
+            fleet.transports["nc-node2"],
+            confirmed_by="nc-node2",
+        )
+        assert result.exit_status == 0, result.stderr
+        assert node.unit_property(unit, "ActiveState") == "active"
+    finally:
+        await fleet.close()
+        node.systemctl("stop", unit)
+        node.exec(["rm", "-f", path, ready])
+        node.systemctl("daemon-reload")
+        node.systemctl("reset-failed", unit)
