@@ -153,7 +153,8 @@ def build_parser() -> UsageParser:
         description="Print the recent lines of a journald unit (default: the "
         "snapshotter unit) or a log file on every node, parsed into time, level "
         "and message; with --follow keep printing, reconnecting after a dropped "
-        "connection. Exit status: 0, 3 when a node could not be reached, "
+        "connection. Exit status: 0, 1 when the source could not be read on a "
+        "node (a missing file), 3 when a node could not be reached, "
         f"{EXIT_USAGE} invalid arguments.",
     )
     add_logs_arguments(logs)

@@ -18,6 +18,7 @@ from nydus_console.logs.records import LogRecord
 from nydus_console.transport.base import CommandResult, TransportError
 
 EXIT_UNREACHABLE = 3
+EXIT_UNREADABLE = 1
 
 
 def pick_source(unit: str | None, path: str | None, default_unit: str) -> LogSource:
@@ -125,6 +126,8 @@ async def _print_all(fleet: Fleet, query: LogQuery) -> int:
         # journalctl prints "No journal files were found." on stderr with status 0.
         if result.stderr.strip() and (result.exit_status != 0 or not printed):
             print(f"nydus-console: {name}: {result.stderr.strip()}", file=sys.stderr)
+        if result.exit_status != 0 and code == 0:
+            code = EXIT_UNREADABLE  # a missing or unreadable file, for example
     return code
 
 

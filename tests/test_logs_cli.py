@@ -43,6 +43,24 @@ async def test_logs_prints_parsed_lines(tmp_path: Path) -> None:
     assert entry["time"] == 1704067201.0
 
 
+async def test_missing_file_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "gone.log"
+    code = await run_logs(
+        local_inventory(),
+        unit=None,
+        path=str(missing),
+        lines=10,
+        follow=False,
+        grep=None,
+        as_json=False,
+        out=io.StringIO(),
+    )
+    assert code == 1
+    assert str(missing) in capsys.readouterr().err
+
+
 async def test_logs_of_old_journalctl(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
