@@ -173,7 +173,7 @@ def test_cli_names_a_prometheus_that_does_not_answer(tmp_path: Path) -> None:
         home=tmp_path,
     )
     assert result.returncode == 3
-    assert f"Prometheus at {url} did not answer" in result.stdout
+    assert f"Prometheus at {url} did not respond" in result.stdout
 
 
 @pytest.mark.parametrize(

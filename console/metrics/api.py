@@ -1,6 +1,6 @@
 """JSON over HTTP to the unix sockets of nydusd and the snapshotter's system controller.
 
-Both APIs answer errors with a JSON body ``{"code": ..., "message": ...}``;
+Both APIs report errors with a JSON body ``{"code": ..., "message": ...}``;
 nydusd nests its error variants in the message (``...(NoCounter)...``).
 Every failure becomes an ApiError that names the socket, the request and
 what to do next.
@@ -84,7 +84,7 @@ _CLOSED_CONNECTION = (httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadErr
 
 
 class SocketClient:
-    """GET requests with JSON answers to one unix socket on a node."""
+    """Client for GET requests with JSON responses to one unix socket on a node."""
 
     def __init__(
         self,
@@ -102,7 +102,7 @@ class SocketClient:
         )
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
-        """Return the decoded JSON answer, or None for 204 No Content."""
+        """Return the decoded JSON response, or None for 204 No Content."""
         where = f"{self.peer} ({self.socket_path}) GET {path}"
         response = await self._send(path, params, where)
         if response.status_code == 204:
@@ -113,7 +113,7 @@ class SocketClient:
             return json.loads(response.content)
         except ValueError:
             head = response.content[:80].decode("utf-8", "replace")
-            raise ApiError(f"{where} answered with no JSON: {head!r}") from None
+            raise ApiError(f"{where} returned no JSON: {head!r}") from None
 
     async def _send(
         self, path: str, params: dict[str, str] | None, where: str
@@ -130,7 +130,7 @@ class SocketClient:
                     ) from None
             except httpx.TimeoutException:
                 raise ApiError(
-                    f"{where}: no answer within {self._client.timeout.read} s",
+                    f"{where}: no response within {self._client.timeout.read} s",
                     next_step="the daemon may hang; check its state and hung I/O",
                 ) from None
             except httpx.TransportError as exc:

@@ -2,7 +2,7 @@
 APIs, and the snapshotter's Prometheus endpoint, all through the node's transport.
 
 Never requested: ``/api/v1/daemons/{id}/backend`` (it returns registry
-credentials in clear) and ``/api/v1/daemons/records`` (a stub that answers
+credentials in clear) and ``/api/v1/daemons/records`` (a stub that returns
 501). From ``/api/v1/daemon`` only the state, version, mountpoints and backend
 type are kept; its config (with unmasked S3 keys) is dropped on arrival.
 """
@@ -44,7 +44,7 @@ SYSTEM_OFF_NOTE = (
 
 @dataclass(frozen=True)
 class MetricsTargets:
-    """Where a node's metrics are: taken from its snapshotter config and probe."""
+    """Locations of a node's metrics, taken from its snapshotter config and probe."""
 
     system_socket: str = ""
     metrics_address: str = ""
@@ -89,7 +89,7 @@ def targets_from_facts(facts: NodeFacts, paths: NodePaths) -> MetricsTargets:
 
 
 def metrics_endpoint(address: str) -> Endpoint | None:
-    """Where to reach `[metrics] address` from the node itself."""
+    """Return the endpoint of `[metrics] address` as seen from the node itself."""
     host, _, port = address.strip().rpartition(":")
     if not port.isdigit():
         return None
@@ -100,7 +100,7 @@ def metrics_endpoint(address: str) -> Endpoint | None:
 
 
 def numeric_fields(data: Any) -> dict[str, Any] | None:
-    """Keep the numeric, boolean and numeric-list fields of an API answer."""
+    """Keep the numeric, boolean and numeric-list fields of an API response."""
     if not isinstance(data, dict):
         return None
     return {k: v for k, v in data.items() if _is_numeric(v)}
@@ -115,7 +115,7 @@ def _is_numeric(value: Any) -> bool:
 
 
 def add_counters(left: Any, right: Any) -> Any:
-    """Add two API answers of the same shape, element by element.
+    """Add two API responses of the same shape, element by element.
 
     Flags combine with "and": data_all_ready is true for a daemon only when
     it is true for every instance.
@@ -239,7 +239,7 @@ class NodeMetricsReader:
                 error = await self.explain(daemon.api_socket, exc)
                 daemon.errors["/api/v1/daemon"] = error
                 if not exc.status:
-                    return  # nothing answers on the socket: the rest would fail
+                    return  # nothing listens on the socket, so the rest would fail
                 info = None
             mountpoints = self._read_info(info, daemon)
             self._remember_info(daemon, mountpoints)
@@ -317,7 +317,7 @@ class NodeMetricsReader:
             return None
 
     async def explain(self, socket: str, error: ApiError) -> str:
-        """Say why a socket failed when the transport could only say "open failed".
+        """Explain why a socket failed when the transport reported only "open failed".
 
         One `stat` of the path tells a missing socket from a stale one.
         """

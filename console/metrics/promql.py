@@ -1,7 +1,7 @@
 """Prometheus mode: the snapshotter's metric families of every node in one query.
 
 For a fleet too large to poll, a Prometheus server that already scrapes each
-snapshotter's `/v1/metrics` answers for all nodes at once. Series are matched
+snapshotter's `/v1/metrics` returns them for all nodes at once. Series are matched
 to nodes by the host part of their `instance` label.
 """
 
@@ -26,7 +26,7 @@ SOURCE = "prometheus"
 
 
 class PrometheusError(Exception):
-    """The Prometheus server could not answer; the message names its URL."""
+    """A request to the Prometheus server failed; the message names its URL."""
 
 
 def instance_host(instance: str) -> str:
@@ -67,7 +67,7 @@ def _bucket_counts(families: PromFamilies, image: str) -> list[float] | None:
 
 
 def daemons_from_families(families: PromFamilies) -> list[DaemonSample]:
-    """One sample per image, with the counters the snapshotter exports for it."""
+    """Build one sample per image, with the counters the snapshotter exports for it."""
     images = sorted(
         {s.label("image_ref") for s in families.samples if s.name.startswith("nydusd_")}
         - {""}
@@ -147,8 +147,9 @@ class PrometheusReader:
             )
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise PrometheusError(
-                f"{where} did not answer: {str(exc) or type(exc).__name__}. Next step: "
-                "check the URL (--prometheus or prometheus_url in the inventory)"
+                f"{where} did not respond: {str(exc) or type(exc).__name__}. "
+                "Next step: check the URL (--prometheus or prometheus_url in "
+                "the inventory)"
             ) from None
         return _vector(where, response)
 
@@ -198,15 +199,15 @@ def _vector(where: str, response: httpx.Response) -> list[dict[str, Any]]:
         body = response.json()
     except ValueError:
         raise PrometheusError(
-            f"{where} answered {response.status_code} without JSON; is it a "
+            f"{where} responded {response.status_code} without JSON; is it a "
             "Prometheus server?"
         ) from None
     if not isinstance(body, dict) or body.get("status") != "success":
         error = body.get("error", "") if isinstance(body, dict) else ""
         raise PrometheusError(
-            f"{where} refused the query: {error or response.text[:200]}"
+            f"{where} rejected the query: {error or response.text[:200]}"
         )
     data = body.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("result"), list):
-        raise PrometheusError(f"{where} answered without a result list")
+        raise PrometheusError(f"{where} returned no result list")
     return [r for r in data["result"] if isinstance(r, dict)]

@@ -1,7 +1,7 @@
 """HTTP to a node's unix sockets and loopback ports, carried by its transport.
 
-httpx sends the requests; an httpcore pool keeps connections alive; the
-network backend asks the node's transport for a byte stream. Over SSH that
+httpx sends the requests and an httpcore pool keeps connections alive. The
+network backend gets each byte stream from the node's transport. Over SSH that
 stream is a forwarded channel (direct-streamlocal for a unix socket,
 direct-tcpip for a port), opened as the login user. Locally it is an asyncio
 stream. Both have read/at_eof and write/drain/close/is_closing, so one
@@ -36,7 +36,7 @@ class _ChannelStream(httpcore.AsyncNetworkStream):
         try:
             return await asyncio.wait_for(self._reader.read(max_bytes), timeout)
         except TimeoutError:
-            raise httpcore.ReadTimeout(f"{self._label}: no answer in time") from None
+            raise httpcore.ReadTimeout(f"{self._label}: no response in time") from None
         except (OSError, EOFError) as exc:
             raise httpcore.ReadError(f"{self._label}: {exc}") from exc
 
@@ -55,7 +55,7 @@ class _ChannelStream(httpcore.AsyncNetworkStream):
         self._writer.close()
 
     def get_extra_info(self, info: str) -> Any:
-        # The pool asks whether an idle connection has data (or EOF) waiting;
+        # The pool checks whether an idle connection has data (or EOF) waiting.
         # True makes it drop a connection whose server went away.
         if info == "is_readable":
             return self._reader.at_eof() or self._writer.is_closing()
