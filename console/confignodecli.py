@@ -275,9 +275,10 @@ class NodeConfigRun:
         assert document is not None
         entry = document.entry(self.key)
         present = document.has(self.key)
-        value = (
-            document.get(self.key) if present else (entry.default if entry else None)
-        )
+        if present:
+            value = document.get(self.key)
+        else:
+            value = entry.default if entry else None
         shown = display_value(entry, self.key, value)
         return {
             "node": name,

@@ -289,7 +289,7 @@ SPARK_FORMATS: dict[str, Callable[[float | None], str]] = {
 
 
 def spark_title(key: str, title: str, series: list[float]) -> str:
-    """The label over a sparkline: the latest value and the highest shown."""
+    """Return the label over a sparkline: the latest value and the highest shown."""
     if not series:
         return f"{title}: no samples yet"
     show = SPARK_FORMATS[key]

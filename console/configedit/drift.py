@@ -62,7 +62,7 @@ class DriftReport:
 
 
 def flatten(document: Document) -> dict[str, Any]:
-    """Every leaf value of a document by its dotted key; lists are leaves."""
+    """Return every leaf value of a document by its dotted key; lists are leaves."""
     leaves: dict[str, Any] = {}
     _walk(document.data(), (), leaves)
     return leaves
@@ -77,7 +77,7 @@ def _walk(node: Any, prefix: KeyPath, leaves: dict[str, Any]) -> None:
 
 
 def _fingerprint(document: Document, key: str, value: Any) -> str:
-    """A comparable form of a value; a digest for secrets."""
+    """Return a comparable form of a value, a digest for secrets."""
     text = json.dumps(value, sort_keys=True, default=str)
     entry = document.entry(key)
     if display_value(entry, key, value) == "***":

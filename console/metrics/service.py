@@ -1,8 +1,8 @@
 """Fleet metrics: poll each node's sockets, or ask Prometheus for all of them.
 
-A node is probed before its first poll (its snapshotter config says where the
-sockets and the metrics endpoint are); later polls reuse those targets until
-the next probe replaces them.
+A node is probed before its first poll, because its snapshotter config gives
+the paths of the sockets and the metrics endpoint. Later polls reuse those
+targets until the next probe replaces them.
 """
 
 from __future__ import annotations
@@ -49,11 +49,11 @@ class FleetMetrics:
 
     async def poll(self, names: Iterable[str] | None = None) -> list[NodeFigures]:
         """Poll `names` (default: every node) and return their new figures."""
-        wanted = list(names) if names is not None else list(self.fleet.specs)
+        requested = list(names) if names is not None else list(self.fleet.specs)
         if self._prometheus is not None:
-            samples = [s for s in await self._prometheus.read() if s.node in wanted]
+            samples = [s for s in await self._prometheus.read() if s.node in requested]
             return [self._record(s, PROMETHEUS_RATE_SPAN) for s in samples]
-        results = await asyncio.gather(*(self._poll_node(n) for n in wanted))
+        results = await asyncio.gather(*(self._poll_node(n) for n in requested))
         return list(results)
 
     async def _poll_node(self, name: str) -> NodeFigures:
@@ -92,7 +92,7 @@ class FleetMetrics:
         return reader.targets if reader else None
 
     def document(self, name: str) -> dict[str, Any]:
-        """The JSON form of a node's latest sample and figures."""
+        """Return the JSON form of a node's latest sample and figures."""
         sample, figures = self.samples.get(name), self.figures.get(name)
         if sample is None or figures is None:
             return {"node": name, "error": "not polled yet"}

@@ -1,4 +1,4 @@
-"""Replay double of the metrics readers: polls answer with recorded samples.
+"""Replay double of the metrics readers: polls return recorded samples.
 
 Samples were recorded from the booted test nodes with
 ``python tests/doubles/recorded_metrics.py record INVENTORY OUT_DIR``; each
@@ -67,7 +67,7 @@ def load_recorded_metrics(directory: Path) -> dict[str, list[NodeSample]]:
 
 
 class ReplayReader:
-    """Answers each poll with the next recorded sample of one node."""
+    """Replay reader that returns the next recorded sample of one node at each poll."""
 
     def __init__(self, samples: list[NodeSample]) -> None:
         self.targets = MetricsTargets()
@@ -92,7 +92,7 @@ class RecordedMetrics(FleetMetrics):
 
     async def _reader(self, name: str) -> Any:
         # A node without a recording goes the real way: probed first, and an
-        # unreachable one answers with the reason.
+        # unreachable one reports the reason.
         replay = self.replays.get(name)
         return replay if replay is not None else await super()._reader(name)
 
