@@ -17,9 +17,11 @@ from nydus_console.configs import mask_secrets
 from nydus_console.transport.base import Transport
 from nydus_console.transport.http import NodeHTTPTransport
 
-# The host part of the URL is not used on a unix socket; it names the peer in
-# error messages.
 DEFAULT_TIMEOUT = 5.0
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+# Every request goes to the unix socket; the URL's host only fills the Host
+# header, which neither API reads.
+_HEADERS = {"Accept": "application/json", "User-Agent": "nydus-console"}
 
 
 class ApiError(Exception):
@@ -95,11 +97,12 @@ class SocketClient:
     ) -> None:
         self.socket_path = socket_path
         self.peer = peer
-        self._client = httpx.AsyncClient(
-            transport=NodeHTTPTransport(transport.open_stream, uds=socket_path),
-            base_url=f"http://{peer}",
-            timeout=timeout,
-        )
+        self.timeout = timeout
+        # Requests go straight to the transport: an AsyncClient's cookie jar,
+        # redirect and auth handling cost more CPU than the request itself,
+        # and a unix socket API needs none of them.
+        self._transport = NodeHTTPTransport(transport.open_stream, uds=socket_path)
+        self._extensions = {"timeout": dict.fromkeys(_TIMEOUT_KEYS, timeout)}
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
         """Return the decoded JSON response, or None for 204 No Content."""
@@ -121,7 +124,7 @@ class SocketClient:
         # A GET is safe to send again, and the retry opens a new connection.
         for attempt in (1, 2):
             try:
-                return await self._client.get(path, params=params)
+                return await self._request(path, params)
             except _CLOSED_CONNECTION as exc:
                 if attempt == 2:
                     raise ApiError(
@@ -130,15 +133,29 @@ class SocketClient:
                     ) from None
             except httpx.TimeoutException:
                 raise ApiError(
-                    f"{where}: no response within {self._client.timeout.read} s",
+                    f"{where}: no response within {self.timeout:g} s",
                     next_step="the daemon may hang; check its state and hung I/O",
                 ) from None
             except httpx.TransportError as exc:
                 raise ApiError(f"{where}: {exc}", next_step=_connect_step()) from None
         raise AssertionError("unreachable")
 
+    async def _request(
+        self, path: str, params: dict[str, str] | None
+    ) -> httpx.Response:
+        request = httpx.Request(
+            "GET",
+            f"http://localhost{path}",
+            params=params,
+            headers=_HEADERS,
+            extensions=self._extensions,
+        )
+        response = await self._transport.handle_async_request(request)
+        await response.aread()
+        return response
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
 
 def _connect_step() -> str:

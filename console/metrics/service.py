@@ -12,7 +12,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from nydus_console.facts import NodeFacts
 from nydus_console.fleet import Fleet, NodeReport
+from nydus_console.inventory import NodePaths
 from nydus_console.metrics.collect import (
     MetricsTargets,
     NodeMetricsReader,
@@ -36,6 +38,9 @@ class FleetMetrics:
         self.figures: dict[str, NodeFigures] = {}
         self._readers: dict[str, NodeMetricsReader] = {}
         self._prometheus: PrometheusReader | None = None
+        # The facts object each node's targets were read from: a probe makes
+        # a new one, and only then is the snapshotter config parsed again.
+        self._targets_of: dict[str, tuple[object, MetricsTargets]] = {}
         if prometheus_url:
             hosts = {
                 name: spec.prometheus_instance or spec.host or name
@@ -72,7 +77,7 @@ class FleetMetrics:
             report = await self.fleet.probe_node(name)
         if report.facts is None:
             return _unreachable(report)
-        targets = targets_from_facts(report.facts, report.spec.paths)
+        targets = self._targets(name, report.facts, report.spec.paths)
         reader = self._readers.get(name)
         if reader is None or reader.targets != targets:
             if reader is not None:
@@ -80,6 +85,14 @@ class FleetMetrics:
             reader = NodeMetricsReader(self.fleet.transports[name], targets)
             self._readers[name] = reader
         return reader
+
+    def _targets(self, name: str, facts: NodeFacts, paths: NodePaths) -> MetricsTargets:
+        known = self._targets_of.get(name)
+        if known is not None and known[0] is facts:
+            return known[1]
+        targets = targets_from_facts(facts, paths)
+        self._targets_of[name] = (facts, targets)
+        return targets
 
     def _record(self, sample: NodeSample, span: float) -> NodeFigures:
         figures = self.history.add(sample, span)

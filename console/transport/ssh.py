@@ -53,6 +53,18 @@ kill "$watcher" 2>/dev/null
 exit "$status"
 """
 BACKOFF_MAX_SECONDS = 30.0
+# asyncssh's default order puts chacha20-poly1305 first; its implementation
+# costs about 17 us of CPU per packet against about 2.4 us for AES-GCM, and
+# metrics polls send and receive several packets per request. Every cipher
+# here is one that OpenSSH offers by default.
+PREFERRED_CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,7 @@ class SSHTransport:
             "keepalive_interval": target.keepalive_interval,
             "keepalive_count_max": 3,
             "known_hosts": self.host_keys.load() if self.host_keys else None,
+            "encryption_algs": PREFERRED_CIPHERS,
         }
         if target.port:
             options["port"] = target.port
