@@ -50,7 +50,16 @@ class FleetScreen(Screen[None]):
     BINDING_GROUP_TITLE = "Fleet"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "refresh", "Refresh", id="fleet.refresh"),
-        Binding("slash", "filter", "Filter", key_display="/", id="fleet.filter"),
+        # A priority binding runs before the next keys are handed out, so a
+        # fast-typed "/name" lands in the filter box.
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            key_display="/",
+            priority=True,
+            id="fleet.filter",
+        ),
         Binding("s", "cycle_sort", "Sort", id="fleet.sort"),
         Binding("a", "toggle_auto", "Auto-refresh", id="fleet.auto_refresh"),
         Binding("m", "metrics", "Metrics", id="fleet.metrics"),
@@ -212,10 +221,16 @@ class FleetScreen(Screen[None]):
     def action_refresh(self) -> None:
         self.app.refresh_all(force=True)  # type: ignore[attr-defined]
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool:
+        # "/" typed into the open filter box is text, not a command.
+        return not (action == "filter" and isinstance(self.focused, Input))
+
     def action_filter(self) -> None:
         box = self.query_one("#fleet-filter", Input)
         box.add_class("visible")
-        box.focus()
+        # Widget.focus() would move the focus only after the keys already
+        # queued, which would then run the table's and screen's bindings.
+        self.set_focus(box)
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#fleet-filter", Input)

@@ -419,17 +419,27 @@ class LogScreen(Screen[None]):
             "space,p", "toggle_follow", "Pause", key_display="space", id="logs.pause"
         ),
         Binding("v", "cycle_level", "Level", id="logs.level"),
+        # Keys that open a text box are priority bindings: they run before the
+        # next keys are handed out, so a fast-typed "/pattern" lands in the box.
         Binding(
-            "slash", "edit('include')", "Include", key_display="/", id="logs.include"
+            "slash",
+            "edit('include')",
+            "Include",
+            key_display="/",
+            priority=True,
+            id="logs.include",
         ),
         Binding(
             "backslash,x",
             "edit('exclude')",
             "Exclude",
             key_display="\\",
+            priority=True,
             id="logs.exclude",
         ),
-        Binding("s,ctrl+f", "edit('search')", "Search", id="logs.search"),
+        Binding(
+            "s,ctrl+f", "edit('search')", "Search", priority=True, id="logs.search"
+        ),
         Binding("n", "next_match", "Next", id="logs.next"),
         Binding("N", "previous_match", "Previous", show=False, id="logs.previous"),
         Binding("c", "cycle_context", "Context", id="logs.context"),
@@ -813,10 +823,16 @@ class LogScreen(Screen[None]):
         self.rules.hidden ^= {(state.node, state.label)}
         self.refilter()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool:
+        # A priority key typed into an open box is text, not a command.
+        return not (action == "edit" and isinstance(self.focused, Input))
+
     def action_edit(self, which: str) -> None:
         box = self.query_one(f"#logs-{which}", Input)
         box.add_class("visible")
-        box.focus()
+        # Widget.focus() would move the focus only after the keys already
+        # queued, which would then reach the view as commands.
+        self.set_focus(box)
 
     @on(Input.Submitted)
     def input_submitted(self, event: Input.Submitted) -> None:

@@ -26,6 +26,7 @@ from factbuilder import SAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_probe_local import write_node
+from textual import events
 from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
@@ -216,6 +217,25 @@ async def test_include_and_exclude_regex(tmp_path: Path) -> None:
         assert messages(screen) == ["slow fetch"], "new lines go through the filter"
         await pilot.press("slash", "ctrl+u", "enter", "x", "ctrl+u", "enter")
         assert len(messages(screen)) == 4
+
+
+async def test_fast_typed_pattern_lands_in_box(tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        # All keys queued at once, as a terminal delivers fast typing; "s",
+        # "v" and "/" inside the pattern would otherwise run bindings.
+        for key, char in [("slash", "/"), *[(c, c) for c in "slow|v/"]]:
+            app.post_message(events.Key(key, char))
+        app.post_message(events.Key("enter", "\r"))
+        await pilot.pause(0.3)
+        assert screen.rules.include is not None
+        assert screen.rules.include.pattern == "slow|v/"
+        assert screen.rules.level_index == 0
+        assert screen.format.search is None
+        assert messages(screen) == ["slow fetch"]
 
 
 async def test_invalid_regex_keeps_filter(tmp_path: Path) -> None:

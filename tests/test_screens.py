@@ -12,9 +12,10 @@ from typing import Any
 
 from doubles.recorded_facts import RecordedProber, load_recorded, recorded_fleet
 from factbuilder import SAMPLES
+from textual import events
 from textual.binding import Binding
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from nydus_console.audit import AuditLog
 from nydus_console.fleet import Fleet
@@ -122,6 +123,25 @@ async def test_filter_and_sort(tmp_path: Path) -> None:
         assert len(table_rows(app)) == 5
         await pilot.press("s")
         assert table_rows(app) == [f"nc-node{i}" for i in range(1, 6)]
+
+
+def post_keys(app: NydusConsoleApp, text: str) -> None:
+    """Queue every key of `text` at once, as a terminal delivers fast typing."""
+    for char in text:
+        key = {"/": "slash", "\r": "enter"}.get(char, char)
+        app.post_message(events.Key(key, char))
+
+
+async def test_fast_typed_filter_lands_in_box(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        post_keys(app, "/sa/node3\r")
+        await pilot.pause(0.3)
+        box = app.screen.query_one("#fleet-filter", Input)
+        assert box.value == "sa/node3", "keys after / went to the table instead"
+        assert table_rows(app) == []
+        assert app.screen.sort_mode == "status", "s ran the sort binding"
 
 
 async def test_enter_opens_node_with_evidence(tmp_path: Path) -> None:
