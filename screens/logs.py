@@ -813,6 +813,11 @@ class LogScreen(Screen[None]):
 
     def action_toggle_wrap(self) -> None:
         self.view.set_wrap(not self.view.wrap)
+        if self.following:
+            # Wrapping adds lines below the end; stay at the newest line.
+            self.view.call_after_refresh(
+                self.view.scroll_end, animate=False, x_axis=False
+            )
 
     def action_toggle_source(self, index: int) -> None:
         if index >= len(self.sources):

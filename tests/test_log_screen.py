@@ -946,6 +946,25 @@ def test_snapshot_log_screen(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_screen)
 
 
+async def test_wrap_while_following_stays_at_end(tmp_path: Path) -> None:
+    log = tmp_path / "nydus-snapshotter.log"
+    lines = [
+        f'time="2025-09-10T03:00:{n:02d}Z" level=info msg="{n} {"y" * 150}"'
+        for n in range(60)
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_logs(pilot, file_sources(log))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 60)
+        await pilot.press("w")
+        await pilot.pause(0.2)
+        view = screen.view
+        assert view.virtual_size.height > 120
+        assert view.scroll_offset.y == view.max_scroll_y > 0
+        assert screen.following
+
+
 async def test_wrap_and_time_toggles(tmp_path: Path) -> None:
     log = tmp_path / "nydus-snapshotter.log"
     long = "x" * 300
