@@ -216,6 +216,21 @@ async def check_file(transport: Transport, path: str) -> tuple[str, str]:
     return "following", ""
 
 
+async def check_unit(transport: Transport, unit: str) -> tuple[str, str]:
+    """Return the state of a journal source before it is followed, and why."""
+    argv = ["systemctl", "show", "--property=LoadState", "--value", "--", unit]
+    try:
+        result = await transport.run(argv, timeout=15)
+    except TransportError as exc:
+        return "failed", f"could not check {unit}: {exc.message}"
+    if result.ok and result.stdout.strip() == "not-found":
+        return "no unit", (
+            f"{unit} is not installed on {transport.name}; entries it left in "
+            "the journal are still shown"
+        )
+    return "following", ""
+
+
 def tail_state(message: str) -> tuple[str, str] | None:
     """Read a source state from a message of `tail -F` about its file."""
     if not message.startswith("tail: "):
@@ -580,6 +595,9 @@ class LogScreen(Screen[None]):
             self.post_message(LogSourceChecked(index, checked, detail))
             if checked == "unreadable":
                 return
+        else:
+            checked, detail = await check_unit(transport, state.target)
+            self.post_message(LogSourceChecked(index, checked, detail))
         follower = LogFollower(transport, state.node, state.source, INITIAL_LINES)
         async for batch in follower.batches():
             self.post_message(LogLinesRead(index, batch))
