@@ -724,15 +724,36 @@ class LogScreen(Screen[None]):
         self.set_class(bool(empty.plain), "empty")
 
     def sources_text(self) -> Text:
-        text = Text()
-        for number, state in enumerate(self.sources, start=1):
-            node = f"{state.node} " if len(self.nodes) > 1 else ""
-            style = "dim" if not state.enabled else ""
-            text.append(f"{number} {node}{state.label}", style=f"bold {style}")
-            text.append(f" {state.describe()}\n", style=style)
+        if len(self.nodes) > 1:
+            text = self._sources_by_node()
+        else:
+            text = Text()
+            for number, state in enumerate(self.sources, start=1):
+                style = "dim" if not state.enabled else ""
+                text.append(f"{number} {state.label}", style=f"bold {style}")
+                text.append(f" {state.describe()}\n", style=style)
         for note in self.notes:
             text.append(note + "\n", style="italic")
         text.rstrip()
+        return text
+
+    def _sources_by_node(self) -> Text:
+        """Return one line per node with each source's number, label and state.
+
+        With several nodes one line per source would not fit above the view.
+        """
+        text = Text()
+        numbered = list(enumerate(self.sources, start=1))
+        for node in self.nodes:
+            text.append(f"{node}:", style="bold")
+            for number, state in numbered:
+                if state.node != node:
+                    continue
+                word = "hidden" if not state.enabled else state.state
+                style = "dim" if not state.enabled else ""
+                text.append(f"  {number} {state.label}", style=f"bold {style}")
+                text.append(f" {word}", style=style)
+            text.append("\n")
         return text
 
     def status_text(self) -> Text:

@@ -469,6 +469,33 @@ async def test_merged_nodes_ordered_with_node(tmp_path: Path) -> None:
         assert line == "09-10 03:00:02.000 nc-node2 snapshotter.log INFO  two"
 
 
+async def test_merged_nodes_list_every_source(tmp_path: Path) -> None:
+    recorded = load_recorded(SAMPLES / "facts")
+    names = list(recorded)
+    fleet = recorded_fleet(recorded, lambda: NOW)
+    for name in names:
+        fleet.transports[name] = NodeDirTransport(name)
+        (tmp_path / name).mkdir()
+    sources = [
+        LogSource("file", f"{tmp_path}/@NODE@/{label}.log")
+        for label in ("snapshotter", "containerd", "kubelet", "daemon")
+    ]
+    app = NydusConsoleApp(fleet.inventory, refresh_seconds=0, fleet=fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        screen = LogScreen(nodes=names, sources=sources)
+        await app.push_screen(screen)
+        await pilot.pause(0.5)
+        box = screen.query_one("#logs-sources", Static)
+        shown = box.render()
+        lines = str(shown).splitlines()
+        assert len(screen.sources) == 12
+        assert len(lines) == 3, "one line per node"
+        assert box.size.height == 3
+        assert lines[2].startswith("nc-node3:  9 snapshotter.log missing")
+        assert lines[2].endswith("12 daemon.log missing")
+
+
 async def test_paused_view_keeps_top_row(tmp_path: Path) -> None:
     first, second = tmp_path / "first.log", tmp_path / "second.log"
     append(first, *(logrus(i, f"m{i}") for i in range(60)))
