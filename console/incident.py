@@ -485,15 +485,41 @@ async def examine_nodes(
         return Examination()
     fleet = Fleet(replace(inventory, nodes=specs))
     try:
-        reports = await fleet.probe_all(full=True)
-        reachable = [r.spec.name for r in reports if r.error is None]
-        found = await asyncio.gather(
-            *(_node_sightings(fleet, name, since, until) for name in reachable)
-        )
+        await fleet.probe_all(full=True)
+        return await fleet_examination(fleet, list(fleet.specs), since, until)
     finally:
         await fleet.close()
+
+
+async def fleet_examination(
+    fleet: Fleet,
+    names: Iterable[str],
+    since: datetime.datetime,
+    until: datetime.datetime,
+) -> Examination:
+    """Take the fleet's latest reports of the nodes and read their journals."""
+    reports = [fleet.reports[name] for name in names if name in fleet.specs]
+    reachable = [r.spec.name for r in reports if r.facts is not None]
+    found = await asyncio.gather(
+        *(_node_sightings(fleet, name, since, until) for name in reachable)
+    )
     sightings = sorted((s for group in found for s in group), key=lambda s: s.time)
     return Examination(reports, sightings)
+
+
+async def write_last_hour(fleet: Fleet, audit_path: Path) -> Path:
+    """Write the report of the last hour for the fleet's nodes; return its path.
+
+    The findings are the fleet's latest probe of each node the hour involves.
+    """
+    now = datetime.datetime.now(UTC)
+    since = now - datetime.timedelta(hours=1)
+    window = read_window(audit_path, since, now)
+    examination = await fleet_examination(fleet, window.nodes, since, now)
+    path = default_report_path(now)
+    text = render_report(ReportInput(window, audit_path, now, examination))
+    await asyncio.to_thread(write_report, path, text)
+    return path
 
 
 def reports_dir() -> Path:

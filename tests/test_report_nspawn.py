@@ -24,6 +24,7 @@ from nydus_console.actions import Action, ActionGate, ActionRefused
 from nydus_console.audit import AuditLog
 from nydus_console.fleet import Fleet
 from nydus_console.inventory import load_inventory
+from nydus_console.screens.app import NydusConsoleApp
 
 pytestmark = pytest.mark.nspawn
 
@@ -162,3 +163,43 @@ def test_broken_node_journal_is_seen(home: Path) -> None:
     assert seen and all(h.startswith("nc-node3: seen: ") for h in seen)
     assert "- Seen in the journals: " in text
     assert "### nc-node3: " in text and "**FAIL**" in text
+
+
+# -- the console's palette command -------------------------------------------------
+
+
+async def test_palette_writes_report_of_last_hour(
+    nspawn_fleet: NspawnFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command writes the last hour under the state dir and says where."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    inventory = load_inventory(nspawn_fleet.write_inventory(tmp_path / "inv.toml"))
+    inventory.nodes = [n for n in inventory.nodes if n.name == "nc-node3"]
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    app = NydusConsoleApp(inventory, refresh_seconds=0, audit=audit)
+    async with app.run_test(size=(150, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        check = Action("check unit", ("systemctl", "is-active", SNAPSHOTTER_UNIT))
+        result = await app.gate.run(
+            check,
+            app.fleet.specs["nc-node3"],
+            app.fleet.transports["nc-node3"],
+            confirmed_by="nc-node3",
+        )
+        assert result.exit_status == 3
+        (command,) = [
+            c
+            for c in app.get_system_commands(app.screen)
+            if c.title == "fleet: write incident report (last hour)"
+        ]
+        command.callback()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        notes = [n.message for n in app._notifications]
+    (path,) = (tmp_path / "state/nydus-console/reports").glob("incident-*.md")
+    assert any(f"saved to {path}" in note for note in notes), notes
+    text = path.read_text()
+    assert "nc-node3: check unit" in headings(text)
+    assert "- Result: failed (exit status 3)" in text
+    assert any(h.startswith("nc-node3: seen: ") for h in headings(text))
+    assert "### nc-node3: " in text.split("## Findings at report time")[1]
