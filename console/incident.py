@@ -1,7 +1,7 @@
 """Incident reports: the audit log of a time window as a Markdown timeline.
 
 The audit log records every action the console ran or refused, with its
-time, node, command, exit status and the end of its output; runbook steps
+time, node, command, exit status and the end of its output. Runbook steps
 are actions named `RUNBOOK: step title`. Findings are not stored with
 times, so a report shows the findings of the nodes involved as they are
 when the report is written, marked "at report time".
@@ -161,7 +161,7 @@ def _entry(line: str) -> AuditEntry | None:
 
 @dataclass
 class ReportInput:
-    """What a report is written from."""
+    """The inputs of a report: the audit window and the nodes as examined now."""
 
     window: AuditWindow
     audit_path: Path

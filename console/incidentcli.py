@@ -75,24 +75,56 @@ def run_report(
 ) -> int:
     now = datetime.datetime.now(datetime.UTC)
     try:
-        since = parse_moment(args.since, now, "--since")
-        until = parse_moment(args.until, now, "--until")
-        if since > until:
-            raise TimeError(
-                f"--since {args.since!r} is after --until {args.until!r}; "
-                "give the earlier time to --since"
-            )
+        since, until = _window_bounds(args, now)
         inventory = resolve(args)
     except (TimeError, InventoryError) as exc:
         print(f"nydus-console: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.output is not None and args.output.exists():
-        print(
-            f"nydus-console: {args.output} exists; give another --output, a "
-            "report never replaces a file",
-            file=sys.stderr,
-        )
+        print(_exists(args.output), file=sys.stderr)
         return EXIT_USAGE
+    data = _gather(args, inventory, since, until, now)
+    text = render_report(data)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            write_report(args.output, text)
+        except FileExistsError:
+            print(_exists(args.output), file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as exc:
+            print(
+                f"nydus-console: cannot write {args.output}: {exc.strerror}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        print(args.output)
+    unreachable = any(r.status == UNREACHABLE for r in data.checked or [])
+    return EXIT_UNREACHABLE if unreachable else 0
+
+
+def _window_bounds(
+    args: argparse.Namespace, now: datetime.datetime
+) -> tuple[datetime.datetime, datetime.datetime]:
+    since = parse_moment(args.since, now, "--since")
+    until = parse_moment(args.until, now, "--until")
+    if since > until:
+        raise TimeError(
+            f"--since {args.since!r} is after --until {args.until!r}; "
+            "give the earlier time to --since"
+        )
+    return since, until
+
+
+def _gather(
+    args: argparse.Namespace,
+    inventory: Inventory,
+    since: datetime.datetime,
+    until: datetime.datetime,
+    now: datetime.datetime,
+) -> ReportInput:
+    """Read the audit window, then examine the nodes involved unless --no-check."""
     selected = bool(args.node or getattr(args, "node_after", []))
     names = [spec.name for spec in inventory.nodes] if selected else []
     window = read_window(locations.audit_log_file(), since, until, names)
@@ -100,14 +132,11 @@ def run_report(
     if not args.no_check:
         specs = involved_specs(window, inventory, selected)
         examination = asyncio.run(examine_nodes(inventory, specs, since, until))
-    text = render_report(
-        ReportInput(window, locations.audit_log_file(), now, examination)
+    return ReportInput(window, locations.audit_log_file(), now, examination)
+
+
+def _exists(path: Path) -> str:
+    return (
+        f"nydus-console: {path} exists; give another --output, a report never "
+        "replaces a file"
     )
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        write_report(args.output, text)
-        print(args.output)
-    reports = examination.reports if examination else []
-    unreachable = any(r.status == UNREACHABLE for r in reports)
-    return EXIT_UNREACHABLE if unreachable else 0

@@ -57,7 +57,7 @@ class LogSourceChecked(Message):
 
 
 class IncidentReportWritten(Message):
-    """The incident report was written to `path`, or `error` says why not."""
+    """The incident report was written to `path`, or `error` describes the failure."""
 
     def __init__(self, path: str, error: str = "") -> None:
         super().__init__()

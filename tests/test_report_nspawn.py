@@ -1,8 +1,8 @@
 """`nydus-console report` from an audit log written by real runs on booted nodes.
 
-A stray snapshotter is started on nc-node2 and the duplicate-snapshotter
-runbook removes it through the command line; a failing action that prints
-a credential and a refused action go through the gate. The report of that
+A stray snapshotter is started on nc-node2, and the duplicate-snapshotter
+runbook removes it through the command line. Then a failing action that
+prints a credential and a refused action go through the gate. The report of that
 window lists them in order with their commands, output and results.
 """
 
@@ -75,7 +75,7 @@ def add_stale_entry(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def home(nspawn_fleet: NspawnFleet, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home whose audit log holds the runbook run, the gate actions, a stale line."""
+    """Return a home whose audit log has the runbook run, gate actions, a stale line."""
     home = tmp_path_factory.mktemp("home")
     inventory = nspawn_fleet.write_inventory(home / "inventory.toml")
     node = nspawn_fleet.node(NODE)
@@ -122,10 +122,12 @@ def test_report_lists_the_run_in_order(home: Path) -> None:
     assert f"- Command: `systemctl restart {SNAPSHOTTER_UNIT}`" in text
     assert "- Result: failed (exit status 3)" in text
     assert "- Result: refused: the console runs with --read-only" in text
-    assert 'login password="***"' in text and "no registry" in text
+    assert 'login password="***"' in text
+    assert "no registry" in text
     summary = text.split("## Timeline")[0]
     assert f"- Runbooks: duplicate-snapshotter on {NODE}." in summary
-    assert "1 refused" in summary and "1 failed" in summary
+    assert "1 refused" in summary
+    assert "1 failed" in summary
     assert f"{NODE} ok" in summary or f"{NODE} 1 warning" in summary
     assert "stale action" not in text
     findings = text.split("## Findings at report time")[1]
@@ -153,7 +155,8 @@ def test_secrets_never_appear(home: Path, tmp_path: Path) -> None:
         assert secret not in text
     assert output.stat().st_mode & 0o077 == 0
     code, _, err = report(home, "--since", "3d", "--output", str(output))
-    assert code == 64 and "exists" in err
+    assert code == 64
+    assert "exists" in err
 
 
 def test_broken_node_journal_is_seen(home: Path) -> None:
@@ -162,7 +165,8 @@ def test_broken_node_journal_is_seen(home: Path) -> None:
     seen = [h for h in headings(text) if "seen:" in h]
     assert seen and all(h.startswith("nc-node3: seen: ") for h in seen)
     assert "- Seen in the journals: " in text
-    assert "### nc-node3: " in text and "**FAIL**" in text
+    assert "### nc-node3: " in text
+    assert "**FAIL**" in text
 
 
 # -- the console's palette command -------------------------------------------------
@@ -171,7 +175,7 @@ def test_broken_node_journal_is_seen(home: Path) -> None:
 async def test_palette_writes_report_of_last_hour(
     nspawn_fleet: NspawnFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The command writes the last hour under the state dir and says where."""
+    """The command writes the last hour under the state dir and shows the path."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     inventory = load_inventory(nspawn_fleet.write_inventory(tmp_path / "inv.toml"))
     inventory.nodes = [n for n in inventory.nodes if n.name == "nc-node3"]

@@ -1,6 +1,6 @@
 """Collect one node's support data with read-only commands.
 
-The probe gives the facts, configs and findings; the collector then reads
+The probe gives the facts, configs and findings. The collector then reads
 the `--version` output of the three programs, /etc/os-release, /proc/mounts
 and the last lines of every log source. A source that cannot be read is
 recorded as a gap and the rest is still collected.

@@ -1,4 +1,4 @@
-"""What a support bundle holds: files per node, and what could not be collected."""
+"""Contents of a support bundle: files per node, and what could not be collected."""
 
 from __future__ import annotations
 
