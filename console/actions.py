@@ -17,6 +17,8 @@ from nydus_console.transport.base import CommandResult, Transport, TransportErro
 from nydus_console.transport.quoting import quote_argv
 
 ACTION_TIMEOUT = 120.0
+# Characters of an action's output kept in the audit log (the end of it).
+OUTPUT_KEPT = 500
 log = logging.getLogger(__name__)
 
 
@@ -129,7 +131,8 @@ class ActionGate:
                 **base,
                 "outcome": "ran",
                 "exit_status": result.exit_status,
-                "stderr": result.stderr.strip()[-500:],
+                "stdout": result.stdout.strip()[-OUTPUT_KEPT:],
+                "stderr": result.stderr.strip()[-OUTPUT_KEPT:],
             }
         )
         return result

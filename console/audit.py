@@ -24,8 +24,10 @@ class AuditLog:
             "operator": _operator(),
             **entry,
         }
-        if "command" in record:
-            record["command"] = mask_secrets(str(record["command"]))
+        # Commands, their output and error messages can quote credentials.
+        for key, value in record.items():
+            if isinstance(value, str):
+                record[key] = mask_secrets(value)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(record, sort_keys=True) + "\n"
         # O_APPEND keeps lines from concurrent consoles whole.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from nydus_console import __version__, locations
+from nydus_console.bundlecli import add_bundle_parser, run_bundle
 from nydus_console.configcli import add_config_parser, run_config
 from nydus_console.confignodecli import (
     add_drift_parser,
@@ -22,6 +23,7 @@ from nydus_console.confignodecli import (
 from nydus_console.diagnosecli import add_diagnose_parser, run_diagnose
 from nydus_console.findings import Status
 from nydus_console.fleet import Fleet, NodeReport, exit_code
+from nydus_console.incidentcli import add_report_parser, run_report
 from nydus_console.inventory import (
     Inventory,
     InventoryError,
@@ -175,6 +177,8 @@ def build_parser() -> UsageParser:
     add_node_config_parsers(config_actions, [_node_options(sub=True)])
     add_drift_parser(config_actions, [_node_options(sub=True)])
     add_runbook_parser(commands, [_node_options(sub=True)])
+    add_bundle_parser(commands, [_node_options(sub=True)])
+    add_report_parser(commands, [_node_options(sub=True)])
     return parser
 
 
@@ -242,6 +246,10 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "runbook":
         # It picks its nodes in the inventory itself: --node NAME selects one.
         return run_runbook_command(args, resolve_inventory, read_only=args.read_only)
+    if args.command == "bundle":
+        return run_bundle(args, resolve_inventory)
+    if args.command == "report":
+        return run_report(args, resolve_inventory)
     if args.command == "diagnose":
         # Offline too: it reads only the files it is given.
         return run_diagnose(args)

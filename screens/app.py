@@ -28,6 +28,7 @@ from nydus_console.screens.logs import LogScreen
 from nydus_console.screens.messages import (
     ActionFinished,
     HostKeyAccepted,
+    IncidentReportWritten,
     NodeProbed,
 )
 from nydus_console.screens.node import NodeScreen
@@ -319,6 +320,39 @@ class NydusConsoleApp(App[None]):
                 timeout=12,
             )
         self.probe(message.node, full=True)
+
+    # -- incident report -----------------------------------------------------------
+
+    def write_incident_report(self) -> None:
+        """Write the report of the last hour under the state dir, in a worker."""
+        self.run_worker(
+            self._write_incident_report(),
+            name="incident report",
+            group="report",
+            description="incident report of the last hour",
+            exit_on_error=False,
+        )
+
+    async def _write_incident_report(self) -> None:
+        from nydus_console.incident import write_last_hour
+
+        try:
+            path = await write_last_hour(self.fleet, self.gate.audit.path)
+        except OSError as exc:
+            self.post_message(IncidentReportWritten("", str(exc)))
+            return
+        self.post_message(IncidentReportWritten(str(path)))
+
+    @on(IncidentReportWritten)
+    def incident_report_written(self, message: IncidentReportWritten) -> None:
+        if message.error:
+            self.notify(
+                f"incident report not written: {message.error}", severity="error"
+            )
+            return
+        self.notify(
+            f"incident report of the last hour saved to {message.path}", timeout=20
+        )
 
     async def action_quit(self) -> None:
         """Quit, after asking when a config screen holds edits not written."""

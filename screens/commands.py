@@ -70,6 +70,11 @@ def _fleet_commands(
         "Read throughput, errors, latency and memory of all nodes, worst first",
         app.open_metrics,
     )
+    yield SystemCommand(
+        "fleet: write incident report (last hour)",
+        "Write the audit log's last hour and the nodes' findings as Markdown",
+        app.write_incident_report,
+    )
     for name in app.fleet.specs:
         yield SystemCommand(
             f"node: metrics of {name}",

@@ -54,3 +54,12 @@ class LogSourceChecked(Message):
         self.source = source
         self.state = state
         self.detail = detail
+
+
+class IncidentReportWritten(Message):
+    """The incident report was written to `path`, or `error` describes the failure."""
+
+    def __init__(self, path: str, error: str = "") -> None:
+        super().__init__()
+        self.path = path
+        self.error = error

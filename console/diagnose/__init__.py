@@ -17,7 +17,12 @@ from nydus_console.diagnose.catalogue import (
     Signature,
     load_catalogue,
 )
-from nydus_console.diagnose.engine import Diagnosis, diagnose_texts, node_findings
+from nydus_console.diagnose.engine import (
+    Diagnosis,
+    diagnose_texts,
+    fold_findings,
+    node_findings,
+)
 from nydus_console.diagnose.matcher import (
     SignatureMatch,
     SignatureMatcher,
@@ -36,6 +41,7 @@ __all__ = [
     "SignatureMatcher",
     "default_matcher",
     "diagnose_texts",
+    "fold_findings",
     "load_catalogue",
     "match_record",
     "match_text",

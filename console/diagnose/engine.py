@@ -235,10 +235,22 @@ def _node_document(facts: NodeFacts, kind: str, path: str) -> Document | None:
 
 
 def _fold_into_checks(detections: Detections, checks: list[Finding]) -> list[Finding]:
+    return fold_findings(detections.findings(), checks, detections.catalogue)
+
+
+def fold_findings(
+    found: list[Finding], checks: list[Finding], catalogue: Catalogue | None = None
+) -> list[Finding]:
+    """Add signature findings to the failing checks they name; return the rest.
+
+    `checks` changes in place: a check that fails or warns gets the lines of
+    the first signature that names it, as evidence it does not quote yet.
+    """
+    catalogue = catalogue or default_matcher().catalogue
     by_check = {f.check: f for f in checks}
     extra: list[Finding] = []
-    for finding in detections.findings():
-        signature = detections.catalogue.by_id(finding.check.removeprefix("sig."))
+    for finding in found:
+        signature = catalogue.by_id(finding.check.removeprefix("sig."))
         failing = [
             by_check[c]
             for c in signature.checks

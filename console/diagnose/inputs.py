@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,10 @@ from nydus_console.logs.records import LogRecord
 HEAD_LINES = 40
 CONFIG_SUFFIXES = (".toml", ".tmpl", ".json")
 MAX_CONFIG_CHARS = 1024 * 1024
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+# The manifest of a support bundle (nydus_console.bundle) and its schema.
+BUNDLE_MANIFEST = "MANIFEST.json"
+BUNDLE_SCHEMA = "nydus-console/bundle/v1"
 
 _TABLE_HEADERS = (
     ("events", re.compile(r"^(?:NAMESPACE\s+)?LAST SEEN\s+TYPE\s+REASON\s+OBJECT")),
@@ -83,15 +88,61 @@ class InputFile:
 def read_path(path: str, stdin_text: str | None = None) -> list[tuple[str, str]]:
     """Return (name, text) of a file, every file under a directory, or stdin.
 
-    Bytes that are not UTF-8 are replaced, so any file can be read.
+    A tar archive (.tar, .tar.gz, .tgz) stands for its files, like a
+    directory. In a support bundle, the files its manifest marks as derived
+    by the console (findings, summaries) are left out. Bytes that are not
+    UTF-8 are replaced, so any file can be read.
     """
     if path == "-":
         return [("<stdin>", stdin_text or "")]
     target = Path(path)
     if target.is_dir():
         files = sorted(p for p in target.rglob("*") if p.is_file())
-        return [(str(p), _decode(p.read_bytes())) for p in files]
+        found = [(str(p), _decode(p.read_bytes())) for p in files]
+        return _without_derived(found, str(target))
+    if target.name.endswith(ARCHIVE_SUFFIXES):
+        return _without_derived(_read_archive(target), str(target))
     return [(path, _decode(target.read_bytes()))]
+
+
+def _read_archive(path: Path) -> list[tuple[str, str]]:
+    try:
+        with tarfile.open(path) as archive:
+            found = []
+            for member in archive.getmembers():
+                data = archive.extractfile(member) if member.isfile() else None
+                if data is not None:
+                    found.append((f"{path}/{member.name}", _decode(data.read())))
+            return found
+    except tarfile.TarError as exc:
+        raise OSError(f"{path} is not a readable tar archive: {exc}") from None
+
+
+def _without_derived(
+    found: list[tuple[str, str]], root: str
+) -> list[tuple[str, str]]:
+    """Drop a bundle's manifest, README and the files it marks as derived."""
+    skipped: set[str] = set()
+    for name, text in found:
+        if Path(name).name != BUNDLE_MANIFEST or BUNDLE_SCHEMA not in text[:200]:
+            continue
+        top = str(Path(name).parent)
+        skipped |= {name, f"{top}/README.md"}
+        skipped |= {f"{top}/{entry}" for entry in _derived(text)}
+    return [(name, text) for name, text in found if name not in skipped]
+
+
+def _derived(manifest: str) -> list[str]:
+    try:
+        document = json.loads(manifest)
+    except ValueError:
+        return []
+    return [
+        entry["path"]
+        for node in document.get("nodes", [])
+        for entry in node.get("files", [])
+        if not entry.get("diagnose", True)
+    ]
 
 
 def _decode(data: bytes) -> str:

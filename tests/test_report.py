@@ -1,0 +1,101 @@
+"""Incident report times, windows and rendering, without nodes."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import pytest
+
+from nydus_console.cli import main
+from nydus_console.incident import (
+    ReportInput,
+    TimeError,
+    parse_moment,
+    read_window,
+    render_report,
+)
+
+NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("now", NOW),
+        ("30m", NOW - datetime.timedelta(minutes=30)),
+        ("1h30m", NOW - datetime.timedelta(minutes=90)),
+        ("2d", NOW - datetime.timedelta(days=2)),
+        ("2026-03-01T08:00:00Z", NOW.replace(hour=8)),
+        ("2026-03-01T09:00:00+01:00", NOW.replace(hour=8)),
+        ("2026-03-01 08:00", NOW.replace(hour=8)),
+        ("2026-02-28", datetime.datetime(2026, 2, 28, tzinfo=datetime.UTC)),
+    ],
+)
+def test_moments(text: str, expected: datetime.datetime) -> None:
+    assert parse_moment(text, NOW, "--since") == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2h ago", "-1h", "", "2026-13-01"])
+def test_bad_moment_names_value_and_forms(text: str) -> None:
+    with pytest.raises(TimeError) as error:
+        parse_moment(text, NOW, "--since")
+    assert f"--since {text!r} is not a time" in str(error.value)
+    assert "ISO 8601" in str(error.value)
+    assert "30m, 2h, 1d" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "--since 'yesterday' is not a time"),
+        (["--since", "2h", "--until", "soon"], "--until 'soon' is not a time"),
+        (["--since", "1h", "--until", "2h"], "is after --until"),
+    ],
+)
+def test_bad_times_exit_64(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", *args, "--no-check"]) == 64
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""
+
+
+def test_since_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report"])
+    assert exit_info.value.code == 64
+    assert "--since" in capsys.readouterr().err
+
+
+def _line(minutes: int, node: str, action: str, **fields: object) -> str:
+    moment = NOW - datetime.timedelta(minutes=minutes)
+    entry = {"time": moment.isoformat(), "node": node, "action": action, **fields}
+    return json.dumps(entry)
+
+
+def test_window_order_nodes_and_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                _line(10, "a", "second", outcome="ran", exit_status=0),
+                _line(90, "a", "too old", outcome="ran", exit_status=0),
+                "{broken",
+                _line(20, "b", "first", outcome="refused", reason="read-only"),
+            ]
+        )
+    )
+    since = NOW - datetime.timedelta(hours=1)
+    window = read_window(path, since, NOW)
+    assert [e.action for e in window.entries] == ["first", "second"]
+    assert window.unreadable == 1
+    assert [e.action for e in read_window(path, since, NOW, ["a"]).entries] == [
+        "second"
+    ]
+    text = render_report(ReportInput(window, path, NOW))
+    assert text.index("b: first") < text.index("a: second")
+    assert "- Actions: 1 ran (1 succeeded, 0 failed), 1 refused." in text
+    assert "- Audit lines that could not be read: 1." in text
