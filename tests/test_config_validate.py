@@ -557,6 +557,22 @@ def test_cli_kind_option_overrides_detection(
     assert code == 0, out
 
 
+def test_cli_plain_text_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("restart the snapshotter after lunch\n")
+    code, out, err = run([str(notes)], capsys)
+    assert code == 64
+    assert f"cannot tell which config {notes} is: it is neither TOML nor JSON" in err
+    assert out == ""
+    named = tmp_path / "broken.toml"
+    named.write_text("restart the snapshotter\n")
+    code, out, _ = run([str(named)], capsys)
+    assert code == 2, "a .toml file gets its syntax error"
+    assert f"{named}:1:" in out
+
+
 @pytest.mark.parametrize(
     "args",
     [[], ["/nonexistent/config.toml"], ["--kind", "docker", "x.toml"]],

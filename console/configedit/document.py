@@ -217,11 +217,7 @@ def load_document(kind: str, text: str, path: str = "") -> Document:
     """
     kind = kind or detect_kind(text, path)
     if not kind:
-        # A syntax error is the better report when the kind is unknown too.
-        if _looks_like_json(text):
-            _parse_json(text, path)
-        else:
-            _parse_toml(text, path)
+        _reject_unknown_text(text, path)
     if kind not in KINDS:
         raise ValueError(
             f"cannot tell which config {path or 'the text'} is; name its kind: "
@@ -230,6 +226,27 @@ def load_document(kind: str, text: str, path: str = "") -> Document:
     if kind == "nydusd" and _looks_like_json(text):
         return Document(kind, path, text, "json", _parse_json(text, path))
     return Document(kind, path, text, "toml", _parse_toml(text, path))
+
+
+def _reject_unknown_text(text: str, path: str) -> None:
+    """Raise the syntax error of a config whose kind is unknown.
+
+    A file named *.toml or *.json gets its syntax error, the better report.
+    Any other file that parses as neither is probably not a config at all.
+    """
+    try:
+        if _looks_like_json(text):
+            _parse_json(text, path)
+        else:
+            _parse_toml(text, path)
+    except ConfigSyntaxError as exc:
+        if posixpath.basename(path).lower().endswith((".toml", ".json")):
+            raise
+        raise ValueError(
+            f"cannot tell which config {path or 'the text'} is: it is neither "
+            f"TOML nor JSON ({exc}); give a config file, or name its kind "
+            f"({', '.join(KINDS)}) if it is one"
+        ) from None
 
 
 def _looks_like_json(text: str) -> bool:
