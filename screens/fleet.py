@@ -89,6 +89,9 @@ class FleetScreen(Screen[None]):
             placeholder="filter: name, address, status or finding", id="fleet-filter"
         )
         yield DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True)
+        # The highlighted node's worst finding in full: on a narrow terminal
+        # the table's last column is cut off or clipped.
+        yield Static(id="fleet-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -132,6 +135,7 @@ class FleetScreen(Screen[None]):
         if current is not None and current in table.rows:
             table.move_cursor(row=table.get_row_index(current))
         self.update_status_line()
+        self.update_detail()
 
     def update_report(self, report: NodeReport) -> None:
         """Queue a node's new report; the table takes queued reports in batches.
@@ -157,6 +161,7 @@ class FleetScreen(Screen[None]):
         for name in pending & set(order):
             self.update_row(reports[name], now)
         self.update_status_line()
+        self.update_detail()
 
     def update_row(self, report: NodeReport, now: float) -> None:
         """Change only the cells whose text changed."""
@@ -177,6 +182,16 @@ class FleetScreen(Screen[None]):
         for name in list(self._shown):
             report = self.app.fleet.reports[name]  # type: ignore[attr-defined]
             self.update_row(report, now)
+
+    @on(DataTable.RowHighlighted, "#fleet-table")
+    def row_highlighted(self) -> None:
+        self.update_detail()
+
+    def update_detail(self) -> None:
+        name = self.selected_node()
+        reports = self.app.fleet.reports  # type: ignore[attr-defined]
+        text = detail_text(reports[name]) if name in reports else Text()
+        self.query_one("#fleet-detail", Static).update(text)
 
     def update_status_line(self) -> None:
         reports = self.reports()
@@ -304,6 +319,25 @@ def worst_summary(report: NodeReport) -> str:
     )
     more = f" (+{others} more)" if others else ""
     return f"{worst.title}{more}"
+
+
+def detail_text(report: NodeReport) -> Text:
+    """Return the node's worst finding or connection error with its next step."""
+    text = Text(f"{report.spec.name}: ", style="bold")
+    if report.error is not None:
+        text.append(f"{report.error.kind}: {report.error.message}", style="red")
+        if report.error.next_step:
+            text.append(f" Next step: {report.error.next_step}")
+        return text
+    worst = report.worst
+    if worst is None:
+        text.append("not probed yet" if report.facts is None else "all checks passed")
+        return text
+    style = "red" if worst.status == "fail" else "yellow"
+    text.append(f"{worst.title}: {worst.message}", style=style)
+    if worst.next_step:
+        text.append(f" Next step: {worst.next_step}")
+    return text
 
 
 def row_search_text(report: NodeReport) -> str:

@@ -15,7 +15,7 @@ from factbuilder import SAMPLES
 from textual import events
 from textual.binding import Binding
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 
 from nydus_console.audit import AuditLog
 from nydus_console.fleet import Fleet
@@ -142,6 +142,24 @@ async def test_fast_typed_filter_lands_in_box(tmp_path: Path) -> None:
         assert box.value == "sa/node3", "keys after / went to the table instead"
         assert table_rows(app) == []
         assert app.screen.sort_mode == "status", "s ran the sort binding"
+
+
+async def test_narrow_screen_shows_whole_worst_finding(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        table.move_cursor(row=table.get_row_index("nc-node3"))
+        await pilot.pause()
+        detail = str(app.screen.query_one("#fleet-detail", Static).render())
+        worst = app.fleet.reports["nc-node3"].worst
+        assert worst is not None
+        assert detail.startswith(f"nc-node3: {worst.title}: {worst.message}")
+        assert f"Next step: {worst.next_step}" in detail
+        table.move_cursor(row=table.get_row_index("nc-node1"))
+        await pilot.pause()
+        detail = str(app.screen.query_one("#fleet-detail", Static).render())
+        assert detail == "nc-node1: all checks passed"
 
 
 async def test_enter_opens_node_with_evidence(tmp_path: Path) -> None:
