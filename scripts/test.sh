@@ -4,6 +4,7 @@
 #
 #   sudo ./scripts/test.sh [pytest arguments...]
 #   sudo ./scripts/test.sh --setup-only    # install only; the venv is .venv-test
+#   NC_KUBE_BUILD=0 sudo ./scripts/test.sh # skip the kube-apiserver build and tests
 #
 # Needs root (the testbed boots systemd-nspawn nodes in network namespaces)
 # and the Debian and PyPI package registries. The first run builds the node
@@ -22,9 +23,10 @@ echo "== installing Debian packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # Debian's prometheus package enables and starts prometheus.service, which
-# listens on port 9090 of every address. The tests run their own Prometheus
-# on 127.0.0.1, so a policy-rc.d(8) that denies prometheus keeps the package
-# from starting it, unless the machine already has a policy of its own.
+# listens on port 9090 of every address, and etcd-server starts etcd on port
+# 2379. The tests run their own Prometheus and etcd on 127.0.0.1, so a
+# policy-rc.d(8) that denies both keeps the packages from starting them,
+# unless the machine already has a policy of its own.
 policy=/usr/sbin/policy-rc.d
 own_policy=""
 if [ ! -e "$policy" ]; then
@@ -34,19 +36,20 @@ if [ ! -e "$policy" ]; then
 #!/bin/sh
 # Written by nydus-console's scripts/test.sh for the package install only.
 [ "$1" = --quiet ] && shift
-case "$1" in prometheus|prometheus.service) exit 101 ;; esac
+case "$1" in prometheus|prometheus.service|etcd|etcd.service) exit 101 ;; esac
 exit 0
 POLICY
     chmod 755 "$policy"
 fi
 prometheus_before=$(dpkg-query -W -f='${Status}' prometheus 2>/dev/null || true)
+etcd_before=$(dpkg-query -W -f='${Status}' etcd-server 2>/dev/null || true)
 # --no-install-recommends keeps libnss-mymachines (a systemd-container
 # recommendation) from rewriting the host's nsswitch.conf, and keeps
 # prometheus-node-exporter (a prometheus recommendation) out.
 apt-get install -y -qq --no-install-recommends \
     openssh-server openssh-client containerd debootstrap systemd-container \
     iproute2 zstd tmux procps util-linux sudo ca-certificates python3-venv \
-    prometheus \
+    prometheus etcd-server \
     >/dev/null
 if [ -n "$own_policy" ]; then
     rm -f "$own_policy"
@@ -58,6 +61,9 @@ if [ "$prometheus_before" != "install ok installed" ] \
     && [ -d /run/systemd/system ]; then
     systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 fi
+if [ "$etcd_before" != "install ok installed" ] && [ -d /run/systemd/system ]; then
+    systemctl disable --now etcd.service >/dev/null 2>&1 || true
+fi
 /usr/bin/prometheus --version >/dev/null
 
 echo "== installing Python packages"
@@ -66,6 +72,15 @@ venv=${NC_TEST_VENV:-$repo/.venv-test}
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip
 "$venv/bin/pip" install --quiet "$repo[test]"
+echo "== kube-apiserver for the Kubernetes tests"
+# The tests run a real kube-apiserver, which Debian builds only from source.
+# NC_KUBE_APISERVER tells the tests that the binary is expected, so a failed
+# build fails them instead of skipping them.
+if [ "${NC_KUBE_BUILD:-1}" != 0 ]; then
+    export NC_KUBE_APISERVER=${NC_CACHE:-/var/cache/nydus-console-testbed}/kube-apiserver/kube-apiserver
+    "$repo/scripts/build-kube-apiserver" \
+        || echo "!! kube-apiserver build failed: the Kubernetes tests will fail" >&2
+fi
 if [ "${1:-}" = --setup-only ]; then
     echo "installed; the test venv is $venv"
     exit 0

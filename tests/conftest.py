@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from testbed.fixtures import (  # noqa: E402, F401
+    kube_apiserver,
     loopback_sshd,
     nspawn_fleet,
     snapshotter_metrics_double,

@@ -17,6 +17,13 @@ shared. ``loopback_sshd`` starts three sshd instances on 127.0.0.1.
 Prometheus server on 127.0.0.1 with a fresh TSDB that scrapes the targets
 every second, and stops it after the test.
 
+``kube_apiserver`` runs etcd and the kube-apiserver that
+scripts/build-kube-apiserver built, on 127.0.0.1, once per session
+(testbed/kube.py). Without that binary its tests are skipped with the
+reason and the build log, even under NC_TESTBED_REQUIRED=1, unless
+NC_KUBE_APISERVER names the binary: then a build was expected (as
+scripts/test.sh does) and its absence fails them under NC_TESTBED_REQUIRED=1.
+
 When the machine cannot run the testbed (not root, tools missing, nodes do
 not boot, no /usr/bin/prometheus) the fixtures call ``pytest.skip`` with
 the reason. Set ``NC_TESTBED_REQUIRED=1`` to make that a failure instead,
@@ -33,6 +40,7 @@ from typing import Any, NoReturn
 import pytest
 
 from .errors import NodeBootError, TestbedUnavailable
+from .kube import KubeApiServer, KubeBinaryMissing
 from .loopback import LoopbackFleet
 from .metrics_double import SnapshotterMetricsDouble
 from .nspawn import NspawnFleet
@@ -75,6 +83,26 @@ def loopback_sshd() -> Iterator[LoopbackFleet]:
         yield fleet
     finally:
         fleet.close()
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[KubeApiServer]:
+    """etcd and kube-apiserver 1.20 on 127.0.0.1 with an admin kubeconfig."""
+    server = KubeApiServer(tmp_path_factory.mktemp("kube"))
+    try:
+        server.start()
+    except KubeBinaryMissing as error:
+        if not error.expected:
+            pytest.skip(f"Kubernetes tests skipped: {error}")
+        _unavailable(error)
+    except TestbedUnavailable as error:
+        _unavailable(error)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
