@@ -32,6 +32,8 @@ from nydus_console.inventory import (
     parse_node_argument,
     ssh_config_aliases,
 )
+from nydus_console.kube.targets import add_cluster_nodes
+from nydus_console.kubecli import add_kube_parser, run_kube
 from nydus_console.logcli import (
     add_logs_arguments,
     pick_source,
@@ -179,6 +181,7 @@ def build_parser() -> UsageParser:
     add_runbook_parser(commands, [_node_options(sub=True)])
     add_bundle_parser(commands, [_node_options(sub=True)])
     add_report_parser(commands, [_node_options(sub=True)])
+    add_kube_parser(commands, [_node_options(sub=True)])
     return parser
 
 
@@ -197,6 +200,7 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
         if not given or set(given) & {n.name for n in default.nodes}:
             inventory = default
     if inventory is not None:
+        add_cluster_nodes(inventory)
         names = {n.name for n in inventory.nodes}
         chosen = [text for text in given if text in names]
         if chosen:
@@ -250,6 +254,9 @@ def _main(argv: list[str] | None = None) -> int:
         return run_bundle(args, resolve_inventory)
     if args.command == "report":
         return run_report(args, resolve_inventory)
+    if args.command == "kube":
+        # It reads the cluster, not the nodes.
+        return run_kube(args)
     if args.command == "diagnose":
         # Offline too: it reads only the files it is given.
         return run_diagnose(args)

@@ -76,6 +76,35 @@ DEFAULT_METRICS_INTERVAL = 5.0
 MIN_METRICS_INTERVAL = 1.0
 
 
+# Which address of a cluster node SSH connects to.
+CLUSTER_ADDRESS_KINDS = ("internal-ip", "external-ip", "hostname")
+
+
+@dataclass(frozen=True)
+class ClusterTemplate:
+    """The [kubernetes] table: a cluster whose nodes join the fleet over SSH.
+
+    `node_table` holds the node keys every cluster node gets: [defaults]
+    with the table's ssh_user, ssh_port, key, jump_host, sudo and read_only
+    on top. `address` names the node address SSH connects to.
+    """
+
+    source: str
+    kubeconfig: str = ""
+    context: str = ""
+    address: str = "internal-ip"
+    label_selector: str = ""
+    node_table: Mapping[str, Any] = field(default_factory=dict)
+
+    def node_spec(self, name: str, address: str) -> NodeSpec:
+        """Return the SSH target of cluster node `name` reached at `address`."""
+        where = f"[kubernetes] node {name}"
+        table = {k: v for k, v in self.node_table.items() if k != "known_hosts"}
+        return _node_from_table(
+            name, table | {"address": address}, {}, self.source, where=where
+        )
+
+
 @dataclass
 class Inventory:
     """The nodes and the settings shared by all of them."""
@@ -85,6 +114,7 @@ class Inventory:
     source: str = "local machine"
     prometheus_url: str = ""
     metrics_interval: float = DEFAULT_METRICS_INTERVAL
+    kubernetes: ClusterTemplate | None = None
 
 
 def local_inventory() -> Inventory:
@@ -192,11 +222,11 @@ def load_inventory(path: Path) -> Inventory:
 
 
 def parse_inventory(data: Mapping[str, Any], source: str) -> Inventory:
-    unknown = set(data) - {"defaults", "nodes", "metrics"}
+    unknown = set(data) - {"defaults", "nodes", "metrics", "kubernetes"}
     if unknown:
         raise InventoryError(
             f"{source}: unknown top-level key(s) {sorted(unknown)}; "
-            "expected [defaults], [metrics] and [nodes.NAME] tables"
+            "expected [defaults], [metrics], [kubernetes] and [nodes.NAME] tables"
         )
     defaults = _table(data.get("defaults", {}), "defaults", source)
     _reject_unknown(defaults, _DEFAULT_KEYS, "[defaults]", source)
@@ -205,15 +235,25 @@ def parse_inventory(data: Mapping[str, Any], source: str) -> Inventory:
         _node_from_table(name, _table(table, f"nodes.{name}", source), defaults, source)
         for name, table in nodes_table.items()
     ]
-    if not nodes:
-        raise InventoryError(f"{source}: no [nodes.NAME] table; add at least one node")
+    cluster = None
+    if "kubernetes" in data:
+        table = _table(data["kubernetes"], "kubernetes", source)
+        cluster = cluster_template(table, defaults, source)
+    if not nodes and cluster is None:
+        raise InventoryError(
+            f"{source}: no [nodes.NAME] table; add at least one node, or a "
+            "[kubernetes] table whose cluster nodes join the fleet"
+        )
     known = defaults.get("known_hosts", [])
     if isinstance(known, str):
         known = [known]
     if not isinstance(known, list) or not all(isinstance(k, str) for k in known):
         raise InventoryError(f"{source}: known_hosts must be a path or list of paths")
     inventory = Inventory(
-        nodes=nodes, known_hosts=[expand(k) for k in known], source=source
+        nodes=nodes,
+        known_hosts=[expand(k) for k in known],
+        source=source,
+        kubernetes=cluster,
     )
     _metrics_settings(inventory, _table(data.get("metrics", {}), "metrics", source))
     return inventory
@@ -275,10 +315,74 @@ def _reject_unknown(
         )
 
 
+_CLUSTER_KEYS = {
+    "kubeconfig",
+    "context",
+    "address",
+    "label_selector",
+    "ssh_user",
+    "ssh_port",
+    "key",
+    "jump_host",
+    "sudo",
+    "read_only",
+}
+# [kubernetes] keys that become node keys, by their node key name.
+_CLUSTER_NODE_KEYS = {
+    "ssh_user": "user",
+    "ssh_port": "port",
+    "key": "identity_file",
+    "jump_host": "jump_host",
+    "sudo": "sudo",
+    "read_only": "read_only",
+}
+
+
+def cluster_template(
+    table: Mapping[str, Any], defaults: Mapping[str, Any], source: str
+) -> ClusterTemplate:
+    """Read the [kubernetes] table; raise InventoryError naming the bad key."""
+    where = "[kubernetes]"
+    _reject_unknown(table, _CLUSTER_KEYS, where, source)
+    address = _string(table.get("address", "internal-ip"), "address", where, source)
+    if address not in CLUSTER_ADDRESS_KINDS:
+        raise InventoryError(
+            f"{source}: {where} address = {address!r} is not one of "
+            f"{', '.join(CLUSTER_ADDRESS_KINDS)}; it names the node address "
+            "SSH connects to"
+        )
+    node_table = dict(defaults) | {
+        node_key: table[key]
+        for key, node_key in _CLUSTER_NODE_KEYS.items()
+        if key in table
+    }
+    kubeconfig = _string(table.get("kubeconfig", ""), "kubeconfig", where, source)
+    template = ClusterTemplate(
+        source=source,
+        kubeconfig=expand(kubeconfig) if kubeconfig else "",
+        context=_string(table.get("context", ""), "context", where, source),
+        address=address,
+        label_selector=_string(
+            table.get("label_selector", ""), "label_selector", where, source
+        ),
+        node_table=node_table,
+    )
+    # Check the SSH keys once, with a node name and address that are valid.
+    checked = {k: v for k, v in node_table.items() if k != "known_hosts"}
+    _node_from_table(
+        "cluster-node", checked | {"address": "192.0.2.1"}, {}, source, where
+    )
+    return template
+
+
 def _node_from_table(
-    name: str, table: dict[str, Any], defaults: dict[str, Any], source: str
+    name: str,
+    table: dict[str, Any],
+    defaults: dict[str, Any],
+    source: str,
+    where: str = "",
 ) -> NodeSpec:
-    where = f"[nodes.{name}]"
+    where = where or f"[nodes.{name}]"
     _reject_unknown(table, _NODE_KEYS | _PATH_KEYS, where, source)
     if not _NODE_NAME.match(name):
         raise InventoryError(

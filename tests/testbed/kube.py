@@ -4,7 +4,7 @@ Debian ships no kube-apiserver binary, so scripts/build-kube-apiserver builds
 v1.20.2 from Debian's ``kubernetes`` source package once and caches it under
 ``${NC_CACHE:-/var/cache/nydus-console-testbed}/kube-apiserver/``.
 scripts/test.sh runs that build and exports ``NC_KUBE_APISERVER`` with the
-binary's path, which tells the fixture that the binary was expected.
+binary's path, so the fixture expects the binary.
 
 ``KubeApiServer`` starts etcd (package etcd-server) and kube-apiserver with
 free ports and a fresh data directory, RBAC authorization and a static token
@@ -60,7 +60,7 @@ def kube_apiserver_binary() -> Path:
 
     NC_KUBE_APISERVER names the binary when a build was run for this test
     session (scripts/test.sh sets it); otherwise the default cache path is
-    looked at, and a missing binary there only means nobody built it here.
+    looked at, and a missing binary there means it was not built here.
     """
     given = os.environ.get("NC_KUBE_APISERVER", "")
     binary = Path(given) if given else cache_dir() / "kube-apiserver" / "kube-apiserver"
@@ -76,7 +76,7 @@ def kube_apiserver_binary() -> Path:
         cause = "it was never built on this machine"
     message = (
         f"no kube-apiserver at {binary}: {cause}. "
-        "Build it with `sudo scripts/build-kube-apiserver` (about 4 minutes)"
+        "Build it with `sudo scripts/build-kube-apiserver` (5 to 9 minutes)"
     )
     raise KubeBinaryMissing(message, expected=bool(given))
 
@@ -113,7 +113,7 @@ class KubeApiServer:
     # --- start and stop ------------------------------------------------------
 
     def start(self) -> None:
-        """Start etcd and kube-apiserver; return when /readyz answers ok.
+        """Start etcd and kube-apiserver; return when /readyz returns ok.
 
         Raises TestbedUnavailable when a binary is missing, RuntimeError or
         TimeoutError with the end of the log when a process does not get ready.
@@ -263,7 +263,7 @@ class KubeApiServer:
     def request(
         self, method: str, path: str, body: object = None, *, patch: bool = False
     ) -> Any:
-        """Send one API request as nc-admin and return the decoded JSON answer.
+        """Send one API request as nc-admin and return the decoded JSON response.
 
         Raises RuntimeError with the status and body for a status >= 400.
         """

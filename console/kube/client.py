@@ -1,0 +1,247 @@
+"""A blocking client of one cluster context, returning the API's JSON as dicts.
+
+The `kubernetes` package is imported when the first client is built, not
+when this module is imported. Objects come back as the API server's JSON
+(camelCase keys), not as the library's model classes, which saves their
+conversion and keeps fields the models do not know.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from nydus_console.kube.config import KubeConfig, load_kubeconfig
+from nydus_console.kube.errors import KubeError, KubeErrorKind, api_error
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+# A watch request ends after this many seconds and is sent again, so that a
+# stopped watch does not hold its thread for longer.
+WATCH_SECONDS = 5
+
+
+class KubeClient:
+    """The API of one context of a kubeconfig. Every method blocks."""
+
+    def __init__(self, config: KubeConfig, context: str | None = None) -> None:
+        self.config = config
+        self.context = config.pick(context)
+        self.server = config.server_of(self.context)
+        self._api: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_kubeconfig(
+        cls, kubeconfig: str | None = None, context: str | None = None
+    ) -> KubeClient:
+        return cls(load_kubeconfig(kubeconfig), context)
+
+    def _core(self) -> Any:
+        with self._lock:
+            if self._api is None:
+                self._api = self._build()
+            return self._api
+
+    def _build(self) -> Any:
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        # One retry, so that a request to an API server that is down fails
+        # within seconds. The connection pool reads it when it is built.
+        configuration.retries = 1
+        # The library has no type hints; mypy --strict refuses untyped calls.
+        factory: Any = config.new_client_from_config
+        try:
+            api_client = factory(
+                config_file=self.config.search_path,
+                context=self.context,
+                persist_config=False,
+                client_configuration=configuration,
+            )
+        except config.ConfigException as exc:
+            raise KubeError(
+                KubeErrorKind.CONFIG,
+                f"context {self.context} in {self.config.describe()} cannot be "
+                f"used: {exc}",
+                "fix the context's cluster and user entries",
+            ) from None
+        return client.CoreV1Api(api_client)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._api is not None:
+                self._api.api_client.close()
+                self._api = None
+
+    # -- reads ------------------------------------------------------------------
+
+    def list_nodes(self, label_selector: str = "") -> list[dict[str, Any]]:
+        answer = self._call(
+            "list nodes",
+            lambda api: api.list_node(label_selector=label_selector),
+        )
+        return _items(answer)
+
+    def list_pods(
+        self, namespace: str = "", field_selector: str = ""
+    ) -> dict[str, Any]:
+        """Return the PodList (items and metadata.resourceVersion)."""
+        if namespace:
+            return self._call(
+                f"list pods in namespace {namespace}",
+                lambda api: api.list_namespaced_pod(
+                    namespace, field_selector=field_selector
+                ),
+            )
+        return self._call(
+            "list pods",
+            lambda api: api.list_pod_for_all_namespaces(field_selector=field_selector),
+        )
+
+    def list_events(
+        self, namespace: str = "", field_selector: str = ""
+    ) -> dict[str, Any]:
+        """Return the EventList (items and metadata.resourceVersion)."""
+        if namespace:
+            return self._call(
+                f"list events in namespace {namespace}",
+                lambda api: api.list_namespaced_event(
+                    namespace, field_selector=field_selector
+                ),
+            )
+        return self._call(
+            "list events",
+            lambda api: api.list_event_for_all_namespaces(
+                field_selector=field_selector
+            ),
+        )
+
+    def _call(self, what: str, request: Callable[[Any], Any]) -> dict[str, Any]:
+        api = self._core()
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            response = request_raw(api, request)
+        except ApiException as exc:
+            raise api_error(exc.status or 0, exc.body, self.context, what) from None
+        except HTTPError as exc:
+            raise self.unreachable(exc) from None
+        document = json.loads(response.data or b"{}")
+        return document if isinstance(document, dict) else {}
+
+    def unreachable(self, exc: BaseException) -> KubeError:
+        reason = getattr(exc, "reason", None) or exc
+        return KubeError(
+            KubeErrorKind.UNREACHABLE,
+            f"cannot reach the API server {self.server} of context "
+            f"{self.context}: {reason}",
+            "check that the server runs and that this machine can reach it "
+            "(VPN, proxy, firewall)",
+        )
+
+    # -- watch ------------------------------------------------------------------
+
+    def watch(
+        self,
+        resource: str,
+        resource_version: str,
+        namespace: str = "",
+        field_selector: str = "",
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (type, object) changes of "pods" or "events" after a version.
+
+        Ends after WATCH_SECONDS (the caller watches again from the last
+        version it saw). Raises KubeError; a KubeError of kind NOT_FOUND with
+        "410" means the version is too old and the caller must list again.
+        """
+        api = self._core()
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        call = _watch_call(api, resource, namespace)
+        arguments: dict[str, Any] = {
+            "watch": True,
+            "resource_version": resource_version,
+            "timeout_seconds": WATCH_SECONDS,
+            "allow_watch_bookmarks": True,
+            "_preload_content": False,
+            "_request_timeout": (CONNECT_TIMEOUT, WATCH_SECONDS + READ_TIMEOUT),
+        }
+        if field_selector:
+            arguments["field_selector"] = field_selector
+        what = f"watch {resource}"
+        try:
+            response = call(**arguments)
+            try:
+                for line in _lines(response.stream(decode_content=True)):
+                    yield _event(line, self.context, what)
+            finally:
+                response.release_conn()
+        except ApiException as exc:
+            raise api_error(exc.status or 0, exc.body, self.context, what) from None
+        except HTTPError as exc:
+            raise self.unreachable(exc) from None
+
+
+class WatchExpired(KubeError):
+    """The watch's resource version is gone (HTTP 410): list again."""
+
+
+def _watch_call(api: Any, resource: str, namespace: str) -> Callable[..., Any]:
+    if resource == "pods":
+        if namespace:
+            return lambda **kw: api.list_namespaced_pod(namespace, **kw)
+        return lambda **kw: api.list_pod_for_all_namespaces(**kw)
+    if resource == "events":
+        if namespace:
+            return lambda **kw: api.list_namespaced_event(namespace, **kw)
+        return lambda **kw: api.list_event_for_all_namespaces(**kw)
+    raise ValueError(f"cannot watch {resource!r}: use pods or events")
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Split a stream of chunks into its lines; a watch sends one event a line."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from (line for line in lines if line.strip())
+    if pending.strip():
+        yield pending
+
+
+def _event(line: bytes, context: str, what: str) -> tuple[str, dict[str, Any]]:
+    event = json.loads(line)
+    kind = str(event.get("type", ""))
+    body = event.get("object") or {}
+    if kind == "ERROR":
+        code = int(body.get("code", 0) or 0)
+        if code == 410:
+            raise WatchExpired(KubeErrorKind.NOT_FOUND, f"{what}: 410 expired")
+        raise api_error(code, json.dumps(body), context, what)
+    return kind, body
+
+
+def request_raw(api: Any, request: Callable[[Any], Any]) -> Any:
+    """Run a list call with `_preload_content=False` and a timeout."""
+
+    class _Raw:
+        def __getattr__(self, name: str) -> Callable[..., Any]:
+            method = getattr(api, name)
+            return lambda *args, **kwargs: method(
+                *args,
+                _preload_content=False,
+                _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                **kwargs,
+            )
+
+    return request(_Raw())
+
+
+def _items(document: dict[str, Any]) -> list[dict[str, Any]]:
+    items = document.get("items") or []
+    return [item for item in items if isinstance(item, dict)]

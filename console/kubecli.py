@@ -1,0 +1,378 @@
+"""`nydus-console kube contexts|nodes|pods`: the Kubernetes view, headless.
+
+The kubeconfig is --kubeconfig, else the inventory's [kubernetes]
+kubeconfig, else $KUBECONFIG, else ~/.kube/config; the context is
+--context, else the inventory's, else the kubeconfig's current-context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from nydus_console import __version__, locations
+from nydus_console.findings import Status
+from nydus_console.inventory import (
+    ClusterTemplate,
+    InventoryError,
+    load_inventory,
+)
+from nydus_console.kube.client import KubeClient
+from nydus_console.kube.config import load_kubeconfig
+from nydus_console.kube.errors import KubeError, KubeErrorKind
+from nydus_console.kube.nodes import ClusterNode, parse_node
+from nydus_console.kube.pods import NodePods, PodReport, scan_cluster
+from nydus_console.kube.targets import cluster_targets
+
+EXIT_WARN = 1
+EXIT_FAILED = 2
+EXIT_UNREACHABLE = 3
+EXIT_USAGE = 64
+_MARKS = {Status.FAIL: "FAIL", Status.WARN: "WARN"}
+
+
+def add_kube_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    kube = commands.add_parser(
+        "kube",
+        help="cluster contexts, nodes and pods failing with Nydus errors",
+        description="Read the Kubernetes cluster of a kubeconfig context: its "
+        "contexts, its nodes, and the pods that fail with known Nydus errors.",
+    )
+    actions = kube.add_subparsers(dest="kube_command", metavar="ACTION", required=True)
+    _add_contexts(actions)
+    _add_nodes(actions, parents)
+    _add_pods(actions, parents)
+
+
+def _add_contexts(actions: Any) -> None:
+    contexts = actions.add_parser(
+        "contexts",
+        help="list the kubeconfig's contexts",
+        description="List the contexts of the kubeconfig files, the current "
+        f"one marked. Exit status: 0, {EXIT_USAGE} no usable kubeconfig.",
+    )
+    _options(contexts, with_context=False)
+
+
+def _add_nodes(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    nodes = actions.add_parser(
+        "nodes",
+        parents=list(parents),
+        help="list the cluster's nodes and their SSH targets",
+        description="List the cluster's nodes: addresses, kubelet and runtime "
+        "versions, readiness, pressure, taints, and with an inventory's "
+        "[kubernetes] table the SSH target of each. Exit status: 0 all Ready, "
+        f"{EXIT_WARN} a node not Ready or under pressure, {EXIT_UNREACHABLE} "
+        f"the API could not be read, {EXIT_USAGE} invalid arguments.",
+    )
+    _options(nodes)
+    nodes.add_argument(
+        "--selector",
+        "-l",
+        default=None,
+        metavar="LABELS",
+        help="only nodes with these labels (key=value,...)",
+    )
+
+
+def _add_pods(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    pods = actions.add_parser(
+        "pods",
+        parents=list(parents),
+        help="list pods failing with Nydus errors, by node",
+        description="List the failing pods whose status or events show a Nydus "
+        "error, grouped by node, with the known failures they match and the "
+        "recovery runbook. With --watch, print each change until interrupted. "
+        f"Exit status: 0 none, {EXIT_WARN} failing pods without a known "
+        f"failure, {EXIT_FAILED} a known failure, {EXIT_UNREACHABLE} the API "
+        f"could not be read, {EXIT_USAGE} invalid arguments.",
+    )
+    _options(pods)
+    pods.add_argument(
+        "--namespace",
+        "-n",
+        default="",
+        metavar="NS",
+        help="only this namespace (default: all)",
+    )
+    pods.add_argument(
+        "--all",
+        action="store_true",
+        dest="all_failing",
+        help="every failing pod, also those without a Nydus cause",
+    )
+    pods.add_argument(
+        "--watch",
+        "-w",
+        action="store_true",
+        help="print changes of failing pods as they happen",
+    )
+
+
+def _options(parser: argparse.ArgumentParser, with_context: bool = True) -> None:
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        default=None,
+        help="kubeconfig file(s), ':'-separated",
+    )
+    if with_context:
+        parser.add_argument(
+            "--context",
+            metavar="NAME",
+            default=None,
+            help="the kubeconfig context (default: the current)",
+        )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run_kube(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run a `kube` action; return its exit status."""
+    out = out or sys.stdout
+    try:
+        template = _template(args)
+        if args.kube_command == "contexts":
+            return _contexts(args, template, out)
+        client = _client(args, template)
+        try:
+            if args.kube_command == "nodes":
+                return _nodes(client, args, template, out)
+            if args.watch:
+                return _watch(client, args, out)
+            return _pods(client, args, out)
+        finally:
+            client.close()
+    except InventoryError as exc:
+        return _error(str(exc), EXIT_USAGE)
+    except KubeError as exc:
+        code = EXIT_USAGE if exc.kind == KubeErrorKind.CONFIG else EXIT_UNREACHABLE
+        return _error(f"{exc.kind}: {exc}", code)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _error(text: str, code: int) -> int:
+    print(f"nydus-console: {text}", file=sys.stderr)
+    return code
+
+
+def _template(args: argparse.Namespace) -> ClusterTemplate | None:
+    path = getattr(args, "inventory", None)
+    if path is None and locations.inventory_file().exists():
+        path = locations.inventory_file()
+    if path is None:
+        return None
+    return load_inventory(path).kubernetes
+
+
+def _client(args: argparse.Namespace, template: ClusterTemplate | None) -> KubeClient:
+    kubeconfig = args.kubeconfig or (template.kubeconfig if template else None)
+    context = args.context or (template.context if template else None)
+    return KubeClient(load_kubeconfig(kubeconfig or None), context or None)
+
+
+def _contexts(
+    args: argparse.Namespace, template: ClusterTemplate | None, out: TextIO
+) -> int:
+    kubeconfig = args.kubeconfig or (template.kubeconfig if template else None)
+    config = load_kubeconfig(kubeconfig or None)
+    infos = config.context_infos()
+    if args.json:
+        document = {
+            "schema": "nydus-console/kube-contexts/v1",
+            "kubeconfig": config.paths,
+            "current": config.current,
+            "contexts": [i.to_dict() for i in infos],
+        }
+        print(json.dumps(document, indent=2), file=out)
+        return 0
+    rows = [["", "NAME", "CLUSTER", "USER", "NAMESPACE", "SERVER"]]
+    rows += [
+        ["*" if i.current else "", i.name, i.cluster, i.user, i.namespace, i.server]
+        for i in infos
+    ]
+    print(_table(rows), file=out)
+    return 0
+
+
+# -- nodes -------------------------------------------------------------------------
+
+
+def _nodes(
+    client: KubeClient,
+    args: argparse.Namespace,
+    template: ClusterTemplate | None,
+    out: TextIO,
+) -> int:
+    selector = args.selector
+    if selector is None:
+        selector = template.label_selector if template else ""
+    nodes = [parse_node(raw) for raw in client.list_nodes(selector)]
+    nodes.sort(key=lambda n: n.name)
+    ssh = _ssh_targets(nodes, template)
+    code = EXIT_WARN if any(_unhealthy(n) for n in nodes) else 0
+    if args.json:
+        document = {
+            "schema": "nydus-console/kube-nodes/v1",
+            "version": __version__,
+            "context": client.context,
+            "server": client.server,
+            "exit_code": code,
+            "nodes": [n.to_dict() | {"ssh": ssh.get(n.name, "")} for n in nodes],
+        }
+        print(json.dumps(document, indent=2), file=out)
+        return code
+    header = [
+        "NAME",
+        "STATUS",
+        "INTERNAL-IP",
+        "HOSTNAME",
+        "KUBELET",
+        "RUNTIME",
+        "PRESSURE",
+        "TAINTS",
+    ]
+    if template is not None:
+        header.append("SSH")
+    rows = [header]
+    for node in nodes:
+        row = [
+            node.name,
+            node.status,
+            node.internal_ip or "-",
+            node.hostname or "-",
+            node.kubelet_version or "-",
+            node.runtime or "-",
+            ",".join(node.pressure) or "-",
+            ",".join(str(t) for t in node.taints) or "-",
+        ]
+        if template is not None:
+            row.append(ssh.get(node.name, "-"))
+        rows.append(row)
+    print(_table(rows), file=out)
+    if not nodes:
+        print(f"no nodes in context {client.context}", file=out)
+    return code
+
+
+def _unhealthy(node: ClusterNode) -> bool:
+    return node.ready != "True" or bool(node.pressure)
+
+
+def _ssh_targets(
+    nodes: list[ClusterNode], template: ClusterTemplate | None
+) -> dict[str, str]:
+    if template is None:
+        return {}
+    targets = cluster_targets(nodes, template, [])
+    found = {spec.name: spec.address for spec in targets.specs}
+    found.update({name: f"({why})" for name, why in targets.skipped.items()})
+    return found
+
+
+# -- pods --------------------------------------------------------------------------
+
+
+def pods_exit_code(groups: list[NodePods]) -> int:
+    statuses = [f.status for g in groups for f in g.findings]
+    if Status.FAIL in statuses:
+        return EXIT_FAILED
+    return EXIT_WARN if any(g.pods for g in groups) else 0
+
+
+def _pods(client: KubeClient, args: argparse.Namespace, out: TextIO) -> int:
+    groups = scan_cluster(client, args.namespace, include_all=args.all_failing)
+    code = pods_exit_code(groups)
+    if args.json:
+        document = {
+            "schema": "nydus-console/kube-pods/v1",
+            "version": __version__,
+            "context": client.context,
+            "exit_code": code,
+            "nodes": [g.to_dict() for g in groups],
+        }
+        print(json.dumps(document, indent=2), file=out)
+        return code
+    if not groups:
+        what = "failing" if args.all_failing else "failing with a Nydus cause"
+        print(f"no pods {what} in context {client.context}", file=out)
+    for group in groups:
+        print(render_node_pods(group), file=out)
+    return code
+
+
+def render_node_pods(group: NodePods) -> str:
+    count = len(group.pods)
+    lines = [
+        f"== node {group.node}: {group.status} ({count} failing "
+        f"pod{'s' if count != 1 else ''})"
+    ]
+    for pod in group.pods:
+        lines += _pod_lines(pod)
+    for finding in group.findings:
+        lines.append(
+            f"   {_MARKS.get(finding.status, '??  ')} {finding.title}: "
+            f"{finding.message}"
+        )
+        if finding.next_step:
+            lines.append(f"        next step: {finding.next_step}")
+        if finding.runbook:
+            lines.append(
+                f"        runbook: nydus-console runbook show {finding.runbook} "
+                f"--node {group.node}"
+            )
+    return "\n".join(lines)
+
+
+def _pod_lines(pod: PodReport) -> list[str]:
+    known = f"  [{', '.join(pod.signatures)}]" if pod.signatures else ""
+    lines = [f"   pod {pod.key}  {pod.status}  {pod.ready}{known}"]
+    return lines + [f"      {line}" for line in pod.lines()[1:]]
+
+
+def _watch(client: KubeClient, args: argparse.Namespace, out: TextIO) -> int:
+    from nydus_console.kube.watch import PodWatch
+
+    watch = PodWatch(client, args.namespace)
+    failing: set[str] = set()
+    try:
+        for update in watch.updates():
+            _print_update(update, failing, args, out)
+    finally:
+        watch.stop()
+    return 0
+
+
+def _print_update(
+    update: Any, failing: set[str], args: argparse.Namespace, out: TextIO
+) -> None:
+    if update.kind == "error":
+        print(f"nydus-console: {update.error}", file=sys.stderr)
+        return
+    if update.kind == "synced":
+        if not args.json:
+            print(f"-- watching ({len(failing)} failing)", file=out, flush=True)
+        return
+    pod = update.pod
+    shown = pod.failing and (pod.nydus_related or args.all_failing)
+    if update.kind == "deleted":
+        shown = False
+    if not shown and pod.key not in failing:
+        return
+    state = "failing" if shown else ("deleted" if update.kind == "deleted" else "ok")
+    (failing.add if shown else failing.discard)(pod.key)
+    if args.json:
+        print(json.dumps({"state": state, "pod": pod.to_dict()}), file=out, flush=True)
+        return
+    print(f"{state}: " + "\n".join(_pod_lines(pod)).lstrip(), file=out, flush=True)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
