@@ -4,12 +4,13 @@
 #
 #   sudo ./scripts/test.sh [pytest arguments...]
 #   sudo ./scripts/test.sh --setup-only    # install only; the venv is .venv-test
-#   NC_KUBE_BUILD=0 sudo ./scripts/test.sh # skip the kube-apiserver build and tests
+#   sudo NC_KUBE_BUILD=0 ./scripts/test.sh # skip the kube-apiserver build and tests
 #
 # Needs root (the testbed boots systemd-nspawn nodes in network namespaces)
 # and the Debian and PyPI package registries. The first run builds the node
 # base with debootstrap (about a minute) and caches it under
-# ${NC_CACHE:-/var/cache/nydus-console-testbed}.
+# ${NC_CACHE:-/var/cache/nydus-console-testbed}. It also builds the
+# kube-apiserver of the Kubernetes tests there (5 to 9 minutes, once).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,9 +74,9 @@ venv=${NC_TEST_VENV:-$repo/.venv-test}
 "$venv/bin/pip" install --quiet --upgrade pip
 "$venv/bin/pip" install --quiet "$repo[test]"
 echo "== kube-apiserver for the Kubernetes tests"
-# The tests run a real kube-apiserver, which Debian builds only from source.
-# NC_KUBE_APISERVER tells the tests that the binary is expected, so a failed
-# build fails them instead of skipping them.
+# The tests run a real kube-apiserver, which Debian ships only as source.
+# NC_KUBE_APISERVER marks the binary as expected, so a failed build fails
+# those tests instead of skipping them.
 if [ "${NC_KUBE_BUILD:-1}" != 0 ]; then
     export NC_KUBE_APISERVER=${NC_CACHE:-/var/cache/nydus-console-testbed}/kube-apiserver/kube-apiserver
     "$repo/scripts/build-kube-apiserver" \
