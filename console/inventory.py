@@ -96,6 +96,11 @@ class ClusterTemplate:
     label_selector: str = ""
     node_table: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def read_only(self) -> bool:
+        """Whether cluster nodes are read-only, which also blocks API actions."""
+        return self.node_table.get("read_only", False) is True
+
     def node_spec(self, name: str, address: str) -> NodeSpec:
         """Return the SSH target of cluster node `name` reached at `address`."""
         where = f"[kubernetes] node {name}"

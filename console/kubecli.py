@@ -20,12 +20,19 @@ from nydus_console.inventory import (
     InventoryError,
     load_inventory,
 )
+from nydus_console.kube.actions import (
+    DEFAULT_WORKLOAD_NAME,
+    MANAGED_BY,
+    MANAGER,
+    WORKLOAD_LABEL,
+)
 from nydus_console.kube.client import KubeClient
 from nydus_console.kube.config import load_kubeconfig
 from nydus_console.kube.errors import KubeError, KubeErrorKind
 from nydus_console.kube.nodes import ClusterNode, parse_node
 from nydus_console.kube.pods import NodePods, PodReport, scan_cluster
 from nydus_console.kube.targets import cluster_targets
+from nydus_console.kubeworkloadcli import run_workload
 
 EXIT_WARN = 1
 EXIT_FAILED = 2
@@ -45,6 +52,7 @@ def add_kube_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -
     _add_contexts(actions)
     _add_nodes(actions, parents)
     _add_pods(actions, parents)
+    _add_workload(actions, parents)
 
 
 def _add_contexts(actions: Any) -> None:
@@ -112,6 +120,59 @@ def _add_pods(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     )
 
 
+def _add_workload(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    workload = actions.add_parser(
+        "workload",
+        help="create, list and delete test workloads",
+        description="Create a test Deployment or DaemonSet of an image (a Nydus "
+        "image, say) to see whether its pods start, list the test workloads, "
+        "and delete them. Only objects labelled "
+        f"{MANAGED_BY}={MANAGER} and {WORKLOAD_LABEL} are listed or deleted. "
+        "Changes are shown first, need --yes, honour --read-only and go to the "
+        f"audit log. Exit status: 0, {EXIT_FAILED} not confirmed or refused, "
+        f"{EXIT_UNREACHABLE} the API could not be read or changed, {EXIT_USAGE} "
+        "invalid arguments.",
+    )
+    steps = workload.add_subparsers(
+        dest="workload_command", metavar="STEP", required=True
+    )
+    create = steps.add_parser(
+        "create", parents=list(parents), help="create a test workload"
+    )
+    create.add_argument("--image", required=True, help="the image to run")
+    create.add_argument(
+        "--kind",
+        choices=["deployment", "daemonset"],
+        default="deployment",
+        help="one pod (deployment, the default) or one pod per node (daemonset)",
+    )
+    create.add_argument(
+        "--name",
+        default=DEFAULT_WORKLOAD_NAME,
+        help=f"the workload's name (default {DEFAULT_WORKLOAD_NAME})",
+    )
+    listing = steps.add_parser(
+        "list", parents=list(parents), help="list the test workloads"
+    )
+    delete = steps.add_parser(
+        "delete", parents=list(parents), help="delete every test workload"
+    )
+    for parser in (create, listing, delete):
+        _options(parser)
+        parser.add_argument(
+            "--namespace",
+            "-n",
+            default="default",
+            metavar="NS",
+            help="the namespace (default: default)",
+        )
+    for parser in (create, delete):
+        parser.add_argument(
+            "--dry-run", action="store_true", help="show the change, send nothing"
+        )
+        parser.add_argument("--yes", action="store_true", help="send the change shown")
+
+
 def _options(parser: argparse.ArgumentParser, with_context: bool = True) -> None:
     parser.add_argument(
         "--kubeconfig",
@@ -140,12 +201,14 @@ def run_kube(args: argparse.Namespace, out: TextIO | None = None) -> int:
         try:
             if args.kube_command == "nodes":
                 return _nodes(client, args, template, out)
+            if args.kube_command == "workload":
+                return run_workload(client, args, template, out)
             if args.watch:
                 return _watch(client, args, out)
             return _pods(client, args, out)
         finally:
             client.close()
-    except InventoryError as exc:
+    except (InventoryError, ValueError) as exc:
         return _error(str(exc), EXIT_USAGE)
     except KubeError as exc:
         code = EXIT_USAGE if exc.kind == KubeErrorKind.CONFIG else EXIT_UNREACHABLE

@@ -30,7 +30,7 @@ class KubeClient:
         self.config = config
         self.context = config.pick(context)
         self.server = config.server_of(self.context)
-        self._api: Any = None
+        self._api: tuple[Any, Any] | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -40,12 +40,18 @@ class KubeClient:
         return cls(load_kubeconfig(kubeconfig), context)
 
     def _core(self) -> Any:
+        return self._apis()[0]
+
+    def _apps(self) -> Any:
+        return self._apis()[1]
+
+    def _apis(self) -> tuple[Any, Any]:
         with self._lock:
             if self._api is None:
                 self._api = self._build()
             return self._api
 
-    def _build(self) -> Any:
+    def _build(self) -> tuple[Any, Any]:
         from kubernetes import client, config
 
         configuration = client.Configuration()
@@ -68,12 +74,12 @@ class KubeClient:
                 f"used: {exc}",
                 "fix the context's cluster and user entries",
             ) from None
-        return client.CoreV1Api(api_client)
+        return client.CoreV1Api(api_client), client.AppsV1Api(api_client)
 
     def close(self) -> None:
         with self._lock:
             if self._api is not None:
-                self._api.api_client.close()
+                self._api[0].api_client.close()
                 self._api = None
 
     # -- reads ------------------------------------------------------------------
@@ -119,8 +125,45 @@ class KubeClient:
             ),
         )
 
-    def _call(self, what: str, request: Callable[[Any], Any]) -> dict[str, Any]:
-        api = self._core()
+    # -- workloads (apps/v1) -------------------------------------------------------
+
+    def list_workloads(
+        self, kind: str, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """Return the Deployments or DaemonSets of a namespace with the labels."""
+        plural = _plural(kind)
+        answer = self._call(
+            f"list {plural} in namespace {namespace}",
+            lambda api: getattr(api, f"list_namespaced_{_method(kind)}")(
+                namespace, label_selector=label_selector
+            ),
+            apps=True,
+        )
+        return _items(answer)
+
+    def create_workload(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        kind = str(body.get("kind", ""))
+        return self._call(
+            f"create {kind} in namespace {namespace}",
+            lambda api: getattr(api, f"create_namespaced_{_method(kind)}")(
+                namespace, body
+            ),
+            apps=True,
+        )
+
+    def delete_workload(self, kind: str, namespace: str, name: str) -> None:
+        self._call(
+            f"delete {kind} {namespace}/{name}",
+            lambda api: getattr(api, f"delete_namespaced_{_method(kind)}")(
+                name, namespace, propagation_policy="Background"
+            ),
+            apps=True,
+        )
+
+    def _call(
+        self, what: str, request: Callable[[Any], Any], *, apps: bool = False
+    ) -> dict[str, Any]:
+        api = self._apps() if apps else self._core()
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -189,6 +232,21 @@ class KubeClient:
 
 class WatchExpired(KubeError):
     """The watch's resource version is gone (HTTP 410): list again."""
+
+
+# The apps/v1 kinds the console creates, by their method-name part.
+_WORKLOAD_METHODS = {"Deployment": "deployment", "DaemonSet": "daemon_set"}
+
+
+def _method(kind: str) -> str:
+    try:
+        return _WORKLOAD_METHODS[kind]
+    except KeyError:
+        raise ValueError(f"unsupported workload kind {kind!r}") from None
+
+
+def _plural(kind: str) -> str:
+    return f"{kind.lower()}s"
 
 
 def _watch_call(api: Any, resource: str, namespace: str) -> Callable[..., Any]:

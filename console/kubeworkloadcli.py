@@ -1,0 +1,103 @@
+"""`nydus-console kube workload create|list|delete`: test workloads on the cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TextIO
+
+from nydus_console import locations
+from nydus_console.audit import AuditLog
+from nydus_console.inventory import ClusterTemplate
+from nydus_console.kube.actions import (
+    MANAGED_BY,
+    MANAGER,
+    WORKLOAD_KINDS,
+    WORKLOAD_LABEL,
+    ApiAction,
+    ApiActionGate,
+    ApiActionRefused,
+    cleanup_actions,
+    create_workload,
+)
+from nydus_console.kube.client import KubeClient
+
+EXIT_FAILED = 2
+_KINDS = {"deployment": "Deployment", "daemonset": "DaemonSet"}
+
+
+def run_workload(
+    client: KubeClient,
+    args: argparse.Namespace,
+    template: ClusterTemplate | None,
+    out: TextIO,
+) -> int:
+    """Run a `kube workload` step; KubeError and ValueError go to the caller."""
+    if args.workload_command == "list":
+        return _list(client, args, out)
+    if args.workload_command == "create":
+        actions = [
+            create_workload(_KINDS[args.kind], args.image, args.namespace, args.name)
+        ]
+    else:
+        actions = cleanup_actions(client, args.namespace)
+        if not actions:
+            print(f"no test workloads in namespace {args.namespace}", file=out)
+            return 0
+    gate = ApiActionGate(
+        AuditLog(locations.audit_log_file()),
+        read_only=bool(getattr(args, "read_only", False)),
+        cluster_read_only=template.read_only if template else False,
+    )
+    return _apply(actions, gate, client, args, out)
+
+
+def _apply(
+    actions: list[ApiAction],
+    gate: ApiActionGate,
+    client: KubeClient,
+    args: argparse.Namespace,
+    out: TextIO,
+) -> int:
+    for action in actions:
+        print(f"context {client.context}: {action.preview()}", file=out)
+    if args.dry_run:
+        return 0
+    if not args.yes:
+        print("not sent: add --yes to send the change shown above", file=out)
+        return EXIT_FAILED
+    for action in actions:
+        try:
+            gate.run(action, client, confirmed_by="--yes on the command line")
+        except ApiActionRefused as exc:
+            print(f"nydus-console: {exc}", file=out)
+            return EXIT_FAILED
+        print(f"done: {action.summary}", file=out)
+    return 0
+
+
+def _list(client: KubeClient, args: argparse.Namespace, out: TextIO) -> int:
+    selector = f"{MANAGED_BY}={MANAGER},{WORKLOAD_LABEL}"
+    found = [
+        (kind, item)
+        for kind in WORKLOAD_KINDS
+        for item in client.list_workloads(kind, args.namespace, selector)
+    ]
+    rows = [
+        {
+            "kind": kind,
+            "namespace": args.namespace,
+            "name": item["metadata"]["name"],
+            "image": item["spec"]["template"]["spec"]["containers"][0]["image"],
+        }
+        for kind, item in found
+    ]
+    if args.json:
+        print(json.dumps({"workloads": rows}, indent=2), file=out)
+        return 0
+    if not rows:
+        print(f"no test workloads in namespace {args.namespace}", file=out)
+    for row in rows:
+        line = f"{row['kind']}  {row['namespace']}/{row['name']}  {row['image']}"
+        print(line, file=out)
+    return 0

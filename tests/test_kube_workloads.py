@@ -1,0 +1,148 @@
+"""Test workloads: previewed, confirmed, audited, read-only aware, our own only."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from testbed.kube import ClusterWriter, KubeApiServer
+
+from nydus_console.audit import AuditLog
+from nydus_console.cli import build_parser
+from nydus_console.kubecli import run_kube
+
+pytestmark = pytest.mark.kube
+IMAGE = "registry.example.com/app:nydus"
+
+
+@pytest.fixture
+def namespace(kube_apiserver: KubeApiServer) -> str:
+    name = f"w-{uuid.uuid4().hex[:8]}"
+    ClusterWriter(kube_apiserver).namespace(name)
+    return name
+
+
+@pytest.fixture
+def audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuditLog:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return AuditLog(tmp_path / "state" / "nydus-console" / "audit.jsonl")
+
+
+def console(
+    server: KubeApiServer, *args: str, read_only: bool = False
+) -> tuple[int, str]:
+    argv = ["--read-only"] if read_only else []
+    argv += ["kube", "workload", *args, "--kubeconfig", str(server.kubeconfig)]
+    out = io.StringIO()
+    code = run_kube(build_parser().parse_args(argv), out)
+    return code, out.getvalue()
+
+
+def workloads(server: KubeApiServer, namespace: str) -> list[str]:
+    names = []
+    for plural in ("deployments", "daemonsets"):
+        path = f"/apis/apps/v1/namespaces/{namespace}/{plural}"
+        names += [
+            f"{plural}/{i['metadata']['name']}"
+            for i in server.request("GET", path)["items"]
+        ]
+    return sorted(names)
+
+
+def test_create_shows_the_manifest_and_needs_yes(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    args = ("create", "--image", IMAGE, "-n", namespace, "--kind", "daemonset")
+    code, out = console(kube_apiserver, *args)
+    assert code == 2
+    assert f"create DaemonSet {namespace}/nydus-test" in out
+    assert '"image": "registry.example.com/app:nydus"' in out
+    assert "not sent: add --yes" in out
+    code, _ = console(kube_apiserver, *args, "--dry-run")
+    assert code == 0
+    assert workloads(kube_apiserver, namespace) == []
+    assert audit.entries() == []
+    code, out = console(kube_apiserver, *args, "--yes")
+    assert code == 0, out
+    assert workloads(kube_apiserver, namespace) == ["daemonsets/nydus-test"]
+    (entry,) = audit.entries()
+    assert entry["action"] == "create DaemonSet"
+    assert entry["object"] == f"{namespace}/nydus-test"
+    assert entry["outcome"] == "ran"
+    assert entry["cluster"] == "nc-admin"
+
+
+def test_read_only_refuses_and_audits(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    code, out = console(
+        kube_apiserver,
+        "create",
+        "--image",
+        IMAGE,
+        "-n",
+        namespace,
+        "--yes",
+        read_only=True,
+    )
+    assert code == 2
+    assert "refused: the console runs with --read-only" in out
+    assert workloads(kube_apiserver, namespace) == []
+    (entry,) = audit.entries()
+    assert entry["outcome"] == "refused"
+
+
+def test_delete_touches_only_our_workloads(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    for kind, name in (("deployment", "one"), ("daemonset", "two")):
+        code, out = console(
+            kube_apiserver,
+            "create",
+            "--image",
+            IMAGE,
+            "-n",
+            namespace,
+            "--kind",
+            kind,
+            "--name",
+            name,
+            "--yes",
+        )
+        assert code == 0, out
+    # A Deployment of someone else, with the same image and a similar name.
+    foreign = {
+        "metadata": {"name": "nydus-test", "labels": {"app": "nydus-test"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "nydus-test"}},
+            "template": {
+                "metadata": {"labels": {"app": "nydus-test"}},
+                "spec": {"containers": [{"name": "c", "image": IMAGE}]},
+            },
+        },
+    }
+    kube_apiserver.request(
+        "POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", foreign
+    )
+    code, out = console(kube_apiserver, "list", "-n", namespace, "--json")
+    listed = json.loads(out)["workloads"]
+    assert sorted(w["name"] for w in listed) == ["one", "two"]
+    code, out = console(kube_apiserver, "delete", "-n", namespace, "--yes")
+    assert code == 0, out
+    assert f"done: delete Deployment {namespace}/one" in out
+    assert f"done: delete DaemonSet {namespace}/two" in out
+    assert workloads(kube_apiserver, namespace) == ["deployments/nydus-test"]
+    outcomes = [(e["action"], e["outcome"]) for e in audit.entries()]
+    assert outcomes[-2:] == [("delete Deployment", "ran"), ("delete DaemonSet", "ran")]
+
+
+def test_invalid_name_is_a_usage_error(
+    kube_apiserver: KubeApiServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = console(kube_apiserver, "create", "--image", IMAGE, "--name", "Bad_Name")
+    assert code == 64
+    assert "invalid workload name 'Bad_Name'" in capsys.readouterr().err
