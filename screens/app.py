@@ -233,6 +233,17 @@ class NydusConsoleApp(App[None]):
 
         self.push_screen(ConfigKindModal(node, paths), chosen)
 
+    def open_kube_pods(self) -> None:
+        """Open the cluster pods screen of the inventory's [kubernetes] context."""
+        from nydus_console.screens.kubepods import KubePodsScreen, cluster_source
+
+        template = self.fleet.inventory.kubernetes
+        kubeconfig = template.kubeconfig if template else ""
+        context = template.context if template else ""
+        self.push_screen(
+            KubePodsScreen(cluster_source(kubeconfig, context), context or "cluster")
+        )
+
     def open_metrics(self, node: str | None = None) -> None:
         """Show the metrics of `node`, or of every node when it is None."""
         from nydus_console.screens.metrics import FleetMetricsScreen, NodeMetricsScreen

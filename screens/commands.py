@@ -66,6 +66,11 @@ def _fleet_commands(
             partial(app.open_drift, kind),
         )
     yield SystemCommand(
+        "fleet: cluster pods",
+        "Pods of the Kubernetes cluster failing with Nydus errors, live (p)",
+        app.open_kube_pods,
+    )
+    yield SystemCommand(
         "fleet: metrics of every node",
         "Read throughput, errors, latency and memory of all nodes, worst first",
         app.open_metrics,

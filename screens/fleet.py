@@ -64,6 +64,7 @@ class FleetScreen(Screen[None]):
         Binding("a", "toggle_auto", "Auto-refresh", id="fleet.auto_refresh"),
         Binding("m", "metrics", "Metrics", id="fleet.metrics"),
         Binding("D", "drift", "Config drift", id="fleet.drift"),
+        Binding("p", "kube_pods", "Cluster pods", show=False, id="fleet.kube_pods"),
         Binding(
             "escape",
             "clear_filter",
@@ -232,6 +233,9 @@ class FleetScreen(Screen[None]):
 
     def action_drift(self) -> None:
         self.app.open_drift()  # type: ignore[attr-defined]
+
+    def action_kube_pods(self) -> None:
+        self.app.open_kube_pods()  # type: ignore[attr-defined]
 
     def action_refresh(self) -> None:
         self.app.refresh_all(force=True)  # type: ignore[attr-defined]

@@ -1,13 +1,14 @@
 """Failing pods, their events and the known Nydus failures they show.
 
 A pod is failing when a container waits for a failure reason
-(CreateContainerError, ImagePullBackOff and the like) or the pod has Warning
-events (FailedCreatePodSandBox, Failed ...). Each failing pod is written as
-the lines `kubectl get pods` and `kubectl describe pod` would show (its status
-row, each container's state, each event) and those lines are matched against
-the diagnose signatures as the `events` source. A pod is nydus-related when
-a signature matches or a line names nydus. Pods are grouped by node, and each
-node's matches fold into findings with the recovery runbook.
+(CreateContainerError, ImagePullBackOff and the like), or when the pod is not
+running and has Warning events (FailedCreatePodSandBox, Failed ...). Each
+failing pod is written as the lines `kubectl get pods` and `kubectl describe
+pod` would show (its status row, each container's state, each event), and
+those lines are matched against the diagnose signatures as the `events`
+source. A pod is nydus-related when a signature matches or a line names
+nydus. Pods are grouped by node, and each node's matches fold into findings
+with the recovery runbook.
 """
 
 from __future__ import annotations
@@ -107,9 +108,15 @@ class PodReport:
 
     @property
     def failing(self) -> bool:
-        return any(c.failing for c in self.containers) or any(
-            e.type == "Warning" for e in self.events
-        )
+        """Whether a container waits for a failure reason, or the pod has not
+        started and has Warning events. Events outlive their cause (by
+        kube-apiserver's --event-ttl, 1 h by default), so the events of a pod
+        that runs now do not count."""
+        if any(c.failing for c in self.containers):
+            return True
+        if self.phase in ("Running", "Succeeded"):
+            return False
+        return any(e.type == "Warning" for e in self.events)
 
     def lines(self) -> list[str]:
         """The status row, the container states and the events, secrets masked."""
@@ -325,3 +332,14 @@ def scan_cluster(
     pods = client.list_pods(namespace).get("items") or []
     events = client.list_events(namespace, "involvedObject.kind=Pod").get("items") or []
     return scan_pods(pods, events, include_all=include_all)
+
+
+def pod_findings(
+    pod: PodReport, matcher: SignatureMatcher | None = None
+) -> list[Finding]:
+    """Return the findings of one pod's lines, failures first."""
+    matcher = matcher or default_matcher()
+    found = Detections(matcher.catalogue)
+    for match in match_pod(pod, matcher):
+        found.add_match(match)
+    return found.findings()
