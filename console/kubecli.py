@@ -32,6 +32,7 @@ from nydus_console.kube.errors import KubeError, KubeErrorKind
 from nydus_console.kube.nodes import ClusterNode, parse_node
 from nydus_console.kube.pods import NodePods, PodReport, scan_cluster
 from nydus_console.kube.targets import cluster_targets
+from nydus_console.kube.watch import PodUpdate, PodWatch
 from nydus_console.kubeworkloadcli import run_workload
 
 EXIT_WARN = 1
@@ -193,6 +194,12 @@ def _options(parser: argparse.ArgumentParser, with_context: bool = True) -> None
 def run_kube(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run a `kube` action; return its exit status."""
     out = out or sys.stdout
+    if getattr(args, "node_after", None) or getattr(args, "ssh_hosts", None):
+        return _error(
+            "kube reads the cluster of a kubeconfig context, so --node and "
+            "--ssh-hosts do not apply; pick the cluster with --context",
+            EXIT_USAGE,
+        )
     try:
         template = _template(args)
         if args.kube_command == "contexts":
@@ -397,40 +404,62 @@ def _pod_lines(pod: PodReport) -> list[str]:
 
 
 def _watch(client: KubeClient, args: argparse.Namespace, out: TextIO) -> int:
-    from nydus_console.kube.watch import PodWatch
-
     watch = PodWatch(client, args.namespace)
-    failing: set[str] = set()
+    printer = WatchPrinter(out, as_json=args.json, include_all=args.all_failing)
     try:
         for update in watch.updates():
-            _print_update(update, failing, args, out)
+            printer.show(update)
     finally:
         watch.stop()
     return 0
 
 
-def _print_update(
-    update: Any, failing: set[str], args: argparse.Namespace, out: TextIO
-) -> None:
-    if update.kind == "error":
-        print(f"nydus-console: {update.error}", file=sys.stderr)
-        return
-    if update.kind == "synced":
-        if not args.json:
-            print(f"-- watching ({len(failing)} failing)", file=out, flush=True)
-        return
-    pod = update.pod
-    shown = pod.failing and (pod.nydus_related or args.all_failing)
-    if update.kind == "deleted":
-        shown = False
-    if not shown and pod.key not in failing:
-        return
-    state = "failing" if shown else ("deleted" if update.kind == "deleted" else "ok")
-    (failing.add if shown else failing.discard)(pod.key)
-    if args.json:
-        print(json.dumps({"state": state, "pod": pod.to_dict()}), file=out, flush=True)
-        return
-    print(f"{state}: " + "\n".join(_pod_lines(pod)).lstrip(), file=out, flush=True)
+class WatchPrinter:
+    """Print the changes of failing pods: failing, then ok or deleted.
+
+    An error that repeats (the watch retries every few seconds) is printed
+    once, until another error or an update comes.
+    """
+
+    def __init__(self, out: TextIO, *, as_json: bool, include_all: bool) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.include_all = include_all
+        self.failing: set[str] = set()
+        self.last_error = ""
+
+    def show(self, update: PodUpdate) -> None:
+        if update.kind == "error":
+            text = str(update.error)
+            if text != self.last_error:
+                print(f"nydus-console: {text}", file=sys.stderr, flush=True)
+            self.last_error = text
+            return
+        self.last_error = ""
+        if update.kind == "synced":
+            if not self.as_json:
+                count = len(self.failing)
+                print(f"-- watching ({count} failing)", file=self.out, flush=True)
+            return
+        if update.pod is not None:
+            self._show_pod(update.pod, deleted=update.kind == "deleted")
+
+    def _show_pod(self, pod: PodReport, *, deleted: bool) -> None:
+        failing = pod.failing and (pod.nydus_related or self.include_all)
+        failing = failing and not deleted
+        if not failing and pod.key not in self.failing:
+            return
+        if failing:
+            self.failing.add(pod.key)
+            state = "failing"
+        else:
+            self.failing.discard(pod.key)
+            state = "deleted" if deleted else "ok"
+        if self.as_json:
+            line = json.dumps({"state": state, "pod": pod.to_dict()})
+        else:
+            line = f"{state}: " + "\n".join(_pod_lines(pod)).lstrip()
+        print(line, file=self.out, flush=True)
 
 
 def _table(rows: list[list[str]]) -> str:

@@ -303,3 +303,21 @@ def test_cli_import_leaves_kubernetes_unloaded() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_kube_rejects_node_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from nydus_console.cli import main
+
+    assert main(["kube", "pods", "--node", "gpu-1"]) == 64
+    assert "--node and --ssh-hosts do not apply" in capsys.readouterr().err
+
+
+def test_unreadable_kubeconfig_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nydus_console.cli import main
+
+    path = tmp_path / "config"
+    path.write_text("clusters: [")
+    assert main(["kube", "contexts", "--kubeconfig", str(path)]) == 64
+    assert f"cannot read kubeconfig {path}" in capsys.readouterr().err

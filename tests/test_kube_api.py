@@ -9,6 +9,9 @@ from __future__ import annotations
 import io
 import json
 import queue
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -289,3 +292,45 @@ def test_unreachable_api_server_says_so(tmp_path: Path, kube_apiserver: Any) -> 
         client.list_nodes()
     assert error.value.kind == KubeErrorKind.UNREACHABLE
     assert "cannot reach the API server https://127.0.0.1:1" in str(error.value)
+
+
+def test_pods_watch_prints_failing_then_ok(
+    kube_apiserver: KubeApiServer, cluster: ClusterWriter, namespace: str
+) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "nydus_console",
+        "kube",
+        "pods",
+        "--watch",
+        "--json",
+        "-n",
+        namespace,
+        "--kubeconfig",
+        str(kube_apiserver.kubeconfig),
+    ]
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        cluster.pod(namespace, "flaky", "node-f")
+        cluster.pod_status(
+            namespace, "flaky", waiting="ErrImagePull", message=MEDIA_TYPE_ERROR
+        )
+        assert process.stdout is not None
+        first = json.loads(process.stdout.readline())
+        assert first["state"] == "failing"
+        assert first["pod"]["signatures"] == ["nydus-layer-no-processor"]
+        cluster.pod_status(namespace, "flaky", running=True)
+        second = json.loads(process.stdout.readline())
+        assert second["state"] == "ok"
+        assert second["pod"]["status"] == "Running"
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
