@@ -235,14 +235,22 @@ class NydusConsoleApp(App[None]):
 
     def open_kube_pods(self) -> None:
         """Open the cluster pods screen of the inventory's [kubernetes] context."""
+        from nydus_console.kube.config import load_kubeconfig
+        from nydus_console.kube.errors import KubeError
         from nydus_console.screens.kubepods import KubePodsScreen, cluster_source
 
         template = self.fleet.inventory.kubernetes
         kubeconfig = template.kubeconfig if template else ""
-        context = template.context if template else ""
-        self.push_screen(
-            KubePodsScreen(cluster_source(kubeconfig, context), context or "cluster")
+        try:
+            config = load_kubeconfig(kubeconfig or None)
+            context = config.pick(template.context if template else None)
+        except KubeError as error:
+            self.notify(f"Cluster pods not opened: {error}", severity="error")
+            return
+        screen = KubePodsScreen(
+            cluster_source(kubeconfig), context, list(config.contexts)
         )
+        self.push_screen(screen)
 
     def open_metrics(self, node: str | None = None) -> None:
         """Show the metrics of `node`, or of every node when it is None."""

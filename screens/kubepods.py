@@ -8,7 +8,8 @@ the known failures they match with the runbook.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar, Protocol
 
 from rich.markup import escape
@@ -44,11 +45,12 @@ class PodSource(Protocol):
 
 
 class PodChanged(Message):
-    """The watch reported a change (or an error) of the cluster's pods."""
+    """The watch of a context reported a change (or an error) of its pods."""
 
-    def __init__(self, update: PodUpdate) -> None:
+    def __init__(self, update: PodUpdate, context: str) -> None:
         super().__init__()
         self.update = update
+        self.context = context
 
 
 def shown(pod: PodReport, include_all: bool) -> bool:
@@ -58,23 +60,34 @@ def shown(pod: PodReport, include_all: bool) -> bool:
 
 
 class KubePodsScreen(Screen[None]):
-    """Failing pods of the cluster, updated as the API server reports changes."""
+    """Failing pods of the cluster, updated as the API server reports changes.
+
+    `open_source(context)` returns the watch of a kubeconfig context; `c`
+    switches to the next of `contexts`.
+    """
 
     BINDING_GROUP_TITLE = "Cluster pods"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back", id="kube_pods.back"),
         Binding("a", "toggle_all", "All failing", id="kube_pods.all"),
+        Binding("c", "next_context", "Next context", id="kube_pods.context"),
     ]
 
-    def __init__(self, open_source: Callable[[], PodSource], cluster: str) -> None:
+    def __init__(
+        self,
+        open_source: Callable[[str], PodSource],
+        context: str,
+        contexts: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         self.open_source = open_source
-        self.cluster = cluster
+        self.context = context
+        self.contexts = list(contexts) or [context]
         self.include_all = False
         self.pods: dict[str, PodReport] = {}
-        self.status_line = f"reading the pods of {cluster}…"
+        self.status_line = ""
         self._source: PodSource | None = None
-        self._closed = False
+        self._lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -85,18 +98,34 @@ class KubePodsScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"cluster pods: {self.cluster}"
         table = self.query_one(DataTable)
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         table.focus()
-        self._show_status()
-        self._follow()
+        self._start()
 
     def on_unmount(self) -> None:
-        self._closed = True
-        if self._source is not None:
-            self._source.stop()
+        self._stop_source(closing=True)
+
+    def _start(self) -> None:
+        """Follow the pods of self.context, from an empty table."""
+        self._stop_source()
+        self.sub_title = f"cluster pods: {self.context}"
+        self.status_line = f"reading the pods of {self.context}…"
+        self.pods.clear()
+        self.rebuild()
+        self._show_status()
+        self._follow(self.context)
+
+    def _stop_source(self, closing: bool = False) -> None:
+        with self._lock:
+            if self._source is not None:
+                self._source.stop()
+            self._source = None
+            if closing:
+                # No context is shown any more, so a watch that opens late
+                # stops at once and its messages are dropped.
+                self.context = ""
 
     @work(
         thread=True,
@@ -105,27 +134,42 @@ class KubePodsScreen(Screen[None]):
         exit_on_error=False,
         name="follow cluster pods",
     )
-    def _follow(self) -> None:
+    def _follow(self, context: str) -> None:
         try:
-            source = self.open_source()
+            source = self.open_source(context)
         except KubeError as error:
-            self.post_message(PodChanged(PodUpdate("error", error=error)))
+            self.post_message(PodChanged(PodUpdate("error", error=error), context))
             return
-        self._source = source
-        if self._closed:
-            source.stop()
+        with self._lock:
+            # The screen closed or switched context while the watch opened.
+            if context != self.context:
+                source.stop()
+            else:
+                self._source = source
         for update in source.updates():
-            self.post_message(PodChanged(update))
+            self.post_message(PodChanged(update, context))
+
+    def action_next_context(self) -> None:
+        if len(self.contexts) < 2:
+            self.notify(f"{self.context} is the only context of the kubeconfig")
+            return
+        position = (
+            self.contexts.index(self.context) if self.context in self.contexts else -1
+        )
+        self.context = self.contexts[(position + 1) % len(self.contexts)]
+        self._start()
 
     # -- updates --------------------------------------------------------------
 
     @on(PodChanged)
     def pod_changed(self, message: PodChanged) -> None:
+        if message.context != self.context:
+            return  # a late change of the context shown before
         update = message.update
         if update.kind == "error":
             self.status_line = f"reading the cluster failed: {update.error}"
         elif update.kind == "synced":
-            self.status_line = f"watching the pods of {self.cluster}"
+            self.status_line = f"watching the pods of {self.context}"
         elif update.pod is not None:
             self._apply(update)
         self._show_status()
@@ -212,10 +256,10 @@ def detail_text(pod: PodReport) -> Text:
     return text
 
 
-def cluster_source(kubeconfig: str, context: str) -> Callable[[], PodSource]:
-    """Return a factory of PodWatch on the kubeconfig's context (blocking)."""
+def cluster_source(kubeconfig: str) -> Callable[[str], PodSource]:
+    """Return a factory of PodWatch per context of the kubeconfig (blocking)."""
 
-    def open_watch() -> PodSource:
+    def open_watch(context: str) -> PodSource:
         from nydus_console.kube.client import KubeClient
         from nydus_console.kube.watch import PodWatch
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +38,7 @@ def status(screen: KubePodsScreen) -> str:
 
 async def open_recorded(pilot: Pilot[Any]) -> KubePodsScreen:
     await settle(pilot)
-    screen = KubePodsScreen(RecordedPodWatch, "prod")
+    screen = KubePodsScreen(lambda context: RecordedPodWatch(), "prod")
     await pilot.app.push_screen(screen)
     await wait_for(pilot, lambda: "watching" in status(screen))
     return screen
@@ -106,4 +107,13 @@ async def test_live_pod_appears_and_recovers(
         assert str(known) == "missing-parent-sandbox"
         writer.pod_status(namespace, "live", running=True)
         await wait_for(pilot, lambda: key not in rows(screen))
+        # The viewer may not list pods cluster-wide: the status line says so.
+        await pilot.press("c")
+        assert screen.context == "nc-viewer"
+        await wait_for(pilot, lambda: "permission denied" in status(screen))
+        # Pods and events are read at once, so either denial may come first.
+        assert re.search(
+            r"may not list (pods|events) at the cluster scope", status(screen)
+        )
+        assert rows(screen) == []
         await pilot.press("escape")
