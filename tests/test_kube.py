@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -321,3 +322,21 @@ def test_unreadable_kubeconfig_is_a_usage_error(
     path.write_text("clusters: [")
     assert main(["kube", "contexts", "--kubeconfig", str(path)]) == 64
     assert f"cannot read kubeconfig {path}" in capsys.readouterr().err
+
+
+def test_build_script_returns_cached_binary(tmp_path: Path) -> None:
+    binary = tmp_path / "kube-apiserver" / "kube-apiserver"
+    binary.parent.mkdir()
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    script = Path(__file__).parent.parent / "scripts" / "build-kube-apiserver"
+    result = subprocess.run(
+        [str(script)],
+        env=dict(os.environ, NC_CACHE=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(binary)
+    assert not (tmp_path / "kube-apiserver" / "build.log").exists()
