@@ -198,8 +198,8 @@ class KubeClient:
         """Yield (type, object) changes of "pods" or "events" after a version.
 
         Ends after WATCH_SECONDS (the caller watches again from the last
-        version it saw). Raises KubeError; a KubeError of kind NOT_FOUND with
-        "410" means the version is too old and the caller must list again.
+        version it saw). Raises WatchExpired when the version is too old
+        (HTTP 410), so the caller must list again, and KubeError otherwise.
         """
         api = self._core()
         from kubernetes.client.exceptions import ApiException
@@ -225,6 +225,8 @@ class KubeClient:
             finally:
                 response.release_conn()
         except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired(KubeErrorKind.NOT_FOUND, f"{what}: 410") from None
             raise api_error(exc.status or 0, exc.body, self.context, what) from None
         except HTTPError as exc:
             raise self.unreachable(exc) from None
