@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nydus_console.audit import AuditLog
@@ -108,17 +109,7 @@ class ActionGate:
         }
         if action.stdin is not None:
             base["input"] = action.input_summary()
-        reason = self.refusal(spec)
-        if not reason and not confirmed_by:
-            reason = "the action was not confirmed"
-        if not reason and action.destructive and confirmed_by != spec.name:
-            reason = (
-                f"destructive action confirmed with {confirmed_by!r}, not the node name"
-            )
-        if reason:
-            log.warning("refused %s on %s: %s", action.name, spec.name, reason)
-            self.audit.append({**base, "outcome": "refused", "reason": reason})
-            raise ActionRefused(f"{action.name} on {spec.name} refused: {reason}")
+        self._check(base, spec, confirmed_by, destructive=action.destructive)
         try:
             result = await transport.run(
                 list(action.argv), timeout=ACTION_TIMEOUT, input=action.stdin
@@ -136,3 +127,64 @@ class ActionGate:
             }
         )
         return result
+
+    def _check(
+        self,
+        base: dict[str, str],
+        spec: NodeSpec,
+        confirmed_by: str,
+        *,
+        destructive: bool,
+    ) -> None:
+        """Raise ActionRefused (and audit it) unless the action may run."""
+        reason = self.refusal(spec)
+        if not reason and not confirmed_by:
+            reason = "the action was not confirmed"
+        if not reason and destructive and confirmed_by != spec.name:
+            reason = (
+                f"destructive action confirmed with {confirmed_by!r}, not the node name"
+            )
+        if reason:
+            name = base["action"]
+            log.warning("refused %s on %s: %s", name, spec.name, reason)
+            self.audit.append({**base, "outcome": "refused", "reason": reason})
+            raise ActionRefused(f"{name} on {spec.name} refused: {reason}")
+
+    async def transfer(
+        self,
+        upload: Upload,
+        spec: NodeSpec,
+        send: Callable[[], Awaitable[None]],
+        *,
+        confirmed_by: str,
+    ) -> None:
+        """Run `send`, which copies a local file to the node, as a confirmed action.
+
+        The audit log records the target path, size and sha256 of the file.
+        Raise ActionRefused or TransportError.
+        """
+        base = {
+            "node": spec.name,
+            "address": spec.address,
+            "action": upload.name,
+            "command": f"upload {upload.source} to {upload.target}",
+            "input": f"{upload.size} bytes, sha256 {upload.sha256}",
+        }
+        self._check(base, spec, confirmed_by, destructive=False)
+        try:
+            await send()
+        except TransportError as exc:
+            self.audit.append({**base, "outcome": "failed", "error": str(exc)})
+            raise
+        self.audit.append({**base, "outcome": "ran", "exit_status": 0})
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A local file copied to a node, shown to the operator before it is sent."""
+
+    name: str
+    source: str
+    target: str
+    sha256: str
+    size: int

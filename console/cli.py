@@ -46,6 +46,7 @@ from nydus_console.metricscli import (
     run_metrics,
 )
 from nydus_console.runbookcli import add_runbook_parser, run_runbook_command
+from nydus_console.setupcli import add_setup_parser, run_setup_command
 
 EXIT_USAGE = 64
 DEFAULT_REFRESH_SECONDS = 10.0
@@ -182,6 +183,7 @@ def build_parser() -> UsageParser:
     add_bundle_parser(commands, [_node_options(sub=True)])
     add_report_parser(commands, [_node_options(sub=True)])
     add_kube_parser(commands, [_node_options(sub=True)])
+    add_setup_parser(commands, [_node_options(sub=True)])
     return parser
 
 
@@ -257,6 +259,8 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "kube":
         # It reads the cluster, not the nodes.
         return run_kube(args)
+    if args.command == "setup":
+        return run_setup_command(args, resolve_inventory, read_only=args.read_only)
     if args.command == "diagnose":
         # Offline too: it reads only the files it is given.
         return run_diagnose(args)

@@ -9,9 +9,10 @@ parsers and the console's diagnosis see real-looking input. With
 collects the values from its nydusd daemons every ``collect_interval``
 (snapshotter_metrics_collector.py).
 
-What it does not do: the gRPC socket accepts connections and closes them
-(it speaks no gRPC), and no image is ever mounted. Python 3.11 standard
-library only; it runs inside test nodes as nydus-snapshotter.service.
+What it does not do: the gRPC socket answers every call as an empty
+Snapshots.List (see serve_grpc_connection), and no image is ever mounted.
+Python 3.11 standard library only; it runs inside test nodes as
+nydus-snapshotter.service.
 """
 
 from __future__ import annotations
@@ -630,12 +631,80 @@ def listen_grpc(address: str) -> socket.socket:
 
 
 def accept_and_close(listener: socket.socket) -> None:
+    """Serve every connection of the gRPC socket in a thread of its own."""
     while True:
         try:
             connection, _ = listener.accept()
         except OSError:
             return
-        connection.close()
+        threading.Thread(
+            target=serve_grpc_connection, args=(connection,), daemon=True
+        ).start()
+
+
+# gRPC runs over HTTP/2 (RFC 9113). The double speaks just enough of it to
+# end every call with grpc-status 0 and no message. For the one call it is
+# meant for, Snapshots.List (`ctr snapshots --snapshotter nydus ls` through
+# containerd's proxy plugin), that is the answer of a snapshotter with no
+# snapshots. It does not decode the request headers (HPACK), so every other
+# call gets the same answer, which a client of a unary call rejects.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_DATA, H2_HEADERS, H2_SETTINGS, H2_PING, H2_GOAWAY = 0x0, 0x1, 0x4, 0x6, 0x7
+H2_END_STREAM, H2_ACK, H2_END_HEADERS = 0x1, 0x1, 0x4
+
+
+def h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    header = len(payload).to_bytes(3, "big") + bytes([kind, flags])
+    return header + (stream & 0x7FFFFFFF).to_bytes(4, "big") + payload
+
+
+def hpack_literal(name: str, value: str) -> bytes:
+    """A header field as a literal without indexing, no Huffman coding."""
+    return bytes([0, len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+
+GRPC_RESPONSE_HEADERS = b"\x88" + hpack_literal("content-type", "application/grpc")
+GRPC_TRAILERS = hpack_literal("grpc-status", "0") + hpack_literal("grpc-message", "")
+
+
+def read_exactly(connection: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def serve_grpc_connection(connection: socket.socket) -> None:
+    try:
+        with connection:
+            if read_exactly(connection, len(H2_PREFACE)) != H2_PREFACE:
+                return
+            connection.sendall(h2_frame(H2_SETTINGS, 0, 0))
+            while (header := read_exactly(connection, 9)) is not None:
+                size = int.from_bytes(header[:3], "big")
+                kind, flags = header[3], header[4]
+                stream = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+                payload = read_exactly(connection, size) if size else b""
+                if payload is None or kind == H2_GOAWAY:
+                    return
+                connection.sendall(h2_reply(kind, flags, stream, payload))
+    except OSError:
+        return
+
+
+def h2_reply(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    if kind == H2_SETTINGS and not flags & H2_ACK:
+        return h2_frame(H2_SETTINGS, H2_ACK, 0)
+    if kind == H2_PING and not flags & H2_ACK:
+        return h2_frame(H2_PING, H2_ACK, 0, payload)
+    if kind in (H2_DATA, H2_HEADERS) and flags & H2_END_STREAM and stream:
+        return h2_frame(
+            H2_HEADERS, H2_END_HEADERS, stream, GRPC_RESPONSE_HEADERS
+        ) + h2_frame(H2_HEADERS, H2_END_HEADERS | H2_END_STREAM, stream, GRPC_TRAILERS)
+    return b""
 
 
 # --- main ----------------------------------------------------------------------

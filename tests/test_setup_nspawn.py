@@ -1,0 +1,268 @@
+"""The setup wizard on a fresh booted node: containerd only, no Nydus.
+
+The node runs real systemd, sshd and containerd 1.6. The release tarballs
+are built by the test from the doubles (tests/doubles/release_tarball.py)
+with their .sha256 files. The tests share one node and run in file order:
+a plan that changes nothing, a corrupted tarball that is refused, a run
+interrupted by killing sshd and then resumed, and a second run with
+nothing to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from doubles.release_tarball import build_release
+from testbed.errors import NodeBootError, TestbedUnavailable
+from testbed.fixtures import _unavailable
+from testbed.nspawn import Node, NspawnFleet
+from testbed.profiles import (
+    CONTAINERD_CONFIG,
+    GRPC_SOCKET,
+    SNAPSHOTTER_CONFIG,
+    SNAPSHOTTER_UNIT,
+    boot_fleet,
+    nydus_plugin_listed,
+)
+
+from nydus_console.actions import ActionGate
+from nydus_console.audit import AuditLog
+from nydus_console.fleet import Fleet
+from nydus_console.inventory import load_inventory
+from nydus_console.setup.answers import Answers, resolve
+from nydus_console.setup.apply import SetupApplier, StepStatus
+from nydus_console.setup.plan import PlanStep, build_plan
+from nydus_console.setup.release import unpack_binaries
+from nydus_console.setup.state import SetupStateStore
+from nydus_console.setup.survey import survey_node
+
+pytestmark = pytest.mark.nspawn
+
+NODE = "setup-node1"
+UNIT_FILE = f"/etc/systemd/system/{SNAPSHOTTER_UNIT}"
+NYDUSD_CONFIG = "/etc/nydus/nydusd-config.json"
+ROOT = "/var/lib/containerd/io.containerd.snapshotter.v1.nydus"
+# Where setup may write; their listing must not change in a plan-only run.
+WATCHED = ["/etc", "/usr/local", "/var/lib/containerd", "/var/tmp"]
+
+
+@pytest.fixture(scope="module")
+def fresh_fleet() -> Iterator[NspawnFleet]:
+    """One node of the ``absent`` profile: containerd only."""
+    try:
+        fleet = boot_fleet(("absent",), hostname_prefix="setup")
+    except (TestbedUnavailable, NodeBootError) as error:
+        _unavailable(error)
+    try:
+        yield fleet
+    finally:
+        fleet.close()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("setup-home")
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return build_release(tmp_path_factory.mktemp("release"))
+
+
+@pytest.fixture(scope="module")
+def inventory(fresh_fleet: NspawnFleet, home: Path) -> Path:
+    return fresh_fleet.write_inventory(home / "inventory.toml")
+
+
+def run_console(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(
+        os.environ,
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_STATE_HOME=str(home / ".state"),
+    )
+    env.pop("SSH_AUTH_SOCK", None)
+    return subprocess.run(
+        [sys.executable, "-m", "nydus_console", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def setup_args(inventory: Path, release: list[Path], *extra: str) -> list[str]:
+    tarballs = [arg for path in release for arg in ("--tarball", str(path))]
+    return ["setup", "--inventory", str(inventory), "--node", NODE, *tarballs, *extra]
+
+
+def tree(node: Node) -> str:
+    """Every path under WATCHED with its type, size, mode and mtime."""
+    script = 'find "$@" -xdev -printf "%p %y %s %m %T@\\n" 2>/dev/null | sort'
+    return node.exec(["sh", "-c", script, "tree", *WATCHED], check=True).stdout
+
+
+def changed(before: str, after: str) -> list[str]:
+    """Lines of one listing that the other lacks."""
+    old, new = set(before.splitlines()), set(after.splitlines())
+    return sorted((old - new) | (new - old))
+
+
+def audit_entries(home: Path) -> list[dict[str, object]]:
+    return AuditLog(home / ".state" / "nydus-console" / "audit.jsonl").entries()
+
+
+def test_plan_only_changes_nothing(
+    fresh_fleet: NspawnFleet, inventory: Path, release: list[Path], home: Path
+) -> None:
+    node = fresh_fleet.node(NODE)
+    before = tree(node)
+    result = run_console(*setup_args(inventory, release, "--plan-only"), home=home)
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+    assert "1.6" in out, out
+    assert f"create {SNAPSHOTTER_CONFIG}" in out
+    assert f"update {CONTAINERD_CONFIG}" in out
+    assert "+[proxy_plugins.nydus]" in out or "+  [proxy_plugins.nydus]" in out
+    assert "KillMode=process" in out
+    assert "install /usr/local/bin/containerd-nydus-grpc" in out
+    assert "--plan-only: nothing was changed" in out
+    assert changed(before, tree(node)) == []
+    assert audit_entries(home) == []
+
+
+def test_corrupted_tarball_is_refused(
+    fresh_fleet: NspawnFleet,
+    inventory: Path,
+    release: list[Path],
+    home: Path,
+    tmp_path: Path,
+) -> None:
+    node = fresh_fleet.node(NODE)
+    corrupt = tmp_path / release[1].name
+    data = bytearray(release[1].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    Path(f"{corrupt}.sha256").write_text(Path(f"{release[1]}.sha256").read_text())
+    before = tree(node)
+    result = run_console(
+        *setup_args(inventory, [release[0], corrupt], "--yes"), home=home
+    )
+    assert result.returncode == 64, result.stderr + result.stdout
+    assert f"{corrupt} has sha256" in result.stderr
+    assert "nothing was uploaded or installed" in result.stderr
+    assert changed(before, tree(node)) == []
+
+
+async def test_interrupted_run_resumes(
+    fresh_fleet: NspawnFleet,
+    inventory: Path,
+    release: list[Path],
+    home: Path,
+    tmp_path: Path,
+) -> None:
+    node = fresh_fleet.node(NODE)
+    original_containerd = node.read_file(CONTAINERD_CONFIG)
+    store = SetupStateStore(home / ".state" / "nydus-console" / "setup")
+    fleet = Fleet(load_inventory(inventory))
+    seen: list[tuple[str, StepStatus]] = []
+
+    def progress(step: PlanStep, status: StepStatus, detail: str) -> None:
+        seen.append((step.id, status))
+        if step.id == f"write:{UNIT_FILE}" and status is StepStatus.DONE:
+            node.kill_sshd()
+
+    try:
+        spec, transport = fleet.specs[NODE], fleet.transports[NODE]
+        survey = await survey_node(spec, transport)
+        settings = resolve(Answers(), survey)
+        binaries = unpack_binaries(release, tmp_path)
+        plan = await build_plan(spec, transport, survey, settings, binaries, None)
+        gate = ActionGate(
+            AuditLog(home / ".state" / "nydus-console" / "audit.jsonl"),
+            read_only=False,
+        )
+        applier = SetupApplier(
+            gate,
+            spec,
+            transport,
+            confirmed_by="--yes",
+            store=store,
+            progress=progress,
+        )
+        outcome = await applier.apply(plan)
+    finally:
+        await fleet.close()
+        node.start_sshd()
+    assert outcome.unreachable and not outcome.ok
+    state = store.load(NODE)
+    assert state is not None
+    assert f"write:{UNIT_FILE}" in state.done
+    assert f"restart:{SNAPSHOTTER_UNIT}" in state.pending
+    # The files written before the connection dropped are in place.
+    assert "KillMode=process" in node.read_file(UNIT_FILE)
+    assert node.read_file(CONTAINERD_CONFIG) == original_containerd
+
+    result = run_console(*setup_args(inventory, release, "--yes", "--json"), home=home)
+    assert result.returncode == 0, result.stderr + result.stdout
+    document = json.loads(result.stdout)
+    [report] = document["nodes"]
+    assert report["status"] == "set up"
+    assert f"write:{UNIT_FILE}" in report["done_before"]
+    steps = [step["id"] for step in report["steps"]]
+    assert f"write:{UNIT_FILE}" not in steps
+    assert f"restart:{SNAPSHOTTER_UNIT}" in steps
+    assert "restart:containerd.service" in steps
+    assert all(check["ok"] for check in report["verification"]), report
+    assert store.load(NODE) is None
+    job = document["prometheus_scrape_job"]
+    assert "job_name: nydus" in job and "metrics_path: /v1/metrics" in job
+    assert f"{node.address}:9110" in job
+    assert document["grafana_dashboard"] == 20245
+
+    # The node runs Nydus for real: the unit, the plugin, the kept config.
+    assert node.unit_property(SNAPSHOTTER_UNIT, "ActiveState") == "active"
+    assert node.unit_property(SNAPSHOTTER_UNIT, "KillMode") == "process"
+    assert node.unit_property(SNAPSHOTTER_UNIT, "UnitFileState") == "enabled"
+    assert node.exec(["test", "-S", GRPC_SOCKET]).returncode == 0
+    assert node.exec(["test", "-d", ROOT]).returncode == 0
+    assert nydus_plugin_listed(node)
+    containerd = node.read_file(CONTAINERD_CONFIG)
+    assert 'bin_dir = "/usr/lib/cni"' in containerd
+    assert 'snapshotter = "nydus"' in containerd
+    backups = node.exec(["sh", "-c", f"ls {CONTAINERD_CONFIG}.*.bak"])
+    assert backups.returncode == 0 and backups.stdout.strip()
+    actions = [entry["action"] for entry in audit_entries(home)]
+    assert "upload containerd-nydus-grpc" in actions
+    assert f"write {CONTAINERD_CONFIG}" in actions
+
+
+def test_second_run_has_nothing_to_do(
+    fresh_fleet: NspawnFleet, inventory: Path, release: list[Path], home: Path
+) -> None:
+    node = fresh_fleet.node(NODE)
+    before = tree(node)
+    pid = node.unit_property(SNAPSHOTTER_UNIT, "MainPID")
+    result = run_console(*setup_args(inventory, release, "--yes"), home=home)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "nothing to do; Nydus is set up as answered" in result.stdout
+    assert "ok   ctr snapshots --snapshotter nydus ls answers" in result.stdout
+    assert node.unit_property(SNAPSHOTTER_UNIT, "MainPID") == pid
+    assert _without_runtime(tree(node)) == _without_runtime(before)
+
+
+def _without_runtime(listing: str) -> list[str]:
+    """Drop paths that running services change by themselves (/run, logs)."""
+    return [
+        line
+        for line in listing.splitlines()
+        if not line.startswith(("/run", "/var/lib/containerd/io.containerd"))
+        and "/logs" not in line
+    ]
