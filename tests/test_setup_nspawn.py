@@ -161,6 +161,28 @@ def test_corrupted_tarball_is_refused(
     assert changed(before, tree(node)) == []
 
 
+def test_read_only_and_unconfirmed_runs_change_nothing(
+    fresh_fleet: NspawnFleet, inventory: Path, release: list[Path], home: Path
+) -> None:
+    node = fresh_fleet.node(NODE)
+    before = tree(node)
+    unconfirmed = run_console(*setup_args(inventory, release), home=home)
+    assert unconfirmed.returncode == 2, unconfirmed.stderr + unconfirmed.stdout
+    assert "the plan was not confirmed" in unconfirmed.stdout
+    read_only = run_console(
+        "--read-only", *setup_args(inventory, release, "--yes"), home=home
+    )
+    assert read_only.returncode == 2, read_only.stderr + read_only.stdout
+    assert "refused: the console runs with --read-only" in read_only.stdout
+    assert changed(before, tree(node)) == []
+    [entry] = audit_entries(home)
+    assert entry["outcome"] == "refused"
+    assert entry["action"] == "upload containerd-nydus-grpc"
+    # The refused run leaves its state, which the next run continues from.
+    store = SetupStateStore(home / ".state" / "nydus-console" / "setup")
+    store.clear(NODE)
+
+
 async def test_interrupted_run_resumes(
     fresh_fleet: NspawnFleet,
     inventory: Path,
