@@ -144,8 +144,8 @@ def service_state(ctx: CheckContext) -> Outcome:
         return problem(
             f"unit {name} is not installed",
             evidence,
-            next_step=f"install the {name} unit (docs/user-guide.md, Installing nydus "
-            "by hand), or set snapshotter_unit in the inventory",
+            next_step=f"install the {name} unit with nydus-console setup (user "
+            "guide, Setup), or set snapshotter_unit in the inventory",
         )
     active, sub = unit.get("ActiveState"), unit.get("SubState")
     if active == "active":
