@@ -23,9 +23,9 @@ from nydus_console.audit import AuditLog
 from nydus_console.fleet import Fleet
 from nydus_console.inventory import Inventory, InventoryError
 from nydus_console.runbookcli import select_nodes
-from nydus_console.setup.answers import AnswerError, Answers, load_answers, resolve
-from nydus_console.setup.apply import SetupApplier, StepStatus
-from nydus_console.setup.plan import PlanError, PlanStep, SetupPlan, build_plan
+from nydus_console.setup.answers import AnswerError, Answers, load_answers
+from nydus_console.setup.apply import StepStatus
+from nydus_console.setup.plan import PlanError, PlanStep, SetupPlan
 from nydus_console.setup.release import (
     Binary,
     ReleaseError,
@@ -39,14 +39,13 @@ from nydus_console.setup.render import (
     survey_lines,
     verification_lines,
 )
+from nydus_console.setup.session import NodeSetup
 from nydus_console.setup.state import SetupStateStore
-from nydus_console.setup.survey import survey_node
 from nydus_console.setup.verify import (
     GRAFANA_DASHBOARD,
     local_only,
     scrape_job,
     scrape_target,
-    verify_node,
 )
 from nydus_console.transport.base import TransportError
 
@@ -210,26 +209,22 @@ class SetupCommand:
 
     async def node(self, fleet: Fleet, name: str) -> NodeOutcome:
         outcome = NodeOutcome(name)
-        spec, transport = fleet.specs[name], fleet.transports[name]
+        gate = ActionGate(
+            AuditLog(locations.audit_log_file()), read_only=self.read_only
+        )
+        setup = NodeSetup(
+            fleet.specs[name], fleet.transports[name], gate, store=self.store
+        )
         try:
-            survey = await survey_node(spec, transport)
-            self.say(*survey_lines(survey))
-            settings = resolve(self.answers, survey)
-            plan = await build_plan(
-                spec,
-                transport,
-                survey,
-                settings,
-                self.binaries,
-                self.store.load(name),
-            )
+            self.say(*survey_lines(await setup.survey()))
+            plan = await setup.plan(self.answers, self.binaries)
         except TransportError as exc:
             return self._end(outcome, "unreachable", str(exc))
         except (AnswerError, PlanError) as exc:
             return self._end(outcome, "cannot plan", str(exc))
         outcome.plan = plan
-        outcome.target = scrape_target(spec, settings)
-        outcome.local_metrics = local_only(settings)
+        outcome.target = scrape_target(setup.spec, plan.settings)
+        outcome.local_metrics = local_only(plan.settings)
         self.say(*settings_lines(plan), *plan_lines(plan))
         if self.args.plan_only:
             return self._end(outcome, "planned", "--plan-only: nothing was changed")
@@ -237,13 +232,13 @@ class SetupCommand:
             return self._end(
                 outcome,
                 "not run",
-                "the plan was not confirmed; add "
-                "--yes, or run in a terminal to confirm it",
+                "the plan was not confirmed; add --yes, or run in a terminal to "
+                "confirm it",
             )
-        if not plan.empty and not await self._apply(fleet, name, plan, outcome):
+        if not plan.empty and not await self._apply(setup, plan, outcome):
             return outcome
         try:
-            checks = await verify_node(spec, transport, survey, settings)
+            checks = await setup.verify(plan)
         except TransportError as exc:
             return self._end(outcome, "unreachable", str(exc))
         outcome.checks = [c.to_dict() for c in checks]
@@ -263,11 +258,8 @@ class SetupCommand:
         return sys.stdin.readline().strip().lower() == "yes"
 
     async def _apply(
-        self, fleet: Fleet, name: str, plan: SetupPlan, outcome: NodeOutcome
+        self, setup: NodeSetup, plan: SetupPlan, outcome: NodeOutcome
     ) -> bool:
-        gate = ActionGate(
-            AuditLog(locations.audit_log_file()), read_only=self.read_only
-        )
         total = len(plan.steps)
         numbers = {step.id: n for n, step in enumerate(plan.steps, start=1)}
 
@@ -275,30 +267,26 @@ class SetupCommand:
             tail = f": {detail}" if detail else ""
             self.say(f"   [{numbers[step.id]}/{total}] {step.title} {status}{tail}")
 
-        applier = SetupApplier(
-            gate,
-            fleet.specs[name],
-            fleet.transports[name],
-            confirmed_by="--yes" if self.args.yes else name,
-            store=self.store,
+        self.say(f"== {setup.node}: applying")
+        result = await setup.apply(
+            plan,
+            confirmed_by="--yes" if self.args.yes else setup.node,
             progress=progress,
         )
-        self.say(f"== {name}: applying")
-        result = await applier.apply(plan)
         outcome.steps = [r.to_dict() for r in result.results]
         if result.ok:
             return True
         failed = result.results[-1]
-        status = (
-            "unreachable"
-            if result.unreachable
-            else ("refused" if result.refused else "failed")
-        )
+        status = "failed"
+        if result.unreachable:
+            status = "unreachable"
+        elif result.refused:
+            status = "refused"
         self._end(
             outcome,
             status,
-            f"step {failed.step} failed: {failed.detail}. "
-            "Fix the cause and run setup again; it continues with this step",
+            f"step {failed.step} failed: {failed.detail}. Fix the cause and run "
+            "setup again; it continues with this step",
         )
         return False
 

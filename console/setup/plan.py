@@ -191,6 +191,11 @@ def desired_files(spec: NodeSpec, survey: Survey, s: Settings) -> list[DesiredFi
     ]
 
 
+def plan_directories(settings: Settings) -> list[str]:
+    """The directories setup creates when they are missing."""
+    return [CONFIG_DIR, settings.root]
+
+
 async def existing_directories(transport: Transport, paths: list[str]) -> set[str]:
     script = 'for p in "$@"; do [ -d "$p" ] && printf "%s\\n" "$p"; done; true'
     result = await transport.run(["sh", "-c", script, "dirs", *paths])
@@ -231,21 +236,23 @@ def plan_binaries(survey: Survey, binaries: dict[str, Binary]) -> list[PlanStep]
     return steps
 
 
-async def build_plan(
+def build_plan(
     spec: NodeSpec,
-    transport: Transport,
     survey: Survey,
     settings: Settings,
     binaries: dict[str, Binary],
     state: SetupState | None,
+    directories: set[str],
 ) -> SetupPlan:
-    """Compare the node with the settings and list what must change."""
+    """Compare the node with the settings and list what must change.
+
+    `directories` are those of `plan_directories` that exist on the node.
+    """
     files = desired_files(spec, survey, settings)
     plan = SetupPlan(spec.name, survey, settings, files)
     pending = set(state.pending) if state else set()
     plan.done_before = list(state.done) if state else []
     steps = plan_binaries(survey, binaries)
-    directories = await existing_directories(transport, [CONFIG_DIR, settings.root])
     for directory, mode in ((CONFIG_DIR, "0755"), (settings.root, "0700")):
         if directory not in directories:
             steps.append(
