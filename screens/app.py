@@ -42,11 +42,18 @@ CSS_FILE = str(ASSETS.joinpath("app.tcss"))
 LOGS_CSS_FILE = str(ASSETS.joinpath("logs.tcss"))
 METRICS_CSS_FILE = str(ASSETS.joinpath("metrics.tcss"))
 CONFIG_CSS_FILE = str(ASSETS.joinpath("config.tcss"))
+SETUP_CSS_FILE = str(ASSETS.joinpath("setup.tcss"))
 
 
 class NydusConsoleApp(App[None]):
     TITLE = "nydus-console"
-    CSS_PATH = [CSS_FILE, LOGS_CSS_FILE, METRICS_CSS_FILE, CONFIG_CSS_FILE]
+    CSS_PATH = [
+        CSS_FILE,
+        LOGS_CSS_FILE,
+        METRICS_CSS_FILE,
+        CONFIG_CSS_FILE,
+        SETUP_CSS_FILE,
+    ]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
@@ -193,6 +200,12 @@ class NydusConsoleApp(App[None]):
 
     def open_node(self, name: str) -> None:
         self.push_screen(NodeScreen(name))
+
+    def open_setup(self, node: str) -> None:
+        """Open the setup screen of a node that has no snapshotter yet."""
+        from nydus_console.screens.setup import SetupScreen
+
+        self.push_screen(SetupScreen(node))
 
     def open_logs(self, node: str | None = None) -> None:
         """Follow the logs of `node`, or of every node merged when it is None."""

@@ -126,6 +126,12 @@ def _node_commands(app: NydusConsoleApp, screen: NodeScreen) -> Iterator[SystemC
             "Read the file, edit it as a form or as text, write it with a backup",
             partial(app.open_config, screen.node, kind),
         )
+    if screen.needs_setup():
+        yield SystemCommand(
+            f"node: set up Nydus on {screen.node}",
+            "Survey, answer, plan, apply and verify the first-time setup",
+            screen.action_setup,
+        )
     unit = screen.report.spec.paths.snapshotter_unit
     yield SystemCommand(
         f"node: restart {unit}",

@@ -20,6 +20,9 @@ from nydus_console.fleet import NodeReport
 from nydus_console.screens.render import age_text, status_text
 from nydus_console.transport.base import ErrorKind, HostKeyError
 
+# A failure of this check means the node has no snapshotter to diagnose.
+SETUP_CHECK = "snapshotter.installed"
+
 
 class NodeScreen(Screen[None]):
     """Findings of one node; the panel below explains the highlighted check."""
@@ -33,6 +36,7 @@ class NodeScreen(Screen[None]):
         Binding("m", "metrics", "Metrics", id="node.metrics"),
         Binding("e", "edit_config", "Edit config", id="node.edit_config"),
         Binding("b", "runbook", "Runbook", id="node.runbook"),
+        Binding("S", "setup", "Set up Nydus", id="node.setup"),
         Binding("k", "accept_host_key", "Accept host key", id="node.accept_host_key"),
         Binding(
             "R",
@@ -157,8 +161,22 @@ class NodeScreen(Screen[None]):
     def action_edit_config(self) -> None:
         self.app.open_config(self.node)  # type: ignore[attr-defined]
 
+    def action_setup(self) -> None:
+        self.app.open_setup(self.node)  # type: ignore[attr-defined]
+
+    def needs_setup(self) -> bool:
+        """Return whether the node has no snapshotter: the setup screen is offered."""
+        return self.report.error is None and any(
+            f.check == SETUP_CHECK and f.status == Status.FAIL
+            for f in self.report.findings
+        )
+
     def action_runbook(self) -> None:
         """Open the runbook of the highlighted finding in the runner screen."""
+        finding = self.highlighted()
+        if finding is not None and finding.runbook == "setup" and self.needs_setup():
+            self.action_setup()
+            return
         runbook = self.highlighted_runbook()
         if not runbook:
             self.notify("the highlighted check has no runbook", severity="warning")
@@ -193,7 +211,12 @@ class NodeScreen(Screen[None]):
                 and facts.systemd_running
             )
         if action == "runbook":
+            finding = self.highlighted()
+            if finding is not None and finding.runbook == "setup":
+                return self.needs_setup()
             return self.report.error is None and bool(self.highlighted_runbook())
+        if action == "setup":
+            return self.needs_setup()
         if action == "accept_host_key":
             error = self.report.error
             return isinstance(error, HostKeyError) and (
