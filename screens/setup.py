@@ -400,7 +400,7 @@ class SetupScreen(Screen[None]):
 
 
 def survey_text(survey: Survey) -> Text:
-    """The survey as `what: found` lines, narrow enough for the side column."""
+    """Render the survey as `what: found` lines, narrow enough for a side column."""
     text = Text(no_wrap=True, overflow="ellipsis")
     for what, found in survey.rows():
         text.append(f"{what.removeprefix('/usr/local/bin/')}: ", style="bold")

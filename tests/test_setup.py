@@ -93,7 +93,8 @@ def test_long_containerd_root_exports_a_short_root() -> None:
     settings = resolve(Answers(), survey(root=k3s.root, layout="k3s"))
     derived = f"{k3s.root}/io.containerd.snapshotter.v1.nydus"
     assert len(derived.encode()) > MAX_ROOT_BYTES
-    assert settings.root == SHORT_ROOT and settings.export_root
+    assert settings.root == SHORT_ROOT
+    assert settings.export_root
     document = containerd_document(CONTAINERD_TEXT, "config.toml", settings, 2)
     parsed = parse_containerd_config(document.dumps())
     assert parsed.exported_root == SHORT_ROOT
@@ -104,7 +105,8 @@ def test_prometheus_answer_opens_the_metrics_port() -> None:
     assert settings.metrics_address == ":9110"
     spec = NodeSpec(name="node-1", host="10.0.0.5")
     job = scrape_job([scrape_target(spec, settings)])
-    assert "job_name: nydus" in job and "metrics_path: /v1/metrics" in job
+    assert "job_name: nydus" in job
+    assert "metrics_path: /v1/metrics" in job
     assert '"10.0.0.5:9110"' in job
 
 
@@ -136,7 +138,8 @@ def test_answers_file_and_flags(tmp_path: Path) -> None:
     )
     answers = load_answers(path, ["recover_policy=restart", "system_controller=no"])
     assert answers.prometheus and answers.registry_host == "registry.example.com"
-    assert answers.recover_policy == "restart" and not answers.system_controller
+    assert answers.recover_policy == "restart"
+    assert not answers.system_controller
 
 
 @pytest.mark.parametrize(
@@ -178,7 +181,8 @@ def test_existing_snapshotter_config_keeps_other_keys() -> None:
     node = survey(files={"/etc/nydus/config.toml": old})
     files = {f.kind: f for f in desired_files(spec, node, resolve(Answers(), node))}
     new = files["snapshotter"].new_text
-    assert new.startswith("# mine\n") and 'level = "debug"' in new
+    assert new.startswith("# mine\n")
+    assert 'level = "debug"' in new
     assert "io.containerd.snapshotter.v1.nydus" in file_diff(files["snapshotter"])
     assert "KillMode=process" in files["unit"].new_text
     assert json.loads(files["nydusd"].new_text)["device"]["cache"]["config"] == {

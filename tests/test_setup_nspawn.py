@@ -236,7 +236,8 @@ async def test_interrupted_run_resumes(
     assert all(check["ok"] for check in report["verification"]), report
     assert store.load(NODE) is None
     job = document["prometheus_scrape_job"]
-    assert "job_name: nydus" in job and "metrics_path: /v1/metrics" in job
+    assert "job_name: nydus" in job
+    assert "metrics_path: /v1/metrics" in job
     assert f"{node.address}:9110" in job
     assert document["grafana_dashboard"] == 20245
 
@@ -251,7 +252,8 @@ async def test_interrupted_run_resumes(
     assert 'bin_dir = "/usr/lib/cni"' in containerd
     assert 'snapshotter = "nydus"' in containerd
     backups = node.exec(["sh", "-c", f"ls {CONTAINERD_CONFIG}.*.bak"])
-    assert backups.returncode == 0 and backups.stdout.strip()
+    assert backups.returncode == 0
+    assert backups.stdout.strip()
     actions = [entry["action"] for entry in audit_entries(home)]
     assert "upload containerd-nydus-grpc" in actions
     assert f"write {CONTAINERD_CONFIG}" in actions

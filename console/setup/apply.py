@@ -42,7 +42,7 @@ class StepStatus(enum.StrEnum):
 
 
 class StepFailed(Exception):
-    """A step ran but its result is wrong; the message says what was seen."""
+    """A step ran but its result is wrong; the message describes what was found."""
 
 
 @dataclass

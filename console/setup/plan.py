@@ -48,7 +48,7 @@ INSTALL_SCRIPT = "\n".join(
 
 
 class PlanError(ValueError):
-    """The node cannot be set up as asked; the message says what is missing."""
+    """The node cannot be set up as requested; the message names what is missing."""
 
 
 @dataclass
@@ -70,7 +70,7 @@ class PlanStep:
     resumed: bool = False
 
     def commands(self) -> list[str]:
-        """The commands this step runs, as the terminal shows them."""
+        """Return the commands this step runs, as the terminal shows them."""
         if self.binary is not None:
             staged = f"{STAGING_DIR}/{self.binary.name}"
             return [
@@ -133,7 +133,7 @@ class SetupPlan:
 
 
 def file_diff(desired: DesiredFile) -> str:
-    """A unified diff from the node's file to the new one, credentials masked."""
+    """Return a unified diff from the node's file to the new one, credentials masked."""
     before = mask_secrets(desired.old_text or "")
     after = mask_secrets(desired.new_text)
     old_name = desired.path if desired.old_text is not None else "/dev/null"
@@ -192,7 +192,7 @@ def desired_files(spec: NodeSpec, survey: Survey, s: Settings) -> list[DesiredFi
 
 
 def plan_directories(settings: Settings) -> list[str]:
-    """The directories setup creates when they are missing."""
+    """Return the directories that setup creates when they are missing."""
     return [CONFIG_DIR, settings.root]
 
 

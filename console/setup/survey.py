@@ -43,7 +43,7 @@ FSCACHE_MIN_KERNEL = (5, 19)
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a Kubernetes distribution keeps containerd's files."""
+    """Paths of containerd's files in a Kubernetes distribution."""
 
     name: str
     config_dir: str
@@ -166,7 +166,7 @@ class Survey:
 
 
 def fscache_support(facts: NodeFacts) -> tuple[bool, str]:
-    """Whether the kernel can run nydusd's fscache driver, and why (not)."""
+    """Return whether the kernel can run nydusd's fscache driver, and the reason."""
     release = facts.kernel_release
     if parse_kernel_release(release) < FSCACHE_MIN_KERNEL:
         return False, f"not supported: kernel {release or '?'} is older than 5.19"
@@ -291,7 +291,7 @@ async def _containerd(
 
 
 def _layout(spec: NodeSpec, paths: dict[str, str]) -> Layout | None:
-    """The k3s or rke2 layout of the node, unless the inventory names a config."""
+    """Return the node's k3s or rke2 layout, unless the inventory names a config."""
     if spec.paths.containerd_config != DEFAULT_CONTAINERD_CONFIG:
         return None
     for layout in LAYOUTS:

@@ -90,7 +90,7 @@ def local_only(settings: Settings) -> bool:
 
 
 def scrape_job(targets: list[str]) -> str:
-    """The Prometheus scrape job for the snapshotters' metrics."""
+    """Return the Prometheus scrape job for the snapshotters' metrics."""
     lines = [
         "scrape_configs:",
         "  - job_name: nydus",
