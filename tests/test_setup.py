@@ -37,6 +37,8 @@ from nydus_console.setup.survey import (
     parse_survey,
 )
 from nydus_console.setup.verify import scrape_job, scrape_target
+from nydus_console.transport.local import LocalTransport
+from nydus_console.transport.upload import upload_file
 
 CONTAINERD_TEXT = """\
 # site settings: keep this comment
@@ -271,3 +273,12 @@ def test_cli_refuses_bad_input_with_exit_64(tmp_path: Path) -> None:
     result = run_cli("setup", "--tarball", str(tmp_path / "x.tgz"), home=tmp_path)
     assert result.returncode == 64
     assert "x.tgz does not exist" in result.stderr
+
+
+async def test_local_upload_copies_the_file(tmp_path: Path) -> None:
+    source = tmp_path / "nydusd"
+    source.write_bytes(b"#!/bin/sh\necho nydusd\n")
+    target = tmp_path / "staging" / "nydusd"
+    await upload_file(LocalTransport("here"), source, str(target))
+    assert target.read_bytes() == source.read_bytes()
+    assert not Path(f"{target}.part").exists()

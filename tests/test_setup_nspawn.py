@@ -48,6 +48,9 @@ NODE = "setup-node1"
 UNIT_FILE = f"/etc/systemd/system/{SNAPSHOTTER_UNIT}"
 NYDUSD_CONFIG = "/etc/nydus/nydusd-config.json"
 ROOT = "/var/lib/containerd/io.containerd.snapshotter.v1.nydus"
+DOCKER_CONFIG = "/root/.docker/config.json"
+# base64 of "user:secret-password", a login that must never be shown.
+REGISTRY_AUTH = "dXNlcjpzZWNyZXQtcGFzc3dvcmQ="
 # Where setup may write; their listing must not change in a plan-only run.
 WATCHED = ["/etc", "/usr/local", "/var/lib/containerd", "/var/tmp"]
 
@@ -60,6 +63,8 @@ def fresh_fleet() -> Iterator[NspawnFleet]:
     except (TestbedUnavailable, NodeBootError) as error:
         _unavailable(error)
     try:
+        docker_config = {"auths": {"registry.example.com": {"auth": REGISTRY_AUTH}}}
+        fleet.node(NODE).write_file(DOCKER_CONFIG, json.dumps(docker_config), 0o600)
         yield fleet
     finally:
         fleet.close()
@@ -135,6 +140,8 @@ def test_plan_only_changes_nothing(
     assert "KillMode=process" in out
     assert "install /usr/local/bin/containerd-nydus-grpc" in out
     assert "--plan-only: nothing was changed" in out
+    assert "registry logins in /root/.docker/config.json  registry.example.com" in out
+    assert REGISTRY_AUTH not in out
     assert changed(_without_runtime(before), _without_runtime(tree(node))) == []
     assert audit_entries(home) == []
 
@@ -225,6 +232,7 @@ async def test_interrupted_run_resumes(
 
     result = run_console(*setup_args(inventory, release, "--yes", "--json"), home=home)
     assert result.returncode == 0, result.stderr + result.stdout
+    assert REGISTRY_AUTH not in result.stdout
     document = json.loads(result.stdout)
     [report] = document["nodes"]
     assert report["status"] == "set up"
