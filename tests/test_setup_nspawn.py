@@ -276,6 +276,7 @@ def test_second_run_has_nothing_to_do(
     result = run_console(*setup_args(inventory, release, "--yes"), home=home)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "nothing to do; Nydus is set up as answered" in result.stdout
+    assert "containerd-nydus-grpc          v0.15.15, sha256" in result.stdout
     assert "ok   ctr snapshots --snapshotter nydus ls answers" in result.stdout
     assert node.unit_property(SNAPSHOTTER_UNIT, "MainPID") == pid
     assert changed(_without_runtime(before), _without_runtime(tree(node))) == []

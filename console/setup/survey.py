@@ -36,6 +36,8 @@ BINARIES = (
 )
 # The snapshotter and nydusd must be there; the others are tools.
 REQUIRED_BINARIES = ("containerd-nydus-grpc", "nydusd")
+# The binaries whose --version the probe reads, by the probe's component name.
+PROBED_VERSIONS = {"containerd-nydus-grpc": "snapshotter", "nydusd": "nydusd"}
 DOCKER_CONFIG = "/root/.docker/config.json"
 UNIT_DIR = "/etc/systemd/system"
 FSCACHE_MIN_KERNEL = (5, 19)
@@ -153,16 +155,21 @@ class Survey:
             ("containerd socket", ctd.socket),
         ]
         for name in BINARIES:
-            found = self.binaries.get(name, "")
-            rows.append(
-                (f"{BIN_DIR}/{name}", f"sha256 {found[:12]}" if found else "missing")
-            )
+            rows.append((f"{BIN_DIR}/{name}", self._binary_row(name)))
         hosts = ", ".join(self.registry_credentials) or "none"
         rows.append((f"registry logins in {DOCKER_CONFIG}", hosts))
         return rows
 
     def to_dict(self) -> dict[str, object]:
         return {what: found for what, found in self.rows()}
+
+    def _binary_row(self, name: str) -> str:
+        found = self.binaries.get(name, "")
+        if not found:
+            return "missing"
+        component = PROBED_VERSIONS.get(name, "")
+        version = self.facts.version(component) if self.facts and component else ""
+        return f"{version}, sha256 {found[:12]}" if version else f"sha256 {found[:12]}"
 
 
 def fscache_support(facts: NodeFacts) -> tuple[bool, str]:
