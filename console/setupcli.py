@@ -41,6 +41,7 @@ from nydus_console.setup.render import (
 )
 from nydus_console.setup.session import NodeSetup
 from nydus_console.setup.state import SetupStateStore
+from nydus_console.setup.survey import SurveyError
 from nydus_console.setup.verify import (
     GRAFANA_DASHBOARD,
     local_only,
@@ -220,6 +221,8 @@ class SetupCommand:
             plan = await setup.plan(self.answers, self.binaries)
         except TransportError as exc:
             return self._end(outcome, "unreachable", str(exc))
+        except SurveyError as exc:
+            return self._end(outcome, "failed", str(exc))
         except (AnswerError, PlanError) as exc:
             return self._end(outcome, "cannot plan", str(exc))
         outcome.plan = plan

@@ -40,7 +40,7 @@ from nydus_console.setup.apply import ApplyOutcome, StepStatus
 from nydus_console.setup.plan import PlanError, PlanStep, SetupPlan, file_diff
 from nydus_console.setup.release import ReleaseError, unpack_binaries
 from nydus_console.setup.session import NodeSetup
-from nydus_console.setup.survey import Survey
+from nydus_console.setup.survey import Survey, SurveyError
 from nydus_console.setup.verify import (
     GRAFANA_DASHBOARD,
     Verification,
@@ -174,8 +174,9 @@ class SetupScreen(Screen[None]):
         assert self.setup is not None
         try:
             self.survey = await self.setup.survey()
-        except TransportError as exc:
-            self.finish_work("survey", f"the survey of {self.node} failed: {exc}")
+        except (TransportError, SurveyError) as exc:
+            message = f"The survey of {self.node} failed: {exc}"
+            self.finish_work("survey", message, error=True)
             return
         self.query_one("#setup-survey", Static).update(survey_text(self.survey))
         self.stage = "answers"
@@ -191,8 +192,17 @@ class SetupScreen(Screen[None]):
                 if tarballs
                 else {}
             )
+            # The node may have changed since the last survey (an apply ran).
+            self.survey = await self.setup.survey()
+            self.query_one("#setup-survey", Static).update(survey_text(self.survey))
             self.plan = await self.setup.plan(answers, binaries)
-        except (AnswerError, PlanError, ReleaseError, TransportError) as exc:
+        except (
+            AnswerError,
+            PlanError,
+            ReleaseError,
+            SurveyError,
+            TransportError,
+        ) as exc:
             self.finish_work("answers", f"No plan: {exc}", error=True)
             return
         self.outcome = None

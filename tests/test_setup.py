@@ -204,6 +204,9 @@ def test_missing_binaries_need_a_tarball() -> None:
         plan_binaries(survey(binaries={}), {})
     with pytest.raises(PlanError, match="does not run systemd"):
         plan_binaries(survey(systemd=False), {})
+    # A masked unit is a symlink to /dev/null, which a write would replace.
+    with pytest.raises(PlanError, match="unit is masked"):
+        plan_binaries(survey(unit_enabled="masked"), {})
 
 
 def test_release_tarballs_are_checked_first(tmp_path: Path) -> None:

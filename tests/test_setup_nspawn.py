@@ -295,3 +295,50 @@ def _without_runtime(listing: str) -> list[str]:
             ("/run", "/var/lib/containerd/io.containerd.metadata", f"{ROOT}/")
         )
     ]
+
+
+async def test_concurrent_edit_fails_step_then_resumes(
+    fresh_fleet: NspawnFleet, inventory: Path, release: list[Path], home: Path
+) -> None:
+    node = fresh_fleet.node(NODE)
+    store = SetupStateStore(home / ".state" / "nydus-console" / "setup")
+    fleet = Fleet(load_inventory(inventory))
+    try:
+        spec, transport = fleet.specs[NODE], fleet.transports[NODE]
+        gate = ActionGate(
+            AuditLog(home / ".state" / "nydus-console" / "audit.jsonl"),
+            read_only=False,
+        )
+        setup = NodeSetup(spec, transport, gate, store=store)
+        plan = await setup.plan(Answers(prometheus=True), {})
+        assert [step.id for step in plan.steps] == [
+            f"write:{SNAPSHOTTER_CONFIG}",
+            f"restart:{SNAPSHOTTER_UNIT}",
+        ]
+        # Someone edits the file after the plan was made: the write must stop.
+        edited = node.read_file(SNAPSHOTTER_CONFIG) + "# edited by hand\n"
+        node.write_file(SNAPSHOTTER_CONFIG, edited)
+        outcome = await setup.apply(plan, confirmed_by="--yes", progress=_quiet)
+    finally:
+        await fleet.close()
+    assert not outcome.ok
+    assert "changed on the node since it was read" in outcome.results[-1].detail
+    assert node.read_file(SNAPSHOTTER_CONFIG) == edited
+    state = store.load(NODE)
+    assert state is not None
+    assert state.failed == f"write:{SNAPSHOTTER_CONFIG}"
+
+    result = run_console(
+        *setup_args(inventory, release, "--yes", "--set", "prometheus=true"),
+        home=home,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    written = node.read_file(SNAPSHOTTER_CONFIG)
+    assert "# edited by hand" in written
+    assert 'address = ":9110"' in written
+    assert f"{node.address}:9110" in result.stdout
+    assert store.load(NODE) is None
+
+
+def _quiet(step: PlanStep, status: StepStatus, detail: str) -> None:
+    return None

@@ -208,6 +208,11 @@ def plan_binaries(survey: Survey, binaries: dict[str, Binary]) -> list[PlanStep]
             f"{survey.node} does not run systemd, and setup installs the "
             "snapshotter as a systemd unit; set it up by hand on such a node"
         )
+    if survey.unit_enabled == "masked":
+        raise PlanError(
+            f"the snapshotter unit is masked on {survey.node}: unmask it "
+            "(systemctl unmask UNIT) so that setup can install and start it"
+        )
     missing = [
         name
         for name in REQUIRED_BINARIES

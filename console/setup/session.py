@@ -47,7 +47,7 @@ class NodeSetup:
         return self.spec.name
 
     async def survey(self) -> Survey:
-        """Read the node; raise TransportError when it cannot be reached."""
+        """Read the node; raise TransportError or SurveyError."""
         self.survey_result = await survey_node(self.spec, self.transport)
         return self.survey_result
 

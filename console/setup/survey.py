@@ -83,7 +83,7 @@ LAYOUTS = (
 
 
 class SurveyError(Exception):
-    """The survey output could not be understood."""
+    """The node could not be surveyed: a file it must read, or the script output."""
 
 
 @cache
@@ -195,7 +195,19 @@ def unit_path(spec: NodeSpec) -> str:
 
 
 async def survey_node(spec: NodeSpec, transport: Transport) -> Survey:
-    """Read the node; raise TransportError when it cannot be reached."""
+    """Read the node; raise TransportError when it cannot be reached.
+
+    Raise SurveyError when a file setup must read exists but cannot be read.
+    """
+    try:
+        return await _survey(spec, transport)
+    except ConfigReadError as exc:
+        raise SurveyError(
+            f"{exc}. Fix or move the file, then run setup again"
+        ) from None
+
+
+async def _survey(spec: NodeSpec, transport: Transport) -> Survey:
     facts = await NodeProber(spec, transport).probe(full=True)
     layout_paths = [layout.config_dir for layout in LAYOUTS]
     nonce = secrets.token_hex(8)
@@ -225,8 +237,8 @@ async def survey_node(spec: NodeSpec, transport: Transport) -> Survey:
         facts=facts,
     )
     unit = facts.units.get(spec.paths.snapshotter_unit)
-    if unit is not None and unit.loaded:
-        survey.unit_active = unit.get("ActiveState")
+    if unit is not None:
+        survey.unit_active = unit.get("ActiveState") if unit.loaded else ""
         survey.unit_enabled = unit.get("UnitFileState")
     for path in (spec.paths.snapshotter_config, NYDUSD_DEFAULT_CONFIG, unit_path(spec)):
         survey.files[path] = await read_text(transport, path)
