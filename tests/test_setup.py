@@ -285,3 +285,28 @@ async def test_local_upload_copies_the_file(tmp_path: Path) -> None:
     await upload_file(LocalTransport("here"), source, str(target))
     assert target.read_bytes() == source.read_bytes()
     assert not Path(f"{target}.part").exists()
+
+
+def test_k3s_template_starts_from_generated_config() -> None:
+    k3s = LAYOUTS[0]
+    containerd = ContainerdSetup(
+        "k3s",
+        k3s.template,
+        CONTAINERD_TEXT,
+        2,
+        k3s.root,
+        k3s.socket,
+        "k3s.service",
+        "v1.7.11-k3s2",
+        base_path=k3s.generated,
+    )
+    node = survey(containerd=containerd)
+    settings = resolve(Answers(), node)
+    spec = NodeSpec(name="node-1", host="10.0.0.5")
+    files = {f.kind: f for f in desired_files(spec, node, settings)}
+    template = files["containerd"]
+    assert template.path == k3s.template
+    assert template.old_text is None
+    assert template.restarts == ("k3s.service",)
+    assert 'sandbox_image = "registry.k8s.io/pause:3.9"' in template.new_text
+    assert f'root = "{SHORT_ROOT}"' in template.new_text

@@ -13,7 +13,13 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nydus_console.actions import Action, ActionGate, ActionRefused, Upload
+from nydus_console.actions import (
+    Action,
+    ActionGate,
+    ActionRefused,
+    Upload,
+    reset_and_restart,
+)
 from nydus_console.configedit.apply import (
     ConfigApplier,
     backup_stamp,
@@ -26,7 +32,6 @@ from nydus_console.setup.plan import (
     STAGING_DIR,
     PlanStep,
     SetupPlan,
-    restart_action,
 )
 from nydus_console.setup.release import Binary
 from nydus_console.setup.state import SetupState, SetupStateStore, new_state
@@ -215,7 +220,7 @@ class SetupApplier:
     async def _restart(self, step: PlanStep) -> str:
         if step.action is not None:
             await self._action(step.action)
-        await self._action(restart_action(step.unit))
+        await self._action(reset_and_restart(step.unit))
         problem = await self.checker.verify(step.unit, step.socket)
         if problem:
             raise StepFailed(problem)

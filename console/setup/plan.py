@@ -13,7 +13,7 @@ import difflib
 from dataclasses import dataclass, field
 from importlib import resources
 
-from nydus_console.actions import Action, reset_and_restart
+from nydus_console.actions import Action
 from nydus_console.configs import mask_secrets
 from nydus_console.inventory import NodeSpec
 from nydus_console.setup.answers import Settings
@@ -157,12 +157,11 @@ def desired_files(spec: NodeSpec, survey: Survey, s: Settings) -> list[DesiredFi
     containerd = containerd_document(
         ctd.config_text, ctd.config_path, s, ctd.config_version
     )
-    # A k3s or rke2 template starts from the generated file: it is new.
-    ctd_old = (
-        ctd.config_text
-        if not ctd.base_path or ctd.base_path == (ctd.config_path)
-        else None
-    )
+    # A k3s or rke2 template that does not exist yet starts from the
+    # generated file, so it is written as a new file.
+    ctd_old = ctd.config_text
+    if ctd.base_path and ctd.base_path != ctd.config_path:
+        ctd_old = None
     return [
         DesiredFile(
             "nydusd",
@@ -385,7 +384,3 @@ def _containerd_restart(
             socket=ctd.socket,
         )
     ]
-
-
-def restart_action(unit: str) -> Action:
-    return reset_and_restart(unit)
