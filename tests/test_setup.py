@@ -27,7 +27,13 @@ from nydus_console.setup.answers import (
     resolve,
 )
 from nydus_console.setup.files import containerd_document, unit_text
-from nydus_console.setup.plan import PlanError, desired_files, file_diff, plan_binaries
+from nydus_console.setup.plan import (
+    PlanError,
+    check_node,
+    desired_files,
+    file_diff,
+    plan_binaries,
+)
 from nydus_console.setup.release import ReleaseError, unpack_binaries
 from nydus_console.setup.survey import (
     LAYOUTS,
@@ -202,11 +208,18 @@ def test_unit_keeps_nydusd_alive_across_restarts() -> None:
 def test_missing_binaries_need_a_tarball() -> None:
     with pytest.raises(PlanError, match="give the release tarball"):
         plan_binaries(survey(binaries={}), {})
+
+
+def test_node_without_prerequisites_is_rejected() -> None:
     with pytest.raises(PlanError, match="does not run systemd"):
-        plan_binaries(survey(systemd=False), {})
+        check_node(survey(systemd=False))
     # A masked unit is a symlink to /dev/null, which a write would replace.
-    with pytest.raises(PlanError, match="unit is masked"):
-        plan_binaries(survey(unit_enabled="masked"), {})
+    with pytest.raises(PlanError, match="nydus-snapshotter.service is masked"):
+        check_node(survey(unit_enabled="masked"))
+    node = survey()
+    node.containerd.version = ""
+    with pytest.raises(PlanError, match="containerd was not found"):
+        check_node(node)
 
 
 def test_release_tarballs_are_checked_first(tmp_path: Path) -> None:

@@ -201,7 +201,8 @@ async def existing_directories(transport: Transport, paths: list[str]) -> set[st
     return set(result.stdout.splitlines())
 
 
-def plan_binaries(survey: Survey, binaries: dict[str, Binary]) -> list[PlanStep]:
+def check_node(survey: Survey) -> None:
+    """Raise PlanError when the node lacks what setup builds on."""
     if not survey.systemd:
         raise PlanError(
             f"{survey.node} does not run systemd, and setup installs the "
@@ -209,9 +210,20 @@ def plan_binaries(survey: Survey, binaries: dict[str, Binary]) -> list[PlanStep]
         )
     if survey.unit_enabled == "masked":
         raise PlanError(
-            f"the snapshotter unit is masked on {survey.node}: unmask it "
-            "(systemctl unmask UNIT) so that setup can install and start it"
+            f"{survey.snapshotter_unit} is masked on {survey.node}: unmask it "
+            f"(systemctl unmask {survey.snapshotter_unit}) so that setup can "
+            "install and start it"
         )
+    facts = survey.facts
+    unit = facts.units.get(survey.containerd.unit) if facts is not None else None
+    if not survey.containerd.version and (unit is None or not unit.loaded):
+        raise PlanError(
+            f"containerd was not found on {survey.node} (no containerd binary and "
+            f"no {survey.containerd.unit}): install containerd first"
+        )
+
+
+def plan_binaries(survey: Survey, binaries: dict[str, Binary]) -> list[PlanStep]:
     missing = [
         name
         for name in REQUIRED_BINARIES
@@ -256,6 +268,7 @@ def build_plan(
     plan = SetupPlan(spec.name, survey, settings, files)
     pending = set(state.pending) if state else set()
     plan.done_before = list(state.done) if state else []
+    check_node(survey)
     steps = plan_binaries(survey, binaries)
     for directory, mode in ((CONFIG_DIR, "0755"), (settings.root, "0700")):
         if directory not in directories:

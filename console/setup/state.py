@@ -53,7 +53,11 @@ class SetupStateStore:
             return None
         except (OSError, ValueError):
             return None
-        return SetupState(**data)
+        try:
+            return SetupState(**data)
+        except TypeError:
+            # Written by another version of the console: start afresh.
+            return None
 
     def save(self, state: SetupState) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

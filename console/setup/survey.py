@@ -123,6 +123,7 @@ class Survey:
     containerd: ContainerdSetup
     binaries: dict[str, str] = field(default_factory=dict)
     files: dict[str, str | None] = field(default_factory=dict)
+    snapshotter_unit: str = "nydus-snapshotter.service"
     unit_active: str = ""
     unit_enabled: str = ""
     registry_credentials: list[str] = field(default_factory=list)
@@ -236,6 +237,7 @@ async def _survey(spec: NodeSpec, transport: Transport) -> Survey:
         },
         facts=facts,
     )
+    survey.snapshotter_unit = spec.paths.snapshotter_unit
     unit = facts.units.get(spec.paths.snapshotter_unit)
     if unit is not None:
         survey.unit_active = unit.get("ActiveState") if unit.loaded else ""
