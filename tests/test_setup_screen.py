@@ -23,6 +23,7 @@ from nydus_console.setup.plan import SetupPlan, build_plan
 from nydus_console.setup.release import Binary
 from nydus_console.setup.session import NodeSetup
 from nydus_console.setup.survey import Survey
+from nydus_console.transport.base import ErrorKind, TransportError
 
 NODE = "nc-node2"
 INSTALLED = {"containerd-nydus-grpc": "a" * 64, "nydusd": "b" * 64}
@@ -112,3 +113,23 @@ def test_snapshot_setup_screen(snap_compare: Any, tmp_path: Path) -> None:
 
     app = make_app(tmp_path)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+class UnreachableSetup(RecordedSetup):
+    async def survey(self) -> Survey:
+        raise TransportError(ErrorKind.REFUSED, f"connection to {NODE} refused")
+
+
+async def test_screen_reports_unreachable_node(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        screen = SetupScreen(NODE, UnreachableSetup(app.fleet.specs[NODE]))
+        app.push_screen(screen)
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert screen.stage == "survey"
+        assert f"connection to {NODE} refused" in screen.message
+        assert not screen.check_action("plan", ())
+        assert not screen.check_action("apply", ())
