@@ -42,11 +42,18 @@ CSS_FILE = str(ASSETS.joinpath("app.tcss"))
 LOGS_CSS_FILE = str(ASSETS.joinpath("logs.tcss"))
 METRICS_CSS_FILE = str(ASSETS.joinpath("metrics.tcss"))
 CONFIG_CSS_FILE = str(ASSETS.joinpath("config.tcss"))
+MULTIRUN_CSS_FILE = str(ASSETS.joinpath("multirun.tcss"))
 
 
 class NydusConsoleApp(App[None]):
     TITLE = "nydus-console"
-    CSS_PATH = [CSS_FILE, LOGS_CSS_FILE, METRICS_CSS_FILE, CONFIG_CSS_FILE]
+    CSS_PATH = [
+        CSS_FILE,
+        LOGS_CSS_FILE,
+        METRICS_CSS_FILE,
+        CONFIG_CSS_FILE,
+        MULTIRUN_CSS_FILE,
+    ]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
