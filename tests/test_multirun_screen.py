@@ -8,17 +8,22 @@ step to run. Nothing reaches a node.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runbook_doubles import RecordingTransport, default_answer, result
+from doubles.recorded_facts import load_recorded
+from factbuilder import SAMPLES
+from runbook_doubles import RecordingTransport, default_answer, result, with_stray
 from test_screens import SIZE, make_app, make_fleet, quiet, settle
 from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Input, OptionList, Static
 
 from nydus_console.audit import AuditLog
+from nydus_console.facts import NodeFacts
+from nydus_console.runbooks import load_runbooks
 from nydus_console.screens.app import NydusConsoleApp
 from nydus_console.screens.fleet import FleetScreen
 from nydus_console.screens.multirun import MultiRunScreen
@@ -30,6 +35,8 @@ from nydus_console.transport.base import CommandResult, TransportError
 
 RUNBOOK = "bad-config"
 MKDIR = "mkdir"
+DUPLICATE = load_runbooks()["duplicate-snapshotter"]
+STRAY = 4242
 
 
 @pytest.fixture(autouse=True)
@@ -254,6 +261,44 @@ async def test_destructive_runbook_asks_for_node_names(tmp_path: Path) -> None:
         assert app.screen is screen
         assert screen.state == "ready"
     assert calls == []
+
+
+class StrayProber:
+    """Recorded facts of a node with a stray snapshotter until it is killed."""
+
+    def __init__(self, node: str, transport: RecordingTransport) -> None:
+        self.facts = load_recorded(SAMPLES / "facts")[node]
+        self.transport = transport
+
+    async def probe(self, full: bool = False) -> NodeFacts:
+        facts = copy.deepcopy(self.facts)
+        if not any(argv[0] == "kill" for argv in self.transport.calls):
+            with_stray(facts, STRAY)
+        return facts
+
+
+async def test_destructive_step_runs_only_on_typed_node(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    transports, _ = rootless(app, ["nc-node1", "nc-node2"])
+    for name, transport in transports.items():
+        app.fleet.probers[name] = StrayProber(name, transport)  # type: ignore[assignment]
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = MultiRunScreen(["nc-node1", "nc-node2"], DUPLICATE)
+        app.push_screen(screen)
+        await pilot.pause()
+        await pilot.press("r")
+        modal = app.screen
+        assert isinstance(modal, DestructiveNodesModal)
+        modal.query_one("#destructive-names", Input).value = "nc-node2"
+        modal.query_one("#destructive-start", Button).press()
+        await wait_for_end(pilot, screen)
+        skipped = "\n".join(screen.progress["nc-node1"].log)
+    assert "skipped: destructive; its node name was not typed" in skipped
+    assert ("kill", "-TERM", str(STRAY)) in transports["nc-node2"].calls
+    assert not [a for a in transports["nc-node1"].calls if a[0] == "kill"]
+    ran = [(e["node"], e["command"]) for e in app.gate.audit.entries()]
+    assert ran == [("nc-node2", f"kill -TERM {STRAY}")]
 
 
 def test_snapshot_multirun_screen(snap_compare: Any, tmp_path: Path) -> None:
