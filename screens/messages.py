@@ -86,7 +86,7 @@ class RunStepFinished(Message):
 
 
 class RunNoteAdded(Message):
-    """A multi-node run said something about `node`, such as a skipped step."""
+    """A multi-node run added a note about `node`, such as a skipped step."""
 
     def __init__(self, node: str, text: str) -> None:
         super().__init__()

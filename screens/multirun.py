@@ -92,7 +92,7 @@ class ScreenRunHooks(AutoHooks):
 
 @dataclass
 class NodeProgress:
-    """What the table shows for one node, and its log for the detail pane."""
+    """The table cells of one node, and its log for the detail pane."""
 
     status: str = ""
     step: str = ""
@@ -312,6 +312,7 @@ class MultiRunScreen(Screen[None]):
         if event.worker.group == "multirun" and event.state == WorkerState.ERROR:
             self.state = "ended"
             self.refresh_bindings()
+            self.log.error(f"{event.worker.name} failed: {event.worker.error!r}")
             self.notify(f"the run failed: {event.worker.error}", severity="error")
 
     # -- keys while running ----------------------------------------------------------
@@ -323,7 +324,9 @@ class MultiRunScreen(Screen[None]):
 
     def action_back(self) -> None:
         if self.state == "running":
-            self.notify("the run is going on: a aborts it", severity="warning")
+            self.notify(
+                "the run is still going: press a to abort it", severity="warning"
+            )
             return
         self.app.pop_screen()
 
@@ -415,7 +418,7 @@ def missing_parameter(runbook: Runbook) -> str:
 
 
 def runbook_action(runbook: Runbook, node: str) -> Action:
-    """The whole run on one node as an action, for the audit of a refusal."""
+    """Describe the whole run on one node as an action, to audit a refusal."""
     argv = ("nydus-console", "runbook", "run", runbook.id, "--node", node)
     return Action(f"runbook {runbook.id}", argv)
 

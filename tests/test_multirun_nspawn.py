@@ -1,7 +1,7 @@
 """A runbook on two booted nodes at once from the multi-node run screen.
 
-The runbook touches a marker file under /run on each node over real sshd,
-so nothing the other tests rely on changes; the test removes the markers.
+The runbook touches a marker file under /run on each node over real sshd.
+Nothing the other tests rely on changes, and the test removes the markers.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """Pilot and snapshot tests of marking nodes and running a runbook on several.
 
 The fleet replays facts recorded from the booted nodes. Each node's commands
-go to a recording transport that answers like the node would: the snapshotter's
+go to a recording transport that responds as the node would: the snapshotter's
 root is missing until `mkdir` creates it, so the bad-config runbook has one
 step to run. Nothing reaches a node.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +263,42 @@ async def test_destructive_runbook_asks_for_node_names(tmp_path: Path) -> None:
         assert app.screen is screen
         assert screen.state == "ready"
     assert calls == []
+
+
+class HeldNode(RootlessNode):
+    """A rootless node whose `mkdir` waits until the test releases it."""
+
+    def __init__(self, name: str, calls: list[tuple[str, str]]) -> None:
+        super().__init__(name, calls, fail=False)
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(self, argv: Sequence[str], **options: Any) -> CommandResult:
+        if argv[0] == MKDIR:
+            self.reached.set()
+            await self.release.wait()
+        return await super().run(argv, **options)
+
+
+async def test_abort_stops_before_next_step(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    transports, calls = rootless(app, ["nc-node2"])
+    held = HeldNode("nc-node1", calls)
+    app.fleet.transports["nc-node1"] = held  # type: ignore[assignment]
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot, ["nc-node1", "nc-node2"])
+        await pilot.press("r")
+        await held.reached.wait()
+        await pilot.press("escape")
+        assert app.screen is screen, "escape left a running run"
+        await pilot.press("a")
+        held.release.set()
+        await wait_for_end(pilot, screen)
+        assert cells(screen, "nc-node1")[1] == "completed"
+        assert cells(screen, "nc-node2")[1] == "aborted"
+    assert held.created
+    assert not transports["nc-node2"].created
+    assert not [c for c in calls if c[0] == "nc-node2" and c[1].startswith(MKDIR)]
 
 
 class StrayProber:

@@ -70,9 +70,9 @@ class StepPrinter:
 class AutoHooks(RunbookHooks):
     """Confirms from the command line: --yes and --yes-destructive NODE."""
 
-    # Where the confirmation of the steps that are not destructive came from.
+    # The source of the confirmation of steps that are not destructive.
     confirmed_by = CONFIRMED_BY_FLAG
-    # How a skipped destructive step names the way to run it.
+    # The hint, shown with a skipped destructive step, on how to run it.
     destructive_hint = "add --yes-destructive {node} to run it"
 
     def __init__(self, printer: StepPrinter, destructive_nodes: list[str]) -> None:
