@@ -38,6 +38,7 @@ from nydus_console.transport.base import CommandResult, TransportError
 RUNBOOK = "bad-config"
 MKDIR = "mkdir"
 DUPLICATE = load_runbooks()["duplicate-snapshotter"]
+STALE = load_runbooks()["stale-snapshot"]
 STRAY = 4242
 
 
@@ -234,6 +235,23 @@ async def test_read_only_refuses_and_audits(tmp_path: Path) -> None:
     ]
     assert entries[0]["reason"] == "the console runs with --read-only"
     assert entries[0]["action"] == f"runbook {RUNBOOK}"
+
+
+async def test_runbook_needing_parameter_not_started(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    _, calls = rootless(app, ["nc-node1", "nc-node2"])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = MultiRunScreen(["nc-node1", "nc-node2"], STALE)
+        app.push_screen(screen)
+        await pilot.pause()
+        await pilot.press("r")
+        await pilot.pause()
+        assert screen.state == "ready"
+        messages = [n.message for n in app._notifications]
+    assert any("stale-snapshot needs image" in m for m in messages)
+    assert any("--param image=VALUE" in m for m in messages)
+    assert calls == []
 
 
 async def test_destructive_runbook_asks_for_node_names(tmp_path: Path) -> None:
