@@ -43,6 +43,7 @@ LOGS_CSS_FILE = str(ASSETS.joinpath("logs.tcss"))
 METRICS_CSS_FILE = str(ASSETS.joinpath("metrics.tcss"))
 CONFIG_CSS_FILE = str(ASSETS.joinpath("config.tcss"))
 SETUP_CSS_FILE = str(ASSETS.joinpath("setup.tcss"))
+MULTIRUN_CSS_FILE = str(ASSETS.joinpath("multirun.tcss"))
 
 
 class NydusConsoleApp(App[None]):
@@ -53,6 +54,7 @@ class NydusConsoleApp(App[None]):
         METRICS_CSS_FILE,
         CONFIG_CSS_FILE,
         SETUP_CSS_FILE,
+        MULTIRUN_CSS_FILE,
     ]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),

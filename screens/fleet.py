@@ -65,6 +65,8 @@ class FleetScreen(Screen[None]):
         Binding("m", "metrics", "Metrics", id="fleet.metrics"),
         Binding("D", "drift", "Config drift", id="fleet.drift"),
         Binding("p", "kube_pods", "Cluster pods", show=False, id="fleet.kube_pods"),
+        Binding("space", "toggle_mark", "Mark", id="fleet.mark"),
+        Binding("b", "runbook", "Runbook", id="fleet.runbook"),
         Binding(
             "escape",
             "clear_filter",
@@ -82,6 +84,8 @@ class FleetScreen(Screen[None]):
         self._flush_timer: Timer | None = None
         # The text of every cell as last drawn, per node, to skip no-op updates.
         self._shown: dict[str, list[str]] = {}
+        # Nodes marked for a runbook run, kept while they are filtered out.
+        self.marked: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -130,7 +134,7 @@ class FleetScreen(Screen[None]):
         self._shown.clear()
         now = self.now()
         for report in self.visible_reports():
-            cells = row_cells(report, now)
+            cells = row_cells(report, now, report.spec.name in self.marked)
             table.add_row(*cells, key=report.spec.name)
             self._shown[report.spec.name] = [str(cell) for cell in cells]
         if current is not None and current in table.rows:
@@ -168,7 +172,7 @@ class FleetScreen(Screen[None]):
         """Change only the cells whose text changed."""
         table = self.query_one(DataTable)
         name = report.spec.name
-        cells = row_cells(report, now)
+        cells = row_cells(report, now, name in self.marked)
         shown = self._shown.get(name, [])
         for index, ((key, _), value) in enumerate(zip(COLUMNS, cells, strict=True)):
             if index >= len(shown) or shown[index] != str(value):
@@ -213,6 +217,8 @@ class FleetScreen(Screen[None]):
             f"{len(reports)} {noun}: {', '.join(parts)}  |  sort: {self.sort_mode}"
             f"  |  {auto}  |  {source}{mode}"
         )
+        if self.marked:
+            line += f"  |  {len(self.marked)} marked (b: runbook)"
         if self.filter_text:
             line += f"  |  filter: {self.filter_text!r}"
             if not self.query_one(DataTable).row_count:
@@ -236,6 +242,24 @@ class FleetScreen(Screen[None]):
 
     def action_kube_pods(self) -> None:
         self.app.open_kube_pods()  # type: ignore[attr-defined]
+
+    def action_toggle_mark(self) -> None:
+        name = self.selected_node()
+        if name is None:
+            return
+        self.marked.symmetric_difference_update({name})
+        reports = self.app.fleet.reports  # type: ignore[attr-defined]
+        self.update_row(reports[name], self.now())
+        self.update_status_line()
+
+    def action_runbook(self) -> None:
+        """Pick a runbook for the marked nodes, or for the highlighted one."""
+        from nydus_console.screens.multirun import open_multirun
+
+        specs = self.app.fleet.specs  # type: ignore[attr-defined]
+        nodes = [n for n in specs if n in self.marked] or [self.selected_node()]
+        if nodes != [None]:
+            open_multirun(self.app, [str(n) for n in nodes])
 
     def action_refresh(self) -> None:
         self.app.refresh_all(force=True)  # type: ignore[attr-defined]
@@ -289,7 +313,7 @@ def _clip(text: str, width: int = WORST_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def row_cells(report: NodeReport, now: float) -> list[object]:
+def row_cells(report: NodeReport, now: float, marked: bool = False) -> list[object]:
     summary = report.summary()
     worst = report.worst
     if report.error is not None:
@@ -305,7 +329,11 @@ def row_cells(report: NodeReport, now: float) -> list[object]:
         problem = Text("-" if report.facts is None else "all checks passed")
     # Node data is shown as plain Text: a string cell would be read as markup.
     return [
-        Text(report.spec.name + (" (ro)" if report.spec.read_only else "")),
+        Text(
+            ("● " if marked else "")
+            + report.spec.name
+            + (" (ro)" if report.spec.read_only else "")
+        ),
         Text(report.spec.address),
         status_text(report.status),
         *(Text(summary.get(column, "-")) for column in SUMMARY_COLUMNS),

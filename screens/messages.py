@@ -6,6 +6,7 @@ from textual.message import Message
 
 from nydus_console.fleet import NodeReport
 from nydus_console.logs.records import LogRecord
+from nydus_console.runbooks.report import PlannedStep, RunReport, StepResult
 
 
 class NodeProbed(Message):
@@ -63,3 +64,47 @@ class IncidentReportWritten(Message):
         super().__init__()
         self.path = path
         self.error = error
+
+
+class RunStepPlanned(Message):
+    """A multi-node run resolved its next step on `node`."""
+
+    def __init__(self, node: str, planned: PlannedStep) -> None:
+        super().__init__()
+        self.node = node
+        self.planned = planned
+
+
+class RunStepFinished(Message):
+    """A step of a multi-node run ended on `node` with `result`."""
+
+    def __init__(self, node: str, planned: PlannedStep, result: StepResult) -> None:
+        super().__init__()
+        self.node = node
+        self.planned = planned
+        self.result = result
+
+
+class RunNoteAdded(Message):
+    """A multi-node run added a note about `node`, such as a skipped step."""
+
+    def __init__(self, node: str, text: str) -> None:
+        super().__init__()
+        self.node = node
+        self.text = text
+
+
+class NodeRunEnded(Message):
+    """The runbook ended on one node, or was passed over there."""
+
+    def __init__(self, report: RunReport) -> None:
+        super().__init__()
+        self.report = report
+
+
+class MultiRunFinished(Message):
+    """Every node of a multi-node run has its report."""
+
+    def __init__(self, reports: list[RunReport]) -> None:
+        super().__init__()
+        self.reports = reports

@@ -491,6 +491,28 @@ async def test_nodes_run_in_parallel_until_failure(tmp_path: Path) -> None:
     assert all(r.status is RunStatus.COMPLETED for r in reports)
 
 
+async def test_each_node_report_given_as_it_ends(tmp_path: Path) -> None:
+    runners = []
+    for index, answer in enumerate([None, failing_second, None]):
+        spec = NodeSpec(name=f"node-{index}", host="192.0.2.1")
+        transport = RecordingTransport(answer) if answer else RecordingTransport()
+        runners.append(
+            make_runner(
+                markers(), tmp_path / str(index), transport, ScriptedHooks(), spec=spec
+            )
+        )
+    ended: list[tuple[str, RunStatus]] = []
+    reports = await run_on_nodes(
+        runners, on_report=lambda r: ended.append((r.node, r.status))
+    )
+    assert ended == [
+        ("node-0", RunStatus.COMPLETED),
+        ("node-1", RunStatus.FAILED),
+        ("node-2", RunStatus.NOT_STARTED),
+    ]
+    assert [(r.node, r.status) for r in reports] == ended
+
+
 REBOOT = """\
 id = "reboots"
 title = "Reboot between two markers"

@@ -439,12 +439,15 @@ class RunbookRunner:
 
 
 async def run_on_nodes(
-    runners: Sequence[RunbookRunner], parallel: int = 1
+    runners: Sequence[RunbookRunner],
+    parallel: int = 1,
+    on_report: Callable[[RunReport], None] | None = None,
 ) -> list[RunReport]:
     """Run on several nodes, at most `parallel` at once, in the given order.
 
     After the first node that fails or is aborted no further node starts;
-    nodes already running finish their run.
+    nodes already running finish their run. `on_report` is given each
+    node's report as soon as that node ends or is passed over.
     """
     stopped = asyncio.Event()
     slots = asyncio.Semaphore(max(1, parallel))
@@ -452,14 +455,17 @@ async def run_on_nodes(
     async def one(runner: RunbookRunner) -> RunReport:
         async with slots:
             if stopped.is_set():
-                return RunReport(
+                report = RunReport(
                     runner.node,
                     runner.runbook.id,
                     message="not started: an earlier node failed or was aborted",
                 )
-            report = await runner.run()
+            else:
+                report = await runner.run()
             if not report.ok:
                 stopped.set()
-            return report
+        if on_report is not None:
+            on_report(report)
+        return report
 
     return list(await asyncio.gather(*(one(runner) for runner in runners)))

@@ -70,6 +70,11 @@ class StepPrinter:
 class AutoHooks(RunbookHooks):
     """Confirms from the command line: --yes and --yes-destructive NODE."""
 
+    # The source of the confirmation of steps that are not destructive.
+    confirmed_by = CONFIRMED_BY_FLAG
+    # The hint, shown with a skipped destructive step, on how to run it.
+    destructive_hint = "add --yes-destructive {node} to run it"
+
     def __init__(self, printer: StepPrinter, destructive_nodes: list[str]) -> None:
         self.printer = printer
         self.destructive_nodes = set(destructive_nodes)
@@ -79,17 +84,13 @@ class AutoHooks(RunbookHooks):
         if step.destructive:
             if node in self.destructive_nodes:
                 return Decision(Choice.RUN, node)
-            self.printer.note(
-                node,
-                f"  skipped: destructive; add --yes-destructive {node} to run it",
-            )
+            hint = self.destructive_hint.format(node=node)
+            self.note(node, f"  skipped: destructive; {hint}")
             return Decision(Choice.SKIP)
         if step.kind == "manual" and not step.verify:
-            self.printer.note(
-                node, "  do this by hand: " + " ".join(planned.preview.split())
-            )
+            self.note(node, "  do this by hand: " + " ".join(planned.preview.split()))
             return Decision(Choice.SKIP)
-        return Decision(Choice.RUN, CONFIRMED_BY_FLAG)
+        return Decision(Choice.RUN, self.confirmed_by)
 
     def planned(self, node: str, planned: PlannedStep) -> None:
         self.printer.planned(node, planned)
