@@ -8,9 +8,7 @@ and containerd configs and its snapshotter log, and taken out afterwards.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from console_run import run_console
 from testbed.nspawn import Node, NspawnFleet
 from testbed.profiles import (
     CONTAINERD_CONFIG,
@@ -36,24 +35,6 @@ SECRETS = (
 )
 SNAPSHOTTER_LOG = f"{DEFAULT_SNAPSHOTTER_ROOT}/logs/nydus-snapshotter.log"
 UNREACHABLE = "root@127.0.0.1:1"
-
-
-def run_console(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_STATE_HOME=str(home / ".state"),
-    )
-    env.pop("SSH_AUTH_SOCK", None)
-    return subprocess.run(
-        [sys.executable, "-m", "nydus_console", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @dataclass

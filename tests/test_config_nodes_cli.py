@@ -7,34 +7,15 @@ from the healthy nodes. Tests that write put the files and units back.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from console_run import run_console
 from testbed.nspawn import Node, NspawnFleet
 from testbed.profiles import SNAPSHOTTER_CONFIG, SNAPSHOTTER_UNIT
 
 WRITABLE = "nc-node2"
-
-
-def run_console(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_STATE_HOME=str(home / ".state"),
-    )
-    env.pop("SSH_AUTH_SOCK", None)
-    return subprocess.run(
-        [sys.executable, "-m", "nydus_console", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
 
 
 @pytest.fixture

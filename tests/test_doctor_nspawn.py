@@ -7,14 +7,13 @@ nydusd are doubles installed as real units.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from console_run import run_console
 from testbed.nspawn import Node, NspawnFleet
 from testbed.profiles import SYSTEM_SOCKET, restart_snapshotter, wait_until
 from testbed.rootfs import PROMPTING_SUDO_USER, SUDO_USER
@@ -23,25 +22,6 @@ pytestmark = pytest.mark.nspawn
 
 HEALTHY = ("nc-node1", "nc-node2")
 BROKEN = "nc-node3"
-
-
-def run_console(
-    *args: str, home: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_STATE_HOME=str(home / ".state"),
-    )
-    env.pop("SSH_AUTH_SOCK", None)
-    return subprocess.run(
-        [sys.executable, "-m", "nydus_console", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")

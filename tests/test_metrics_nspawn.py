@@ -8,15 +8,13 @@ tell the console's requests, which sshd forwards, from the snapshotter's own.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from console_run import run_console
 from doubles.unix_http import REQUEST_LOG_PATH
 from testbed.nspawn import Node, NspawnFleet
 from testbed.profiles import DOUBLES_DIR, SYSTEM_SOCKET
@@ -42,25 +40,6 @@ from unix_http import request_json
 status, body = request_json(sys.argv[2], "GET", sys.argv[3], timeout=5.0)
 print(json.dumps({"status": status, "body": body}))
 """
-
-
-def run_console(
-    *args: str, home: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_STATE_HOME=str(home / ".state"),
-    )
-    env.pop("SSH_AUTH_SOCK", None)
-    return subprocess.run(
-        [sys.executable, "-m", "nydus_console", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
 
 
 def node_get(node: Node, socket: str, path: str) -> Any:

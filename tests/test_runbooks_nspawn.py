@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from console_run import run_console
 from runbook_doubles import ScriptedHooks
 from testbed.nspawn import Node, NspawnFleet
 from testbed.profiles import (
@@ -126,24 +124,6 @@ async def single_snapshotter(fleet: Fleet) -> tuple[Status, list[str]]:
         f for f in report.findings if f.check == "process.single_snapshotter"
     )
     return finding.status, [line for e in finding.evidence for line in e.lines]
-
-
-def run_console(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_STATE_HOME=str(home / ".state"),
-    )
-    env.pop("SSH_AUTH_SOCK", None)
-    return subprocess.run(
-        [sys.executable, "-m", "nydus_console", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 # -- duplicate-snapshotter -----------------------------------------------------------

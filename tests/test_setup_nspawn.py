@@ -11,13 +11,11 @@ nothing to do.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from console_run import run_console
 from doubles.release_tarball import build_release
 from testbed.errors import NodeBootError, TestbedUnavailable
 from testbed.fixtures import _unavailable
@@ -83,24 +81,6 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture(scope="module")
 def inventory(fresh_fleet: NspawnFleet, home: Path) -> Path:
     return fresh_fleet.write_inventory(home / "inventory.toml")
-
-
-def run_console(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_STATE_HOME=str(home / ".state"),
-    )
-    env.pop("SSH_AUTH_SOCK", None)
-    return subprocess.run(
-        [sys.executable, "-m", "nydus_console", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def setup_args(inventory: Path, release: list[Path], *extra: str) -> list[str]:
