@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import logging
 import logging.handlers
@@ -191,7 +192,8 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
     """Build the node list from the arguments, the inventory file, or this host.
 
     A --node that names a node of the inventory selects it; other --node
-    values add nodes reached over SSH.
+    values add nodes reached over SSH. Once any --node is given, only the
+    nodes named are used, never the rest of the inventory.
     """
     given = (args.node or []) + getattr(args, "node_after", [])
     inventory: Inventory | None = None
@@ -203,11 +205,7 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
             inventory = default
     if inventory is not None:
         add_cluster_nodes(inventory)
-        names = {n.name for n in inventory.nodes}
-        chosen = [text for text in given if text in names]
-        if chosen:
-            inventory.nodes = [n for n in inventory.nodes if n.name in chosen]
-            given = [text for text in given if text not in names]
+        given = _select_inventory_nodes(inventory, given)
     extra = [parse_node_argument(text) for text in given]
     if args.ssh_hosts:
         config = Path("~/.ssh/config").expanduser()
@@ -231,6 +229,35 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
         seen.add(node.name)
     inventory.nodes += extra
     return inventory
+
+
+def _select_inventory_nodes(inventory: Inventory, given: list[str]) -> list[str]:
+    """Keep the inventory nodes that `given` names; return the other values.
+
+    A plain name that is neither an inventory node nor a Host alias of
+    ~/.ssh/config is most likely a misspelt node, so it is an error rather
+    than a new SSH target.
+    """
+    if not given:
+        return []
+    names = [n.name for n in inventory.nodes]
+    aliases = set(ssh_config_aliases(Path("~/.ssh/config").expanduser()))
+    for text in given:
+        if text not in names and _plain_name(text) and text not in aliases:
+            close = difflib.get_close_matches(text, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise InventoryError(
+                f"node {text!r} is not in {inventory.source}: {hint}its nodes are "
+                f"{', '.join(names) or 'none'}. A host outside the inventory needs "
+                "USER@HOST, an address or a Host alias of ~/.ssh/config"
+            )
+    inventory.nodes = [n for n in inventory.nodes if n.name in given]
+    return [text for text in given if text not in names]
+
+
+def _plain_name(text: str) -> bool:
+    """Tell whether `text` looks like a node name rather than an address."""
+    return not any(mark in text for mark in "@:.[")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -263,6 +263,51 @@ def test_node_option_selects_inventory_node(tmp_path: Path) -> None:
     assert nodes[0].host == "10.0.0.6"
 
 
+def test_misspelt_node_is_an_error_not_the_whole_fleet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/config aliases
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(
+        '[nodes.gpu-1]\naddress = "10.0.0.5"\n\n[nodes.gpu-2]\naddress = "10.0.0.6"\n'
+    )
+    args = build_parser().parse_args(
+        ["config", "get", "log.level", "--inventory", str(inventory), "--node", "gpu1"]
+    )
+    with pytest.raises(InventoryError) as caught:
+        resolve_inventory(args)
+    message = str(caught.value)
+    assert "node 'gpu1' is not in" in message
+    assert "did you mean 'gpu-1'?" in message
+    assert "its nodes are gpu-1, gpu-2" in message
+
+
+def test_address_with_inventory_keeps_only_named_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text('[nodes.gpu-1]\naddress = "10.0.0.5"\n')
+    args = build_parser().parse_args(
+        ["--inventory", str(inventory), "--node", "root@10.0.0.9"]
+    )
+    assert [n.name for n in resolve_inventory(args).nodes] == ["10.0.0.9"]
+
+
+def test_ssh_alias_with_inventory_is_a_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text("Host bastion\n  HostName 10.0.0.1\n")
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text('[nodes.gpu-1]\naddress = "10.0.0.5"\n')
+    args = build_parser().parse_args(
+        ["--inventory", str(inventory), "--node", "gpu-1", "--node", "bastion"]
+    )
+    assert [n.name for n in resolve_inventory(args).nodes] == ["gpu-1", "bastion"]
+
+
 def test_duplicate_node_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--node", "a", "--node", "a"]) == 64
     assert "'a' is given twice" in capsys.readouterr().err
