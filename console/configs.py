@@ -602,10 +602,18 @@ _SECRET_KEY = re.compile(
 _SECRET_HINTS = ("auth", "token", "password", "secret", "access_key", "encryption")
 
 
+# The password of a URL's user information: http://user:PASSWORD@host.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@\"'<>]+):[^\s/@\"'<>]+@")
+# The credentials of an HTTP Authorization header or a token in a log line.
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}")
+
+
 def may_contain_secret(text: str) -> bool:
-    """Return False when text surely contains no credential key mask_secrets masks."""
+    """Return False when text surely contains no credential mask_secrets masks."""
     lowered = text.lower()
-    return any(hint in lowered for hint in _SECRET_HINTS)
+    if any(hint in lowered for hint in _SECRET_HINTS):
+        return True
+    return ("://" in text and "@" in text) or "bearer" in lowered or "basic" in lowered
 
 
 def is_secret_name(name: str) -> bool:
@@ -615,7 +623,13 @@ def is_secret_name(name: str) -> bool:
 
 
 def mask_secrets(text: str) -> str:
-    """Replace the values of credential keys in config text with ***."""
+    """Replace credentials in config or log text with ***.
+
+    Masked: the values of credential keys, the password in a URL's user
+    information, and the credentials after Bearer or Basic.
+    """
     if not may_contain_secret(text):
         return text
-    return _SECRET_KEY.sub(lambda m: f'{m.group(1)}"***"', text)
+    text = _SECRET_KEY.sub(lambda m: f'{m.group(1)}"***"', text)
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
+    return _AUTH_SCHEME.sub(r"\1\2***", text)

@@ -66,12 +66,30 @@ def test_secrets_masked_in_v2_sample() -> None:
         "auth = 'dXNlcjpwYXNz'",
         '"registry_token": "eyJhbGciOi.x.y"',
         'password = "hunter2"',
+        '"proxy": {"url": "http://proxyuser:hunter2@proxy.local:3128"}',
+        'level=info msg=fetch url="https://bob:hunter2@reg.example.com/v2/"',
+        'header="Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"',
+        "Authorization: Basic dXNlcjpwYXNz",
     ],
 )
 def test_mask_secrets_forms(line: str) -> None:
     masked = mask_secrets(line)
     for secret in ("dXNlcjpwYXNz", "eyJhbGciOi", "hunter2"):
         assert secret not in masked
+    assert "***" in masked
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ssh://git@github.com/containerd/nydus-snapshotter",
+        "connected to root@10.0.0.5:22",
+        "registry uses basic auth",
+        "https://registry.example.com/v2/library/ubuntu/manifests/latest",
+    ],
+)
+def test_mask_secrets_keeps_plain_text(line: str) -> None:
+    assert mask_secrets(line) == line
 
 
 def test_containerd_defaults() -> None:
