@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from nydus_console.actions import Action
+from nydus_console.screens.textbox import TextBox
 
 
 class ConfirmActionModal(ModalScreen[str]):
@@ -42,7 +43,7 @@ class ConfirmActionModal(ModalScreen[str]):
             yield Static(escape(self.action.command_line), id="confirm-command")
             if self.action.destructive:
                 yield Static(f"Type the node name ({escape(self.node)}) to confirm:")
-                yield Input(id="confirm-name")
+                yield TextBox(id="confirm-name")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel", id="confirm-cancel", variant="primary")
                 yield Button("Run", id="confirm-run", variant="error")

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from nydus_console.fleet import NodeReport
 from nydus_console.screens.render import STATUS_RANK, age_text, status_text
+from nydus_console.screens.textbox import TextBox
 
 COLUMNS = (
     ("node", "Node"),
@@ -90,7 +91,7 @@ class FleetScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="fleet-status")
-        yield Input(
+        yield TextBox(
             placeholder="filter: name, address, status or finding", id="fleet-filter"
         )
         yield DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True)

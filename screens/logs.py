@@ -33,6 +33,7 @@ from nydus_console.screens.known import KnownFailureModal
 from nydus_console.screens.logview import LogRow, LogView
 from nydus_console.screens.messages import LogLinesRead, LogSourceChecked
 from nydus_console.screens.savelog import SavedFile, SaveLogModal
+from nydus_console.screens.textbox import TextBox
 from nydus_console.transport.base import Transport, TransportError
 
 BUFFER_CAPACITY = 20_000
@@ -457,9 +458,9 @@ class LogScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="logs-sources")
-        yield Input(placeholder="include regex (empty clears)", id="logs-include")
-        yield Input(placeholder="exclude regex (empty clears)", id="logs-exclude")
-        yield Input(placeholder="search regex, then n / N", id="logs-search")
+        yield TextBox(placeholder="include regex (empty clears)", id="logs-include")
+        yield TextBox(placeholder="exclude regex (empty clears)", id="logs-exclude")
+        yield TextBox(placeholder="search regex, then n / N", id="logs-search")
         yield Static(id="logs-empty")
         yield LogView(self.format.render, self.format.width, id="logs-view")
         yield Static(id="logs-status")

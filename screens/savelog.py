@@ -16,6 +16,7 @@ from textual.widgets import Button, Input, Static
 from textual.worker import Worker, WorkerState
 
 from nydus_console.logs.save import SaveError, resolve_save_path, write_lines
+from nydus_console.screens.textbox import TextBox
 
 SavedFile = tuple[Path, int]
 
@@ -45,7 +46,7 @@ class SaveLogModal(ModalScreen[SavedFile | None]):
         with Vertical(id="save-dialog"):
             plural = "line" if self.count == 1 else "lines"
             yield Static(f"Save the {self.count} shown {plural} to:")
-            yield Input(str(self.default), id="save-path")
+            yield TextBox(str(self.default), id="save-path")
             yield Static(id="save-message")
             with Horizontal(id="save-buttons"):
                 yield Button("Cancel", id="save-cancel")

@@ -144,6 +144,21 @@ async def test_fast_typed_filter_lands_in_box(tmp_path: Path) -> None:
         assert app.screen.sort_mode == "status", "s ran the sort binding"
 
 
+async def test_editing_keys_keep_their_order_when_fast(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"old")
+        # ctrl+u, then the new text, then a backspace, queued all at once.
+        keys = [("ctrl+u", None), *[(c, c) for c in "node3x"], ("backspace", None)]
+        for key, char in keys:
+            app.post_message(events.Key(key, char))
+        await pilot.pause(0.3)
+        box = app.screen.query_one("#fleet-filter", Input)
+        assert box.value == "node3"
+        assert table_rows(app) == ["nc-node3"]
+
+
 async def test_narrow_screen_shows_whole_worst_finding(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
