@@ -25,6 +25,7 @@ from nydus_console.diagnosecli import add_diagnose_parser, run_diagnose
 from nydus_console.findings import Status
 from nydus_console.fleet import Fleet, NodeReport, exit_code
 from nydus_console.incidentcli import add_report_parser, run_report
+from nydus_console.inspectcli import add_inspect_parser, run_inspect
 from nydus_console.inventory import (
     Inventory,
     InventoryError,
@@ -185,6 +186,7 @@ def build_parser() -> UsageParser:
     add_report_parser(commands, [_node_options(sub=True)])
     add_kube_parser(commands, [_node_options(sub=True)])
     add_setup_parser(commands, [_node_options(sub=True)])
+    add_inspect_parser(commands)
     return parser
 
 
@@ -291,6 +293,9 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "diagnose":
         # Offline too: it reads only the files it is given.
         return run_diagnose(args)
+    if args.command == "inspect":
+        # It reaches the image's registry from this machine, not a node.
+        return run_inspect(args)
     try:
         inventory = resolve_inventory(args)
     except InventoryError as exc:

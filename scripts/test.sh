@@ -23,11 +23,11 @@ fi
 echo "== installing Debian packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# Debian's prometheus package enables and starts prometheus.service, which
-# listens on port 9090 of every address, and etcd-server starts etcd on port
-# 2379. The tests run their own Prometheus and etcd on 127.0.0.1, so a
-# policy-rc.d(8) that denies both keeps the packages from starting them,
-# unless the machine already has a policy of its own.
+# Debian's prometheus, etcd-server and docker-registry packages enable and
+# start their services, which listen on ports 9090, 2379 and 5000 of every
+# address. The tests run their own on 127.0.0.1, so a policy-rc.d(8) that
+# denies them keeps the packages from starting them, unless the machine
+# already has a policy of its own.
 policy=/usr/sbin/policy-rc.d
 own_policy=""
 if [ ! -e "$policy" ]; then
@@ -37,20 +37,24 @@ if [ ! -e "$policy" ]; then
 #!/bin/sh
 # Written by nydus-console's scripts/test.sh for the package install only.
 [ "$1" = --quiet ] && shift
-case "$1" in prometheus|prometheus.service|etcd|etcd.service) exit 101 ;; esac
+case "$1" in
+    prometheus|prometheus.service|etcd|etcd.service) exit 101 ;;
+    docker-registry|docker-registry.service) exit 101 ;;
+esac
 exit 0
 POLICY
     chmod 755 "$policy"
 fi
 prometheus_before=$(dpkg-query -W -f='${Status}' prometheus 2>/dev/null || true)
 etcd_before=$(dpkg-query -W -f='${Status}' etcd-server 2>/dev/null || true)
+registry_before=$(dpkg-query -W -f='${Status}' docker-registry 2>/dev/null || true)
 # --no-install-recommends keeps libnss-mymachines (a systemd-container
 # recommendation) from rewriting the host's nsswitch.conf, and keeps
 # prometheus-node-exporter (a prometheus recommendation) out.
 apt-get install -y -qq --no-install-recommends \
     openssh-server openssh-client containerd debootstrap systemd-container \
     iproute2 zstd tmux procps util-linux sudo ca-certificates python3-venv \
-    prometheus etcd-server \
+    prometheus etcd-server docker-registry \
     >/dev/null
 if [ -n "$own_policy" ]; then
     rm -f "$own_policy"
@@ -65,7 +69,12 @@ fi
 if [ "$etcd_before" != "install ok installed" ] && [ -d /run/systemd/system ]; then
     systemctl disable --now etcd.service >/dev/null 2>&1 || true
 fi
+if [ "$registry_before" != "install ok installed" ] \
+    && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+fi
 /usr/bin/prometheus --version >/dev/null
+/usr/bin/docker-registry --version >/dev/null
 
 echo "== installing Python packages"
 python=${PYTHON:-python3}

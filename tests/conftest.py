@@ -13,4 +13,5 @@ from testbed.fixtures import (  # noqa: E402, F401
     nspawn_fleet,
     snapshotter_metrics_double,
     start_prometheus,
+    start_registry,
 )

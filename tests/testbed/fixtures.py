@@ -15,7 +15,8 @@ shared. ``loopback_sshd`` starts three sshd instances on 127.0.0.1.
 ``snapshotter_metrics_double`` runs the exporter double of nydus-snapshotter's
 /v1/metrics on 127.0.0.1 for one test. ``start_prometheus(targets)`` starts a
 Prometheus server on 127.0.0.1 with a fresh TSDB that scrapes the targets
-every second, and stops it after the test.
+every second, and stops it after the test. ``start_registry(auth, tls)``
+starts Debian's docker-registry on 127.0.0.1 (tests/testbed/registry.py).
 
 ``kube_apiserver`` runs etcd and the kube-apiserver that
 scripts/build-kube-apiserver built, on 127.0.0.1, once per session
@@ -46,6 +47,7 @@ from .metrics_double import SnapshotterMetricsDouble
 from .nspawn import NspawnFleet
 from .profiles import DEFAULT_FLEET_PROFILES, boot_fleet
 from .prometheus import PrometheusServer
+from .registry import RegistryServer
 
 
 def _unavailable(error: Exception) -> NoReturn:
@@ -148,3 +150,35 @@ def start_prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
     finally:
         for server in servers:
             server.stop()
+
+
+StartRegistry = Callable[..., RegistryServer]
+
+
+@pytest.fixture
+def start_registry(tmp_path: Path) -> Iterator[StartRegistry]:
+    """A factory of docker-registry servers on 127.0.0.1 that stop after the test.
+
+    ``start_registry(auth="none"|"basic"|"token", tls=False, **options)``
+    takes the keyword options of RegistryServer and returns once the
+    registry answers on /v2/. A missing docker-registry skips the test, or
+    fails it under NC_TESTBED_REQUIRED=1.
+    """
+    servers: list[RegistryServer] = []
+
+    def start(auth: str = "none", **options: Any) -> RegistryServer:
+        workdir = tmp_path / f"registry-{len(servers) + 1}"
+        workdir.mkdir()
+        server = RegistryServer(auth, workdir=workdir, **options)
+        servers.append(server)
+        try:
+            server.start()
+        except TestbedUnavailable as error:
+            _unavailable(error)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()

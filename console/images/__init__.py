@@ -1,0 +1,1 @@
+"""Image references, registries, inspection and conversion with nydusify."""

@@ -1,0 +1,249 @@
+"""Read manifests from a registry over the distribution HTTP API.
+
+Requests go to `https://HOST/v2/...` (plain HTTP only when asked for). A 401
+answer names how to log in in its WWW-Authenticate header: `Basic`, or
+`Bearer realm=...,service=...,scope=...`, for which a token is fetched from
+the realm, with the credentials when there are any, and sent on the retry.
+URLs are built from a checked ImageReference only, path segment by segment.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from nydus_console.images.credentials import Credentials
+from nydus_console.images.reference import ImageReference
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+TIMEOUT_SECONDS = 20.0
+_CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
+
+
+class RegistryError(Exception):
+    """The registry could not be read; `kind` is not_found, denied or failed."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A manifest document with its media type and digest."""
+
+    media_type: str
+    digest: str
+    document: dict[str, Any]
+    size: int
+
+
+def parse_challenge(header: str) -> Challenge:
+    """Parse a WWW-Authenticate header value into scheme and parameters."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {
+        m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
+        for m in _CHALLENGE_PARAM.finditer(rest)
+    }
+    return Challenge(scheme.lower(), params)
+
+
+class RegistryClient:
+    """Reads one registry; keeps the token or basic credentials it learned."""
+
+    def __init__(
+        self,
+        api_host: str,
+        *,
+        credentials: Credentials | None = None,
+        insecure: bool = False,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.api_host = api_host
+        self.scheme = "http" if insecure else "https"
+        self.credentials = credentials
+        self._client = client or httpx.AsyncClient(
+            timeout=TIMEOUT_SECONDS, follow_redirects=False
+        )
+        self._authorization = ""
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def url(self, path: str, *segments: str) -> httpx.URL:
+        """Return the API URL of `/v2/<path>/<segments...>` with each part encoded."""
+        base = httpx.URL(f"{self.scheme}://{self.api_host}/")
+        quoted = "/".join(_quote_segment(s) for s in segments)
+        encoded = "/".join(_quote_segment(part) for part in path.split("/"))
+        return base.copy_with(raw_path=f"/v2/{encoded}/{quoted}".encode())
+
+    async def manifest(self, ref: ImageReference, reference: str = "") -> Fetched:
+        """Fetch a manifest or index by tag or digest."""
+        url = self.url(ref.path, "manifests", reference or ref.reference)
+        headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+        response = await self._get(url, headers, ref)
+        what = f"{ref.name}:{reference or ref.reference}"
+        if response.status_code == 404:
+            raise RegistryError("not_found", f"{what} was not found on {self.api_host}")
+        _raise_for_status(response, what, self.api_host)
+        return _fetched(response, what)
+
+    async def referrers(self, ref: ImageReference, digest: str) -> Fetched | None:
+        """Return the referrers index of a digest, or None without that API."""
+        url = self.url(ref.path, "referrers", digest)
+        response = await self._get(url, {"Accept": OCI_INDEX}, ref)
+        if response.status_code in (404, 405):
+            return None
+        _raise_for_status(response, f"referrers of {digest}", self.api_host)
+        return _fetched(response, f"referrers of {digest}")
+
+    async def _get(
+        self, url: httpx.URL, headers: dict[str, str], ref: ImageReference
+    ) -> httpx.Response:
+        response = await self._send(url, headers)
+        if response.status_code != 401:
+            return response
+        challenge = parse_challenge(response.headers.get("www-authenticate", ""))
+        if not await self._authorize(challenge, ref):
+            return response
+        return await self._send(url, headers)
+
+    async def _send(self, url: httpx.URL, headers: dict[str, str]) -> httpx.Response:
+        if self._authorization:
+            headers = {**headers, "Authorization": self._authorization}
+        try:
+            return await self._client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise RegistryError("failed", _network_message(self, exc)) from None
+
+    async def _authorize(self, challenge: Challenge, ref: ImageReference) -> bool:
+        if challenge.scheme == "basic":
+            if self.credentials is None or self._authorization.startswith("Basic"):
+                return False
+            pair = f"{self.credentials.username}:{self.credentials.password}"
+            self._authorization = "Basic " + base64.b64encode(pair.encode()).decode()
+            return True
+        if challenge.scheme == "bearer" and challenge.params.get("realm"):
+            self._authorization = "Bearer " + await self._token(challenge, ref)
+            return True
+        return False
+
+    async def _token(self, challenge: Challenge, ref: ImageReference) -> str:
+        realm = httpx.URL(challenge.params["realm"])
+        if realm.scheme not in ("https", "http") or (
+            realm.scheme == "http" and self.scheme == "https"
+        ):
+            raise RegistryError(
+                "failed",
+                f"the token realm {str(realm)!r} of {self.api_host} is not an "
+                "https URL; use --insecure only for a registry you trust on HTTP",
+            )
+        params = {
+            "scope": challenge.params.get("scope") or f"repository:{ref.path}:pull"
+        }
+        if challenge.params.get("service"):
+            params["service"] = challenge.params["service"]
+        auth = None
+        if self.credentials is not None:
+            auth = httpx.BasicAuth(self.credentials.username, self.credentials.password)
+        try:
+            response = await self._client.get(realm, params=params, auth=auth)
+        except httpx.HTTPError as exc:
+            raise RegistryError("failed", _network_message(self, exc)) from None
+        if response.status_code in (401, 403):
+            raise RegistryError("denied", _denied(self, realm.host))
+        if response.status_code != 200:
+            raise RegistryError(
+                "failed", f"the token server {realm.host} answered {_status(response)}"
+            )
+        return _token_from(response, realm.host)
+
+
+def _token_from(response: httpx.Response, host: str) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    token = (
+        (body.get("token") or body.get("access_token"))
+        if isinstance(body, dict)
+        else ""
+    )
+    if not isinstance(token, str) or not token:
+        raise RegistryError("failed", f"the token server {host} sent no token")
+    return token
+
+
+def _quote_segment(text: str) -> str:
+    return httpx.URL(path="/" + text).raw_path.decode()[1:].replace("/", "%2F")
+
+
+def _status(response: httpx.Response) -> str:
+    return f"{response.status_code} {response.reason_phrase}".strip()
+
+
+def _denied(client: RegistryClient, host: str) -> str:
+    who = "the credentials given" if client.credentials else "no credentials"
+    return (
+        f"{host} refused access with {who}: log in with `docker login "
+        f"{client.api_host}` or pass --username and --password-stdin"
+    )
+
+
+def _raise_for_status(response: httpx.Response, what: str, host: str) -> None:
+    if response.status_code in (401, 403):
+        raise RegistryError(
+            "denied",
+            f"{host} refused to show {what} ({_status(response)}): log in with "
+            f"`docker login {host}` or pass --username and --password-stdin",
+        )
+    if response.status_code != 200:
+        raise RegistryError("failed", f"{host} answered {_status(response)} for {what}")
+
+
+def _fetched(response: httpx.Response, what: str) -> Fetched:
+    body = response.content
+    if len(body) > MAX_MANIFEST_BYTES:
+        raise RegistryError("failed", f"{what} is larger than 4 MiB; not a manifest")
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise RegistryError("failed", f"{what} is not JSON") from None
+    if not isinstance(document, dict):
+        raise RegistryError("failed", f"{what} is not a JSON object")
+    media_type = str(
+        document.get("mediaType")
+        or response.headers.get("content-type", "").split(";")[0].strip()
+    )
+    digest = response.headers.get("docker-content-digest", "")
+    if not digest:
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    return Fetched(media_type, digest, document, len(body))
+
+
+def _network_message(client: RegistryClient, exc: httpx.HTTPError) -> str:
+    text = str(exc) or type(exc).__name__
+    hint = ""
+    if client.scheme == "https" and "SSL" in text.upper():
+        hint = "; a registry on plain HTTP needs --insecure"
+    elif client.scheme == "http":
+        hint = "; check the host and port"
+    return f"cannot reach {client.api_host} over {client.scheme.upper()}: {text}{hint}"
