@@ -11,6 +11,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from nydus_console.audit import AuditLog
 from nydus_console.inventory import NodeSpec
@@ -91,6 +92,30 @@ class ActionGate:
                 "reason": reason,
             }
         )
+
+    def authorize(
+        self, action: Action, spec: NodeSpec, *, confirmed_by: str
+    ) -> dict[str, str]:
+        """Check read-only mode and the confirmation; return the audit fields.
+
+        A refusal is audited and raised as ActionRefused. Callers that run
+        the command themselves, such as a streamed conversion, append its
+        outcome with `record(fields, ...)`.
+        """
+        base = {
+            "node": spec.name,
+            "address": spec.address,
+            "action": action.name,
+            "command": action.command_line,
+        }
+        if action.stdin is not None:
+            base["input"] = action.input_summary()
+        self._check(base, spec, confirmed_by, destructive=action.destructive)
+        return base
+
+    def record(self, base: dict[str, str], **outcome: Any) -> None:
+        """Append the outcome of an authorized action to the audit log."""
+        self.audit.append({**base, **outcome})
 
     async def run(
         self,

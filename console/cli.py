@@ -21,6 +21,7 @@ from nydus_console.confignodecli import (
     add_node_config_parsers,
     run_node_config,
 )
+from nydus_console.convertcli import add_convert_parser, run_convert_command
 from nydus_console.diagnosecli import add_diagnose_parser, run_diagnose
 from nydus_console.findings import Status
 from nydus_console.fleet import Fleet, NodeReport, exit_code
@@ -187,6 +188,7 @@ def build_parser() -> UsageParser:
     add_kube_parser(commands, [_node_options(sub=True)])
     add_setup_parser(commands, [_node_options(sub=True)])
     add_inspect_parser(commands)
+    add_convert_parser(commands, [_node_options(sub=True)])
     return parser
 
 
@@ -293,6 +295,9 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "diagnose":
         # Offline too: it reads only the files it is given.
         return run_diagnose(args)
+    if args.command == "convert":
+        # It picks its one node itself, and lists its history without one.
+        return run_convert_command(args, resolve_inventory, read_only=args.read_only)
     if args.command == "inspect":
         # It reaches the image's registry from this machine, not a node.
         return run_inspect(args)

@@ -1,0 +1,412 @@
+"""`nydus-console convert SOURCE [TARGET] --node NAME`: run nydusify on a node.
+
+The options are checked and the command shown before anything runs. The
+conversion pushes to a registry, so it is an action: refused in read-only
+mode, run only with --yes or after a yes at the terminal, and audited. Its
+progress is read from nydusify's log lines; Ctrl-C closes the channel,
+which ends nydusify on the node. Every run is kept in the history
+(`--history`) and can be repeated by its number (`--rerun N`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from nydus_console import locations
+from nydus_console.actions import ActionGate, ActionRefused
+from nydus_console.audit import AuditLog
+from nydus_console.fleet import make_transport
+from nydus_console.images.convert import (
+    ConvertError,
+    ConvertOptions,
+    ConvertPlan,
+    plan_convert,
+)
+from nydus_console.images.credentials import CredentialsError
+from nydus_console.images.history import ConvertHistory, HistoryError
+from nydus_console.images.progress import StageEvent
+from nydus_console.images.run import (
+    StepResult,
+    credential_report,
+    node_docker_config,
+    run_convert,
+)
+from nydus_console.inventory import Inventory, InventoryError, NodeSpec
+from nydus_console.transport.base import Transport, TransportError
+from nydus_console.transport.hostkeys import HostKeyStore
+from nydus_console.transport.quoting import quote_argv
+
+EXIT_FAILED = 1
+EXIT_UNREACHABLE = 3
+EXIT_USAGE = 64
+SCHEMA = "nydus-console/convert/v1"
+
+
+class UsageError(Exception):
+    """Arguments that cannot be used; exit 64."""
+
+
+def add_convert_parser(
+    commands: Any, parents: Sequence[argparse.ArgumentParser]
+) -> None:
+    parser = commands.add_parser(
+        "convert",
+        parents=list(parents),
+        help="convert an OCI image to Nydus with nydusify on a node",
+        description="Run `nydusify convert` on one node (--node NAME) and follow "
+        "its stages; TARGET defaults to the source repository tagged "
+        "<source tag>-nydus. The command is shown first and runs with --yes or "
+        "after a yes at the terminal. Exit status: 0 converted (and checked), "
+        "1 nydusify or the check failed, the run was cancelled, refused or not "
+        f"confirmed, 3 the node could not be reached, {EXIT_USAGE} invalid "
+        "arguments.",
+    )
+    parser.add_argument("source", nargs="?", metavar="SOURCE", help="image to convert")
+    parser.add_argument("target", nargs="?", metavar="TARGET", help="image to push")
+    _add_nydusify_options(parser)
+    run = parser.add_argument_group("running")
+    run.add_argument("--check", action="store_true", help="run nydusify check after")
+    run.add_argument("--yes", action="store_true", help="run without asking")
+    run.add_argument("--dry-run", action="store_true", help="show the command and stop")
+    run.add_argument("--json", action="store_true", help="print JSON at the end")
+    run.add_argument(
+        "--verbose", action="store_true", help="print every line nydusify logs"
+    )
+    run.add_argument(
+        "--history", action="store_true", help="list the conversions run so far"
+    )
+    run.add_argument(
+        "--rerun", type=int, metavar="N", help="run entry N of --history again"
+    )
+
+
+def _add_nydusify_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("nydusify")
+    add = group.add_argument
+    add("--fs-version", default="6", metavar="5|6", help="RAFS version (default 6)")
+    add("--compressor", default="zstd", help="none, lz4_block or zstd (default)")
+    add(
+        "--chunk-size",
+        default="",
+        metavar="SIZE",
+        help="power of two, 0x1000-0x1000000",
+    )
+    add(
+        "--batch-size",
+        default="",
+        metavar="SIZE",
+        help="power of two, 0x1000-0x1000000",
+    )
+    add("--platform", default="", metavar="OS/ARCH", help="convert this platform")
+    add("--all-platforms", action="store_true", help="convert every platform")
+    add("--oci", action="store_true", help="push an OCI-compatible manifest")
+    add("--oci-ref", action="store_true", help="build an OCI reference image")
+    add("--merge-platform", action="store_true", help="push an index of OCI and Nydus")
+    add("--source-insecure", action="store_true", help="source over plain HTTP")
+    add("--target-insecure", action="store_true", help="target over plain HTTP")
+    add("--backend-type", default="", metavar="TYPE", help="oss, s3 or localfs")
+    add("--backend-config-file", default="", metavar="PATH", help="on the node")
+    add(
+        "--prefetch-pattern",
+        action="append",
+        default=[],
+        dest="prefetch_patterns",
+        metavar="PATH",
+        help="a path in the image to prefetch; repeat for more",
+    )
+    add("--work-dir", default="", metavar="DIR", help="nydusify's work dir on the node")
+    add("--nydusify", default="nydusify", metavar="PATH", help="nydusify on the node")
+
+
+def options_from(args: argparse.Namespace) -> ConvertOptions:
+    if not args.source:
+        raise UsageError("convert needs SOURCE (or --rerun N, or --history)")
+    return ConvertOptions(
+        source=args.source,
+        target=args.target or "",
+        fs_version=args.fs_version,
+        compressor=args.compressor,
+        chunk_size=args.chunk_size,
+        batch_size=args.batch_size,
+        platform=args.platform,
+        all_platforms=args.all_platforms,
+        oci=args.oci,
+        oci_ref=args.oci_ref,
+        merge_platform=args.merge_platform,
+        source_insecure=args.source_insecure,
+        target_insecure=args.target_insecure,
+        backend_type=args.backend_type,
+        backend_config_file=args.backend_config_file,
+        prefetch_patterns=tuple(args.prefetch_patterns),
+        work_dir=args.work_dir,
+        nydusify=args.nydusify,
+        check=args.check,
+    )
+
+
+Resolver = Callable[[argparse.Namespace], Inventory]
+
+
+def run_convert_command(
+    args: argparse.Namespace, resolve: Resolver, *, read_only: bool
+) -> int:
+    history = ConvertHistory()
+    command = ConvertCommand(history, read_only=read_only, as_json=args.json)
+    try:
+        if args.history:
+            return command.list_history()
+        options = _options_or_rerun(args, history)
+        plan = plan_convert(options)
+        inventory = resolve(args)
+        spec = _one_node(inventory)
+    except (UsageError, ConvertError, HistoryError, InventoryError) as exc:
+        print(f"nydus-console: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    host_keys = HostKeyStore(
+        locations.known_hosts_file(), [Path(p) for p in inventory.known_hosts]
+    )
+    transport = make_transport(spec, host_keys)
+    return asyncio.run(command.run(plan, spec, transport, args))
+
+
+def _options_or_rerun(
+    args: argparse.Namespace, history: ConvertHistory
+) -> ConvertOptions:
+    if args.rerun is None:
+        return options_from(args)
+    if args.source:
+        raise UsageError("give SOURCE or --rerun N, not both")
+    entry = history.get(args.rerun)
+    given = (args.node or []) + getattr(args, "node_after", [])
+    if not given and entry.node:
+        args.node = [entry.node]
+    return entry.options
+
+
+def _one_node(inventory: Inventory) -> NodeSpec:
+    if len(inventory.nodes) != 1:
+        names = ", ".join(n.name for n in inventory.nodes)
+        raise UsageError(
+            f"convert runs on one node; give --node NAME (the inventory has: {names})"
+        )
+    return inventory.nodes[0]
+
+
+class ConvertCommand:
+    def __init__(
+        self,
+        history: ConvertHistory,
+        *,
+        read_only: bool,
+        as_json: bool = False,
+        out: TextIO | None = None,
+    ) -> None:
+        self.history = history
+        self.read_only = read_only
+        self.as_json = as_json
+        self.out = out or sys.stdout
+        self.verbose = False
+
+    def say(self, text: str = "") -> None:
+        if not self.as_json:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def list_history(self) -> int:
+        entries = self.history.entries()
+        if self.as_json:
+            rows = [{"index": e.index, **e.record} for e in entries]
+            self.out.write(json.dumps(rows, indent=2) + "\n")
+            return 0
+        if not entries:
+            self.say(f"no conversions yet ({self.history.path})")
+        for entry in entries:
+            record = entry.record
+            options = entry.options
+            self.say(
+                f"{entry.index:>3}  {record.get('time', '?')}  {entry.node}  "
+                f"{record.get('outcome', '?')}  {options.source} -> "
+                f"{record.get('target', options.target)}"
+            )
+        return 0
+
+    def preview(self, plan: ConvertPlan, spec: NodeSpec) -> None:
+        self.say(f"convert on {spec.name} ({spec.address})")
+        self.say(f"  source:  {plan.source}")
+        self.say(f"  target:  {plan.target}")
+        self.say(f"  command: {quote_argv(plan.argv)}")
+        if plan.stdin:
+            patterns = ", ".join(plan.stdin.split())
+            self.say(f"  prefetch patterns (standard input): {patterns}")
+        if plan.check_argv:
+            self.say(f"  then:    {quote_argv(plan.check_argv)}")
+
+    async def credentials(
+        self, plan: ConvertPlan, spec: NodeSpec, t: Transport
+    ) -> list[str]:
+        try:
+            config = await node_docker_config(t, spec.name)
+        except CredentialsError as exc:
+            return [f"warning: {exc}"]
+        lines = credential_report(config, plan)
+        for line in lines:
+            self.say(line)
+        return lines
+
+    def confirmation(self, args: argparse.Namespace, spec: NodeSpec) -> str:
+        if args.yes:
+            return "--yes on the command line"
+        if not sys.stdin.isatty() or self.as_json:
+            return ""
+        answer = input(f"Run this on {spec.name}? It pushes to the target [y/N] ")
+        return "answered y at the prompt" if answer.strip().lower() == "y" else ""
+
+    async def run(
+        self,
+        plan: ConvertPlan,
+        spec: NodeSpec,
+        transport: Transport,
+        args: argparse.Namespace,
+    ) -> int:
+        self.verbose = args.verbose
+        document: dict[str, Any] = {
+            "schema": SCHEMA,
+            "node": spec.name,
+            "source": str(plan.source),
+            "target": str(plan.target),
+            "command": list(plan.argv),
+            "check_command": list(plan.check_argv),
+            "dry_run": args.dry_run,
+        }
+        self.preview(plan, spec)
+        try:
+            code = await self._run(plan, spec, transport, args, document)
+        finally:
+            await transport.close()
+        if self.as_json:
+            document["exit_code"] = code
+            self.out.write(json.dumps(document, indent=2) + "\n")
+        return code
+
+    async def _run(
+        self,
+        plan: ConvertPlan,
+        spec: NodeSpec,
+        transport: Transport,
+        args: argparse.Namespace,
+        document: dict[str, Any],
+    ) -> int:
+        try:
+            document["credentials"] = await self.credentials(plan, spec, transport)
+        except TransportError as exc:
+            return self._unreachable(spec, exc, document)
+        if args.dry_run:
+            self.say("dry run: nothing was run")
+            return 0
+        confirmed_by = self.confirmation(args, spec)
+        if not confirmed_by:
+            self.say("nothing run: add --yes, or run it in a terminal to confirm")
+        return await self._convert(plan, spec, transport, confirmed_by, document)
+
+    def _unreachable(
+        self, spec: NodeSpec, exc: TransportError, document: dict[str, Any]
+    ) -> int:
+        document["error"] = str(exc)
+        print(f"nydus-console: {spec.name}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+    async def _convert(
+        self,
+        plan: ConvertPlan,
+        spec: NodeSpec,
+        transport: Transport,
+        confirmed_by: str,
+        document: dict[str, Any],
+    ) -> int:
+        gate = ActionGate(
+            AuditLog(locations.audit_log_file()), read_only=self.read_only
+        )
+        cancel = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, cancel.set)
+        try:
+            result, check = await run_convert(
+                plan,
+                spec,
+                transport,
+                gate,
+                confirmed_by=confirmed_by,
+                on_event=self._event,
+                on_line=self._line,
+                cancel=cancel,
+            )
+        except ActionRefused as exc:
+            document["error"] = str(exc)
+            print(f"nydus-console: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
+        return self._finish(plan, spec, result, check, document)
+
+    def _event(self, event: StageEvent) -> None:
+        self.say(event.describe())
+
+    def _line(self, line: str) -> None:
+        if self.verbose:
+            self.say(f"  | {line}")
+
+    def _finish(
+        self,
+        plan: ConvertPlan,
+        spec: NodeSpec,
+        result: StepResult,
+        check: StepResult | None,
+        document: dict[str, Any],
+    ) -> int:
+        document["convert"] = result.to_dict()
+        document["check"] = check.to_dict() if check else None
+        self._say_result("nydusify convert", result)
+        if check is not None:
+            self._say_result("nydusify check", check)
+        self.history.append(
+            {
+                "node": spec.name,
+                "options": plan.options.to_dict(),
+                "target": str(plan.target),
+                "command": quote_argv(plan.argv),
+                "outcome": result.outcome,
+                "exit_status": result.exit_status,
+                "last_error": result.last_error,
+                "seconds": round(result.seconds, 3),
+                "stages": document["convert"]["stages"],
+                "check": check.outcome if check else None,
+            }
+        )
+        if result.exit_status is None and not result.cancelled:
+            return EXIT_UNREACHABLE
+        if not result.ok or (check is not None and not check.ok):
+            return EXIT_FAILED
+        return 0
+
+    def _say_result(self, what: str, result: StepResult) -> None:
+        if result.cancelled:
+            self.say(f"{what} cancelled after {result.seconds:.1f} s")
+        elif result.exit_status is None:
+            self.say(f"{what}: {result.error or 'the output ended without a status'}")
+        else:
+            self.say(
+                f"{what} exited with status {result.exit_status} after "
+                f"{result.seconds:.1f} s"
+            )
+        if result.last_error:
+            self.say(f"last error: {result.last_error}")

@@ -1,0 +1,276 @@
+"""Run a planned conversion on a node through the transport's stream.
+
+nydusify runs under a small wrapper that feeds it the prefetch patterns on
+standard input, forwards SIGTERM to it (the stream ends the wrapper when the
+channel closes, so closing the channel cancels the conversion) and prints
+its exit status as the last line, which the stream itself does not carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nydus_console.actions import Action, ActionGate
+from nydus_console.images.convert import ConvertPlan
+from nydus_console.images.credentials import (
+    CredentialsError,
+    DockerConfig,
+    parse_docker_config,
+)
+from nydus_console.images.progress import ConvertProgress, StageEvent
+from nydus_console.inventory import NodeSpec
+from nydus_console.transport.base import Transport, TransportError
+
+EXIT_MARKER = "@nydus-console exit"
+_EXIT_LINE = re.compile(rf"^{re.escape(EXIT_MARKER)} ([0-9]+)$")
+# $1 is the prefetch pattern text ('' for none), the rest nydusify's argv.
+WRAPPER = f"""patterns=$1
+shift
+child=
+cancelled=
+trap 'cancelled=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM HUP INT
+if [ -n "$patterns" ]; then
+    printf '%s' "$patterns" | "$@" 2>&1 &
+else
+    "$@" </dev/null 2>&1 &
+fi
+child=$!
+wait "$child"
+status=$?
+if [ -n "$cancelled" ]; then wait "$child"; status=$?; fi
+echo "{EXIT_MARKER} $status"
+exit "$status"
+"""
+DOCKER_CONFIG_SCRIPT = (
+    'f="${DOCKER_CONFIG:-$HOME/.docker}/config.json"; '
+    '[ -e "$f" ] || exit 3; exec cat -- "$f"'
+)
+
+
+def wrapped(argv: tuple[str, ...], stdin: str) -> list[str]:
+    """Return the argument list that runs argv under the wrapper."""
+    return ["sh", "-c", WRAPPER, "nydus-console-convert", stdin, *argv]
+
+
+@dataclass
+class StepResult:
+    """One nydusify command's outcome: exit status (None if unknown)."""
+
+    argv: tuple[str, ...]
+    progress: ConvertProgress = field(default_factory=ConvertProgress)
+    exit_status: int | None = None
+    cancelled: bool = False
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    @property
+    def outcome(self) -> str:
+        if self.cancelled:
+            return "cancelled"
+        if self.exit_status is None:
+            return "connection lost"
+        return "succeeded" if self.exit_status == 0 else "failed"
+
+    @property
+    def last_error(self) -> str:
+        if self.ok:
+            return ""
+        return self.error or self.progress.fallback_error()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "argv": list(self.argv),
+            "outcome": self.outcome,
+            "exit_status": self.exit_status,
+            "last_error": self.last_error,
+            "seconds": round(self.seconds, 3),
+            "stages": {
+                name: {
+                    "state": stage.state,
+                    "elapsed": stage.elapsed,
+                    "cached": stage.cached,
+                }
+                for name, stage in self.progress.stages.items()
+            },
+            "notes": self.progress.notes,
+        }
+
+
+OnEvent = Callable[[StageEvent], None]
+OnLine = Callable[[str], None]
+
+
+async def stream_step(
+    transport: Transport,
+    argv: tuple[str, ...],
+    stdin: str = "",
+    *,
+    on_event: OnEvent | None = None,
+    on_line: OnLine | None = None,
+    cancel: asyncio.Event | None = None,
+) -> StepResult:
+    """Run argv under the wrapper and follow its output until it ends.
+
+    Setting `cancel` (or cancelling the awaiting task) closes the stream,
+    which ends the remote command; the result then says `cancelled`.
+    """
+    result = StepResult(argv)
+    started = time.monotonic()
+    reader = asyncio.ensure_future(
+        _read(transport, wrapped(argv, stdin), result, on_event, on_line)
+    )
+    waiter = asyncio.ensure_future((cancel or asyncio.Event()).wait())
+    try:
+        await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if reader.done():
+            reader.result()
+        else:
+            result.cancelled = True
+            await _stop(reader)
+    except asyncio.CancelledError:
+        result.cancelled = True
+        await _stop(reader)
+        raise
+    finally:
+        waiter.cancel()
+        result.seconds = time.monotonic() - started
+    return result
+
+
+async def _stop(reader: asyncio.Future[None]) -> None:
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        # Shielded: a second cancellation must not skip closing the stream.
+        await asyncio.shield(reader)
+
+
+async def _read(
+    transport: Transport,
+    argv: list[str],
+    result: StepResult,
+    on_event: OnEvent | None,
+    on_line: OnLine | None,
+) -> None:
+    lines = transport.stream(argv)
+    try:
+        async for line in lines:
+            _take(result, line, on_event, on_line)
+    except TransportError as exc:
+        result.error = f"the connection failed: {exc.message}"
+    finally:
+        # Closing the stream closes the channel, which ends the command.
+        close = getattr(lines, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _take(
+    result: StepResult, line: str, on_event: OnEvent | None, on_line: OnLine | None
+) -> None:
+    status = _EXIT_LINE.match(line)
+    if status:
+        result.exit_status = int(status.group(1))
+        return
+    event = result.progress.feed(line)
+    if on_line is not None:
+        on_line(line)
+    if event is not None and on_event is not None:
+        on_event(event)
+
+
+async def node_docker_config(transport: Transport, node: str) -> DockerConfig | None:
+    """Read the docker config nydusify uses on the node; None when it has none.
+
+    The secrets stay in the returned object; only registry names are shown.
+    """
+    result = await transport.run(["sh", "-c", DOCKER_CONFIG_SCRIPT], timeout=30)
+    if result.exit_status == 3:
+        return None
+    if result.exit_status != 0:
+        raise CredentialsError(
+            f"cannot read the docker config on {node}: {result.stderr.strip()[:200]}"
+        )
+    return parse_docker_config(result.stdout, f"the docker config on {node}")
+
+
+def credential_report(config: DockerConfig | None, plan: ConvertPlan) -> list[str]:
+    """Say which registries have auth on the node and warn for source/target."""
+    lines = []
+    if config is None or not (config.auths or config.helpers or config.store):
+        lines.append("registry auth on the node: none (no docker config.json)")
+    else:
+        names = ", ".join(config.registries()) or "none"
+        lines.append(f"registry auth on the node: {names}")
+    for role, ref in (("source", plan.source), ("target", plan.target)):
+        if config is not None and config.lookup(ref.domain) is not None:
+            continue
+        helper = config.helper_for(ref.domain) if config is not None else ""
+        if helper:
+            lines.append(
+                f"note: {role} registry {ref.domain} uses credential helper "
+                f"docker-credential-{helper}, which the console does not run"
+            )
+            continue
+        effect = "pulls anonymously" if role == "source" else "pushes without login"
+        lines.append(
+            f"warning: no credentials for the {role} registry {ref.domain} on the "
+            f"node: nydusify {effect}; run `docker login {ref.domain}` there as "
+            "the user that runs nydusify if the registry needs them"
+        )
+    return lines
+
+
+async def run_convert(
+    plan: ConvertPlan,
+    spec: NodeSpec,
+    transport: Transport,
+    gate: ActionGate,
+    *,
+    confirmed_by: str,
+    on_event: OnEvent | None = None,
+    on_line: OnLine | None = None,
+    cancel: asyncio.Event | None = None,
+) -> tuple[StepResult, StepResult | None]:
+    """Run the conversion as an audited action, then the check if planned."""
+    action = Action(f"convert {plan.source} to {plan.target}", plan.argv)
+    audit = gate.authorize(action, spec, confirmed_by=confirmed_by)
+    result: StepResult | None = None
+    try:
+        result = await stream_step(
+            transport,
+            plan.argv,
+            plan.stdin,
+            on_event=on_event,
+            on_line=on_line,
+            cancel=cancel,
+        )
+    finally:
+        _record(gate, audit, result)
+    check = None
+    if result.ok and plan.check_argv:
+        check = await stream_step(
+            transport, plan.check_argv, on_line=on_line, cancel=cancel
+        )
+    return result, check
+
+
+def _record(gate: ActionGate, audit: dict[str, str], result: StepResult | None) -> None:
+    if result is None:
+        gate.record(audit, outcome="cancelled")
+        return
+    gate.record(
+        audit,
+        outcome=result.outcome,
+        exit_status=result.exit_status,
+        error=result.last_error[-500:],
+    )
