@@ -510,3 +510,22 @@ def test_cancel_closes_the_channel_and_ends_nydusify(
     while node.exec(["kill", "-0", str(pid)]).returncode == 0:
         assert time.monotonic() < deadline, f"nydusify double {pid} still runs"
         time.sleep(0.2)
+
+
+@pytest.mark.nspawn
+def test_hostile_values_stay_literal_over_sshd(
+    node: Node, control: Any, inventory: Path, tmp_path: Path
+) -> None:
+    control()
+    canary = "/tmp/nc-convert-canary"
+    work_dir = f"/tmp/w'$(touch {canary})`touch {canary}`;touch {canary}\"'"
+    pattern = f"/usr/$(touch {canary}) '\"; touch {canary}"
+    run_console(
+        "convert", SOURCE, "--inventory", str(inventory), "--node", NODE, "--yes",
+        "--work-dir", work_dir, "--prefetch-pattern", pattern,
+        home=tmp_path, check_rc=0,
+    )  # fmt: skip
+    call = node_records(node)[0]
+    assert call["argv"][call["argv"].index("--work-dir") + 1] == work_dir
+    assert call["stdin"] == pattern + "\n"
+    assert node.exec(["test", "-e", canary]).returncode == 1

@@ -23,7 +23,9 @@ from nydus_console.images.reference import (
 FS_VERSIONS = ("5", "6")
 COMPRESSORS = ("none", "lz4_block", "zstd")
 BACKEND_TYPES = ("oss", "s3", "localfs")
-# nydus-image takes chunk and batch sizes that are powers of two in this range.
+# Chunk and batch sizes: powers of two up to RAFS_MAX_CHUNK_SIZE (16 MiB in
+# nydus' storage crate).
+# NOTE: the 4 KiB minimum, and the same range for the batch size, are assumed.
 MIN_SIZE = 0x1000
 MAX_SIZE = 0x1000000
 TARGET_SUFFIX = "-nydus"
