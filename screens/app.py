@@ -44,6 +44,7 @@ METRICS_CSS_FILE = str(ASSETS.joinpath("metrics.tcss"))
 CONFIG_CSS_FILE = str(ASSETS.joinpath("config.tcss"))
 SETUP_CSS_FILE = str(ASSETS.joinpath("setup.tcss"))
 MULTIRUN_CSS_FILE = str(ASSETS.joinpath("multirun.tcss"))
+IMAGES_CSS_FILE = str(ASSETS.joinpath("images.tcss"))
 
 
 class NydusConsoleApp(App[None]):
@@ -55,6 +56,7 @@ class NydusConsoleApp(App[None]):
         CONFIG_CSS_FILE,
         SETUP_CSS_FILE,
         MULTIRUN_CSS_FILE,
+        IMAGES_CSS_FILE,
     ]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
@@ -229,6 +231,12 @@ class NydusConsoleApp(App[None]):
         from nydus_console.screens.drift import DriftScreen
 
         self.push_screen(DriftScreen(kind))
+
+    def open_images(self, reference: str = "") -> None:
+        """Inspect an image in its registry."""
+        from nydus_console.screens.images import ImageScreen
+
+        self.push_screen(ImageScreen(reference))
 
     def open_config(self, node: str, kind: str = "") -> None:
         """Edit a config file of `node`; without `kind`, ask which one first."""

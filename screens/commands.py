@@ -71,6 +71,11 @@ def _fleet_commands(
         app.open_kube_pods,
     )
     yield SystemCommand(
+        "fleet: inspect an image",
+        "Read an image's manifest from its registry: layers, platforms, Nydus",
+        app.open_images,
+    )
+    yield SystemCommand(
         "fleet: metrics of every node",
         "Read throughput, errors, latency and memory of all nodes, worst first",
         app.open_metrics,
