@@ -220,7 +220,8 @@ def test_go_duration_rejects_other_text() -> None:
 
 def test_plain_text_is_kept_as_the_message() -> None:
     line = parse_line("Incorrect Usage: flag provided but not defined: -x")
-    assert line.level == "" and line.message.startswith("Incorrect Usage")
+    assert line.level == ""
+    assert line.message.startswith("Incorrect Usage")
 
 
 # --- runs on this machine through the local transport --------------------------
@@ -366,10 +367,12 @@ def test_conversion_on_a_node_reports_stages_and_is_recorded(
     assert calls[0]["stdin"] == "/usr/bin\n"
     assert calls[1]["argv"][0] == "check"
     entry = audit(tmp_path)[-1]
-    assert entry["outcome"] == "succeeded" and entry["node"] == NODE
+    assert entry["outcome"] == "succeeded"
+    assert entry["node"] == NODE
     assert entry["command"] == quote_argv(report["command"])
     listing = run_console("convert", "--history", home=tmp_path, check_rc=0)
-    assert "  1  " in listing.stdout and NODE in listing.stdout
+    assert "  1  " in listing.stdout
+    assert NODE in listing.stdout
     assert "succeeded" in listing.stdout
 
 
@@ -472,7 +475,8 @@ def test_rerun_repeats_a_history_entry(
     )  # fmt: skip
     first, second = node_records(node)
     assert first["argv"] == second["argv"]
-    assert "/tmp/nc work" in second["argv"] and "5" in second["argv"]
+    assert "/tmp/nc work" in second["argv"]
+    assert "5" in second["argv"]
     done = run_console("convert", "--rerun", "9", home=tmp_path, check_rc=64)
     assert "entries 1 to 2" in done.stderr
 

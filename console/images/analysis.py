@@ -39,7 +39,7 @@ class Layer:
 
 @dataclass
 class ManifestInfo:
-    """One image manifest: its layers and what they say about Nydus."""
+    """One image manifest: its layers and the Nydus facts they show."""
 
     digest: str
     media_type: str

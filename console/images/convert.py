@@ -3,7 +3,7 @@
 Every value is checked before anything runs: references with the image
 reference grammar, numbers and enums against what nydusify and nydus-image
 accept, paths and patterns for characters no command line should carry.
-The plan holds the `nydusify convert` argument list, the optional
+The plan contains the `nydusify convert` argument list, the optional
 `nydusify check` list and the prefetch patterns nydusify reads from its
 standard input.
 """
@@ -38,7 +38,7 @@ class ConvertError(ValueError):
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    """What the operator asked for, as given (history stores this)."""
+    """Options as the operator gave them; the history stores these."""
 
     source: str
     target: str = ""

@@ -1,7 +1,7 @@
 """Registry credentials from a Docker client config (`~/.docker/config.json`).
 
 Only the `auths` map is read: each key is a registry host (or a URL such as
-`https://index.docker.io/v1/`), each value holds `auth`, the base64 of
+`https://index.docker.io/v1/`), each value contains `auth`, the base64 of
 `user:password`, or `username` and `password`. Credential helpers
 (`credsStore`, `credHelpers`) are named but not run. Secrets never leave a
 Credentials object: its repr and str mask them.

@@ -1,8 +1,8 @@
 """Conversion history: one JSON line per run under the console's state dir.
 
-Each line holds the time, node, options (as given, so a run can be repeated
+Each line contains the time, node, options (as given, so a run can be repeated
 with the same checks), the command line, outcome, exit status, stage times
-and last error. Options hold no secrets: registry credentials stay in the
+and last error. Options contain no secrets: registry credentials stay in the
 node's docker config and backend credentials in the backend config file,
 which is named by path only.
 """

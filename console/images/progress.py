@@ -3,7 +3,7 @@
 nydusify logs through logrus to stderr. Without a terminal a line reads
 `time="..." level=info msg="pulled image REF , elapse 2.5s" module=converter`;
 on a terminal `INFO[0003] pulled image ...  module=converter`. The converter
-says, in order: `pulling image SRC`, `pulled image SRC [(cached N/M)], elapse
+logs, in order: `pulling image SRC`, `pulled image SRC [(cached N/M)], elapse
 DUR`, `converting image SRC`, `converted image TARGET [...], elapse DUR`,
 `pushing image TARGET`, `pushed image TARGET, elapse DUR`; build cache lines
 (`pulling cache`, `pushed cache`, ...) may come between. Errors end the run

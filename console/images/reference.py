@@ -1,11 +1,11 @@
 """Image references: parse, check and normalise `[DOMAIN/]PATH[:TAG][@DIGEST]`.
 
-The grammar is the one container registries and clients share: a domain is
-dot-separated host components with an optional port (or a bracketed IPv6
-address), a path is lowercase components joined by `/`, a tag is at most 128
+The grammar is the one container registries and clients share. A domain is
+dot-separated host components with an optional port, or a bracketed IPv6
+address. A path is lowercase components joined by `/`. A tag is at most 128
 word characters, dots and dashes, and a digest is `ALGORITHM:HEX`. A name
 without a domain belongs to docker.io, whose single-component names live
-under `library/`. Anything outside the grammar is refused before it can reach
+under `library/`. Anything outside the grammar is rejected before it can reach
 a URL or a command line.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
-# docker.io is a name; its registry API answers on this host.
+# docker.io is a name, and its registry API is served by this host.
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
 OFFICIAL_PREFIX = "library/"
 DEFAULT_TAG = "latest"
@@ -57,7 +57,7 @@ class ImageReference:
 
     @property
     def reference(self) -> str:
-        """Return what the manifest URL asks for: the digest, else the tag."""
+        """Return what the manifest URL requests: the digest, else the tag."""
         return self.digest or self.tag or DEFAULT_TAG
 
     def __str__(self) -> str:

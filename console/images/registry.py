@@ -1,7 +1,7 @@
 """Read manifests from a registry over the distribution HTTP API.
 
 Requests go to `https://HOST/v2/...` (plain HTTP only when asked for). A 401
-answer names how to log in in its WWW-Authenticate header: `Basic`, or
+response names how to log in in its WWW-Authenticate header: `Basic`, or
 `Bearer realm=...,service=...,scope=...`, for which a token is fetched from
 the realm, with the credentials when there are any, and sent on the retry.
 URLs are built from a checked ImageReference only, path segment by segment.
@@ -172,7 +172,7 @@ class RegistryClient:
             raise RegistryError("denied", _denied(self, realm.host))
         if response.status_code != 200:
             raise RegistryError(
-                "failed", f"the token server {realm.host} answered {_status(response)}"
+                "failed", f"the token server {realm.host} returned {_status(response)}"
             )
         return _token_from(response, realm.host)
 
@@ -203,7 +203,7 @@ def _status(response: httpx.Response) -> str:
 def _denied(client: RegistryClient, host: str) -> str:
     who = "the credentials given" if client.credentials else "no credentials"
     return (
-        f"{host} refused access with {who}: log in with `docker login "
+        f"{host} denied access with {who}: log in with `docker login "
         f"{client.api_host}` or pass --username and --password-stdin"
     )
 
@@ -212,11 +212,11 @@ def _raise_for_status(response: httpx.Response, what: str, host: str) -> None:
     if response.status_code in (401, 403):
         raise RegistryError(
             "denied",
-            f"{host} refused to show {what} ({_status(response)}): log in with "
+            f"{host} denied access to {what} ({_status(response)}): log in with "
             f"`docker login {host}` or pass --username and --password-stdin",
         )
     if response.status_code != 200:
-        raise RegistryError("failed", f"{host} answered {_status(response)} for {what}")
+        raise RegistryError("failed", f"{host} returned {_status(response)} for {what}")
 
 
 def _fetched(response: httpx.Response, what: str) -> Fetched:

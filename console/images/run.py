@@ -1,9 +1,10 @@
 """Run a planned conversion on a node through the transport's stream.
 
-nydusify runs under a small wrapper that feeds it the prefetch patterns on
-standard input, forwards SIGTERM to it (the stream ends the wrapper when the
-channel closes, so closing the channel cancels the conversion) and prints
-its exit status as the last line, which the stream itself does not carry.
+nydusify runs under a small wrapper. The wrapper feeds it the prefetch
+patterns on standard input and forwards SIGTERM to it. The stream ends the
+wrapper when the channel closes, so closing the channel cancels the
+conversion. The wrapper prints nydusify's exit status as the last line,
+because the stream itself does not carry it.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ async def stream_step(
     """Run argv under the wrapper and follow its output until it ends.
 
     Setting `cancel` (or cancelling the awaiting task) closes the stream,
-    which ends the remote command; the result then says `cancelled`.
+    which ends the remote command. The result's outcome is then `cancelled`.
     """
     result = StepResult(argv)
     started = time.monotonic()

@@ -1,10 +1,10 @@
 """Test double of nydusify (`convert` and `check`), for the testbed nodes.
 
 It converts nothing. It reads the flags the way nydusify's command line
-does (global flags before the subcommand, `--flag value` or `--flag=value`),
-refuses unknown flags and a missing --source or --target like nydusify,
-reads the prefetch patterns from standard input when --prefetch-patterns is
-given, and logs the converter's documented lines to stderr in logrus'
+does: global flags before the subcommand, `--flag value` or `--flag=value`.
+Like nydusify, it rejects unknown flags and a missing --source or --target.
+It reads the prefetch patterns from standard input when --prefetch-patterns
+is given. It logs the converter's documented lines to stderr in logrus'
 text format without a terminal:
 
     time="2026-12-04T22:10:00Z" level=info msg="pulling image REF" module=converter

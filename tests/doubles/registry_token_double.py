@@ -1,7 +1,7 @@
 """Test double of a registry token server (the Bearer flow of distribution).
 
-It stands in for an authorization service such as the one in front of
-Docker Hub: `GET /token?service=S&scope=repository:NAME:ACTIONS` answers
+It replaces an authorization service such as the one in front of
+Docker Hub: `GET /token?service=S&scope=repository:NAME:ACTIONS` returns
 `{"token": JWT, "access_token": JWT, "expires_in": 300}`. The JWT is signed
 with RS256 by a key whose self-signed certificate is written to a bundle
 that distribution's `auth.token.rootcertbundle` trusts, and carries that
