@@ -36,6 +36,7 @@ from nydus_console.images.progress import StageEvent
 from nydus_console.images.run import (
     StepResult,
     credential_report,
+    history_record,
     node_docker_config,
     run_convert,
 )
@@ -378,20 +379,7 @@ class ConvertCommand:
         self._say_result("nydusify convert", result)
         if check is not None:
             self._say_result("nydusify check", check)
-        self.history.append(
-            {
-                "node": spec.name,
-                "options": plan.options.to_dict(),
-                "target": str(plan.target),
-                "command": quote_argv(plan.argv),
-                "outcome": result.outcome,
-                "exit_status": result.exit_status,
-                "last_error": result.last_error,
-                "seconds": round(result.seconds, 3),
-                "stages": document["convert"]["stages"],
-                "check": check.outcome if check else None,
-            }
-        )
+        self.history.append(history_record(plan, spec.name, result, check))
         if result.exit_status is None and not result.cancelled:
             return EXIT_UNREACHABLE
         if not result.ok or (check is not None and not check.ok):

@@ -238,6 +238,12 @@ class NydusConsoleApp(App[None]):
 
         self.push_screen(ImageScreen(reference))
 
+    def open_convert(self, node: str, source: str = "") -> None:
+        """Convert an image with nydusify on `node`."""
+        from nydus_console.screens.convert import ConvertScreen
+
+        self.push_screen(ConvertScreen(node, source))
+
     def open_config(self, node: str, kind: str = "") -> None:
         """Edit a config file of `node`; without `kind`, ask which one first."""
         from nydus_console.configedit.remote import KIND_TITLES, config_path

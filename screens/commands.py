@@ -104,6 +104,12 @@ def _fleet_commands(
             partial(app.open_node, name),
             discover=False,
         )
+        yield SystemCommand(
+            f"node: convert an image on {name}",
+            "Run nydusify convert on this node and follow its stages",
+            partial(app.open_convert, name),
+            discover=False,
+        )
 
 
 def _node_commands(app: NydusConsoleApp, screen: NodeScreen) -> Iterator[SystemCommand]:
@@ -114,6 +120,11 @@ def _node_commands(app: NydusConsoleApp, screen: NodeScreen) -> Iterator[SystemC
         "node: show or hide skipped checks",
         "Toggle checks skipped because a prerequisite failed",
         screen.action_toggle_skipped,
+    )
+    yield SystemCommand(
+        f"node: convert an image on {screen.node}",
+        "Run nydusify convert on this node and follow its stages",
+        partial(app.open_convert, screen.node),
     )
     yield SystemCommand(
         f"node: logs of {screen.node}",

@@ -27,6 +27,7 @@ from nydus_console.images.credentials import (
 from nydus_console.images.progress import ConvertProgress, StageEvent
 from nydus_console.inventory import NodeSpec
 from nydus_console.transport.base import Transport, TransportError
+from nydus_console.transport.quoting import quote_argv
 
 EXIT_MARKER = "@nydus-console exit"
 _EXIT_LINE = re.compile(rf"^{re.escape(EXIT_MARKER)} ([0-9]+)$")
@@ -263,6 +264,24 @@ async def run_convert(
             transport, plan.check_argv, on_line=on_line, cancel=cancel
         )
     return result, check
+
+
+def history_record(
+    plan: ConvertPlan, node: str, result: StepResult, check: StepResult | None
+) -> dict[str, Any]:
+    """Return the history entry of one run: options, outcome, stage times."""
+    return {
+        "node": node,
+        "options": plan.options.to_dict(),
+        "target": str(plan.target),
+        "command": quote_argv(plan.argv),
+        "outcome": result.outcome,
+        "exit_status": result.exit_status,
+        "last_error": result.last_error,
+        "seconds": round(result.seconds, 3),
+        "stages": result.to_dict()["stages"],
+        "check": check.outcome if check else None,
+    }
 
 
 def _record(gate: ActionGate, audit: dict[str, str], result: StepResult | None) -> None:
