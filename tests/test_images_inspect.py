@@ -22,10 +22,7 @@ from testbed.registry import PASSWORD, USER, RegistryServer
 
 from nydus_console.cli import main
 from nydus_console.images.analysis import (
-    BOOTSTRAP_ANNOTATION,
-    FS_VERSION_ANNOTATION,
     NYDUS_ARTIFACT,
-    NYDUS_BLOB,
 )
 from nydus_console.images.credentials import parse_docker_config
 from nydus_console.images.reference import BadReference, parse_reference
@@ -153,31 +150,13 @@ def test_docker_config_credentials_are_masked() -> None:
 
 
 def push_oci(registry: RegistryServer, repo: str, tag: str) -> dict[str, Any]:
-    return registry.push_image(
-        repo, tag, [(OCI_LAYER, b"layer-one" * 100, {}), (OCI_LAYER, b"two", {})]
-    )
+    return registry.push_oci_image(repo, tag)
 
 
 def push_nydus(
-    registry: RegistryServer,
-    repo: str,
-    tag: str,
-    fs_version: str = "6",
-    **options: Any,
+    registry: RegistryServer, repo: str, tag: str, **options: Any
 ) -> dict[str, Any]:
-    bootstrap = {BOOTSTRAP_ANNOTATION: "true"}
-    if fs_version:
-        bootstrap[FS_VERSION_ANNOTATION] = fs_version
-    layers = [
-        (
-            NYDUS_BLOB,
-            b"nydus-blob-1" * 50,
-            {"containerd.io/snapshot/nydus-blob": "true"},
-        ),
-        (NYDUS_BLOB, b"nydus-blob-2", {"containerd.io/snapshot/nydus-blob": "true"}),
-        (OCI_LAYER, b"bootstrap-tar-gz", bootstrap),
-    ]
-    return registry.push_image(repo, tag, layers, **options)
+    return registry.push_nydus_image(repo, tag, **options)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from test_images_inspect import push_nydus
 from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
@@ -56,7 +55,7 @@ async def test_nydus_image_read_from_the_registry(
 ) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     registry = start_registry()
-    push_nydus(registry, "team/app", "v1-nydus")
+    registry.push_nydus_image("team/app", "v1-nydus")
     reference = f"{registry.host}/team/app:v1-nydus"
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -47,6 +47,11 @@ REGISTRY = "/usr/bin/docker-registry"
 START_SECONDS = 30.0
 USER = "nc-pusher"
 PASSWORD = "nc-push-secret-9f3a"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+NYDUS_BLOB_TYPE = "application/vnd.oci.image.layer.nydus.blob.v1"
+NYDUS_BLOB = "containerd.io/snapshot/nydus-blob"
+NYDUS_BOOTSTRAP = "containerd.io/snapshot/nydus-bootstrap"
+NYDUS_FS_VERSION = "containerd.io/snapshot/nydus-fs-version"
 
 
 def _tls_pair(workdir: Path) -> tuple[Path, Path]:
@@ -352,3 +357,24 @@ class RegistryServer:
         body = json.dumps(document, indent=2).encode()
         digest = self.push_manifest(repo, reference, document)
         return {"mediaType": document["mediaType"], "digest": digest, "size": len(body)}
+
+    def push_oci_image(self, repo: str, tag: str) -> dict[str, Any]:
+        """Push a two-layer OCI image (layers of 900 and 3 bytes)."""
+        layers = [(OCI_LAYER, b"layer-one" * 100, {}), (OCI_LAYER, b"two", {})]
+        return self.push_image(repo, tag, layers)
+
+    def push_nydus_image(
+        self, repo: str, tag: str, fs_version: str = "6", **options: Any
+    ) -> dict[str, Any]:
+        """Push an image shaped as nydusify pushes one: two nydus blob layers
+        and a last gzip layer annotated as the bootstrap with its fs version
+        ('' leaves the fs version annotation out)."""
+        bootstrap = {NYDUS_BOOTSTRAP: "true"}
+        if fs_version:
+            bootstrap[NYDUS_FS_VERSION] = fs_version
+        layers = [
+            (NYDUS_BLOB_TYPE, b"nydus-blob-1" * 50, {NYDUS_BLOB: "true"}),
+            (NYDUS_BLOB_TYPE, b"nydus-blob-2", {NYDUS_BLOB: "true"}),
+            (OCI_LAYER, b"bootstrap-tar-gz", bootstrap),
+        ]
+        return self.push_image(repo, tag, layers, **options)
