@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from console_run import run_console as shared_run_console
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from testbed.nspawn import Node, NspawnFleet
@@ -310,21 +310,8 @@ def inventory(nspawn_fleet: NspawnFleet, tmp_path: Path) -> Path:
 def run_console(
     *args: str, home: Path, check_rc: int | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_STATE_HOME=str(home / ".state"),
-    )
-    env.pop("SSH_AUTH_SOCK", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "nydus_console", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=180,
-    )
+    """Run the console in a child process; check its exit status if given."""
+    done = shared_run_console(*args, home=home, timeout=180)
     if check_rc is not None:
         assert done.returncode == check_rc, done.stdout + done.stderr
     return done
