@@ -175,7 +175,12 @@ def run_convert_command(
         locations.known_hosts_file(), [Path(p) for p in inventory.known_hosts]
     )
     transport = make_transport(spec, host_keys)
-    return asyncio.run(command.run(plan, spec, transport, args))
+    try:
+        return asyncio.run(command.run(plan, spec, transport, args))
+    except KeyboardInterrupt:
+        # Only before the run starts: during it, ctrl+c cancels the run.
+        print("nydus-console: interrupted before the conversion ran", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _options_or_rerun(

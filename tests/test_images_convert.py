@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -520,3 +522,49 @@ def test_hostile_values_stay_literal_over_sshd(
     assert call["argv"][call["argv"].index("--work-dir") + 1] == work_dir
     assert call["stdin"] == pattern + "\n"
     assert node.exec(["test", "-e", canary]).returncode == 1
+
+
+@pytest.mark.nspawn
+def test_ctrl_c_cancels_the_run_on_the_node(
+    node: Node, control: Any, inventory: Path, tmp_path: Path
+) -> None:
+    control(hang_at="push")
+    env = dict(
+        os.environ,
+        HOME=str(tmp_path),
+        XDG_CONFIG_HOME=str(tmp_path / ".config"),
+        XDG_STATE_HOME=str(tmp_path / ".state"),
+        PYTHONUNBUFFERED="1",
+    )
+    argv = [sys.executable, "-m", "nydus_console", "convert", SOURCE]
+    argv += ["--inventory", str(inventory), "--node", NODE, "--yes"]
+    child = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout is not None
+        seen = []
+        for line in child.stdout:
+            seen.append(line)
+            if line.startswith("pushing "):
+                break
+        assert seen and seen[-1].startswith("pushing "), "".join(seen)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 1, out + err
+    assert "nydusify convert cancelled" in out
+    assert audit(tmp_path)[-1]["outcome"] == "cancelled"
+    pid = node_records(node)[0]["pid"]
+    deadline = time.monotonic() + 30
+    while node.exec(["kill", "-0", str(pid)]).returncode == 0:
+        assert time.monotonic() < deadline, f"nydusify double {pid} still runs"
+        time.sleep(0.2)
