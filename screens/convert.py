@@ -206,7 +206,7 @@ class ConvertScreen(Screen[None]):
             return [self.credentials_state]
         return credential_report(self.docker_config, plan)
 
-    @work(group="convert", exit_on_error=False, description="read registry auth")
+    @work(group="registry-auth", exit_on_error=False, description="read registry auth")
     async def _read_credentials(self) -> None:
         transport = self.app.fleet.transports[self.node]  # type: ignore[attr-defined]
         try:
