@@ -389,3 +389,30 @@ def test_username_needs_password_stdin(
     code, _, err = run_cli(capsys, "reg.example/app", "--username", "alice")
     assert code == 64
     assert "--password-stdin" in err
+
+
+def test_docker_manifest_list_with_a_nydus_manifest(
+    start_registry: Any, capsys: pytest.CaptureFixture[str], no_docker_config: Path
+) -> None:
+    registry = start_registry()
+    platform = {"os": "linux", "architecture": "amd64"}
+    nydus = registry.push_nydus_image("team/docker", "nydus", docker=True)
+    features = {**platform, "os.features": ["nydus.remoteimage.v1"]}
+    registry.push_index(
+        "team/docker", "v1", [{**nydus, "platform": features}], docker=True
+    )
+    code, out, _ = run_cli(
+        capsys, f"{registry.host}/team/docker:v1", "--insecure", "--json"
+    )
+    assert code == 0
+    report = json.loads(out)
+    expected = "application/vnd.docker.distribution.manifest.list.v2+json"
+    assert report["media_type"] == expected
+    assert report["platforms"][0]["marked_nydus"] is True
+    manifest = report["manifests"][0]
+    assert manifest["media_type"] == (
+        "application/vnd.docker.distribution.manifest.v2+json"
+    )
+    assert manifest["is_nydus"] is True
+    assert manifest["layers"][-1]["role"] == "nydus bootstrap"
+    assert report["referrers"] == []

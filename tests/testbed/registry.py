@@ -48,6 +48,13 @@ START_SECONDS = 30.0
 USER = "nc-pusher"
 PASSWORD = "nc-push-secret-9f3a"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 NYDUS_BLOB_TYPE = "application/vnd.oci.image.layer.nydus.blob.v1"
 NYDUS_BLOB = "containerd.io/snapshot/nydus-blob"
 NYDUS_BOOTSTRAP = "containerd.io/snapshot/nydus-bootstrap"
@@ -307,15 +314,20 @@ class RegistryServer:
         artifact_type: str = "",
         subject: dict[str, Any] | None = None,
         annotations: dict[str, str] | None = None,
+        docker: bool = False,
     ) -> dict[str, Any]:
         """Push a config, the layers (media type, data, annotations) and an OCI
-        manifest; return the manifest's descriptor."""
+        manifest, or a Docker schema 2 manifest with `docker`; return the
+        manifest's descriptor."""
         config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+        manifest_type, config_type = (
+            (DOCKER_MANIFEST, DOCKER_CONFIG) if docker else (OCI_MANIFEST, OCI_CONFIG)
+        )
         document: dict[str, Any] = {
             "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "mediaType": manifest_type,
             "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "mediaType": config_type,
                 "digest": self.push_blob(repo, config),
                 "size": len(config),
             },
@@ -346,12 +358,18 @@ class RegistryServer:
         return descriptor
 
     def push_index(
-        self, repo: str, reference: str, manifests: list[dict[str, Any]]
+        self,
+        repo: str,
+        reference: str,
+        manifests: list[dict[str, Any]],
+        *,
+        docker: bool = False,
     ) -> dict[str, Any]:
-        """Push an OCI index of the given descriptors; return its descriptor."""
+        """Push an OCI index (a Docker manifest list with `docker`) of the
+        given descriptors; return its descriptor."""
         document = {
             "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "mediaType": DOCKER_LIST if docker else OCI_INDEX,
             "manifests": manifests,
         }
         body = json.dumps(document, indent=2).encode()
@@ -368,13 +386,19 @@ class RegistryServer:
     ) -> dict[str, Any]:
         """Push an image shaped as nydusify pushes one: two nydus blob layers
         and a last gzip layer annotated as the bootstrap with its fs version
-        ('' leaves the fs version annotation out)."""
+        ('' leaves the fs version annotation out). With docker=True the
+        manifest and the bootstrap layer have nydusify's default Docker
+        media types."""
         bootstrap = {NYDUS_BOOTSTRAP: "true"}
         if fs_version:
             bootstrap[NYDUS_FS_VERSION] = fs_version
         layers = [
             (NYDUS_BLOB_TYPE, b"nydus-blob-1" * 50, {NYDUS_BLOB: "true"}),
             (NYDUS_BLOB_TYPE, b"nydus-blob-2", {NYDUS_BLOB: "true"}),
-            (OCI_LAYER, b"bootstrap-tar-gz", bootstrap),
+            (
+                DOCKER_LAYER if options.get("docker") else OCI_LAYER,
+                b"bootstrap-tar-gz",
+                bootstrap,
+            ),
         ]
         return self.push_image(repo, tag, layers, **options)
