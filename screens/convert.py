@@ -139,6 +139,13 @@ class ConvertScreen(Screen[None]):
                 id="convert-compressor",
             )
             yield Input(placeholder="platform (os/arch)", id="convert-platform")
+        with Horizontal(id="convert-tuning"):
+            yield Input(placeholder="chunk size (0x100000)", id="convert-chunk-size")
+            yield Input(
+                placeholder="prefetch paths, comma-separated (/usr/bin,/etc)",
+                id="convert-prefetch",
+            )
+            yield Input(placeholder="work dir on the node", id="convert-work-dir")
         with Horizontal(id="convert-flags"):
             yield Checkbox("all platforms", id="convert-all-platforms")
             yield Checkbox("source over HTTP", id="convert-source-insecure")
@@ -175,6 +182,11 @@ class ConvertScreen(Screen[None]):
             fs_version=str(self.query_one("#convert-fs-version", Select).value),
             compressor=str(self.query_one("#convert-compressor", Select).value),
             platform=text("#convert-platform"),
+            chunk_size=text("#convert-chunk-size"),
+            prefetch_patterns=tuple(
+                p.strip() for p in text("#convert-prefetch").split(",") if p.strip()
+            ),
+            work_dir=text("#convert-work-dir"),
             all_platforms=ticked("#convert-all-platforms"),
             source_insecure=ticked("#convert-source-insecure"),
             target_insecure=ticked("#convert-target-insecure"),
@@ -196,6 +208,9 @@ class ConvertScreen(Screen[None]):
                 lines = [f"invalid: {exc}"]
             else:
                 lines = [f"command: {quote_argv(self.plan.argv)}"]
+                if self.plan.stdin:
+                    patterns = ", ".join(self.plan.stdin.split())
+                    lines.append(f"prefetch patterns (standard input): {patterns}")
                 if self.plan.check_argv:
                     lines.append(f"then:    {quote_argv(self.plan.check_argv)}")
                 lines += self._credential_lines(self.plan)

@@ -187,3 +187,22 @@ def test_snapshot_convert_screen(
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_tuning_fields_reach_nydusify(double: Path, tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(pilot)
+        screen.query_one("#convert-chunk-size", Input).value = "0x400000"
+        screen.query_one("#convert-prefetch", Input).value = "/usr/bin, /etc"
+        screen.query_one("#convert-work-dir", Input).value = "/var/tmp/nydusify"
+        await pilot.pause()
+        preview = text_of(screen, "#convert-preview")
+        assert "--chunk-size 0x400000" in preview
+        assert "prefetch patterns (standard input): /usr/bin, /etc" in preview
+        await confirm_run(pilot)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    call = json.loads((tmp_path / "record.jsonl").read_text().splitlines()[0])
+    assert call["stdin"] == "/usr/bin\n/etc\n"
+    assert call["argv"][call["argv"].index("--work-dir") + 1] == "/var/tmp/nydusify"
