@@ -1,6 +1,6 @@
 """The HTTP/1.1 client that carries metrics requests over a node's streams.
 
-A unix-socket server in the test answers each request with bytes the test
+A unix-socket server in the test responds to each request with bytes the test
 chooses, so every framing the client must read (Content-Length, chunked,
 read to close, interim 1xx responses) and every broken answer is exercised
 byte for byte.
@@ -23,7 +23,7 @@ Answer = Callable[[bytes], bytes | None]
 
 
 class ScriptedServer:
-    """Answers each request on a unix socket with `answer(request_bytes)`.
+    """Server that responds to each request on a unix socket with `answer(...)`.
 
     An answer of None closes the connection without a reply. Counts the
     connections accepted and keeps every request received.
@@ -137,7 +137,7 @@ async def test_body_without_length_is_read_until_close(serve) -> None:
     assert response.content == b"until close"
 
 
-async def test_interim_response_is_skipped_and_204_has_no_body(serve) -> None:
+async def test_interim_response_and_204(serve) -> None:
     reply = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"
     response = await _get(serve(_fixed(reply)))
     assert response.status_code == 204
@@ -199,12 +199,12 @@ async def test_server_that_closes_a_kept_alive_connection(serve) -> None:
 @pytest.mark.parametrize(
     ("reply", "named"),
     [
-        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "bad status line"),
-        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad header line"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad length"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "invalid status line"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "invalid header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "invalid Content-Length"),
         (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            "bad chunk size",
+            "invalid chunk size",
         ),
     ],
 )

@@ -107,12 +107,16 @@ def _parse_head(raw: bytes, label: str) -> _Head:
     lines = raw.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise httpx.RemoteProtocolError(f"{label}: bad status line {lines[0][:60]!r}")
+        raise httpx.RemoteProtocolError(
+            f"{label}: invalid status line {lines[0][:60]!r}"
+        )
     headers = []
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep:
-            raise httpx.RemoteProtocolError(f"{label}: bad header line {line[:60]!r}")
+            raise httpx.RemoteProtocolError(
+                f"{label}: invalid header line {line[:60]!r}"
+            )
         headers.append((name.strip(), value.strip()))
     head = _Head(int(parts[1]), headers, keep_alive=parts[0] != b"HTTP/1.0")
     connection = (head.value(b"connection") or b"").lower()
@@ -131,7 +135,7 @@ async def _read_chunked(conn: _Connection) -> bytes:
             size = int(size_line.split(b";", 1)[0].strip(), 16)
         except ValueError:
             raise httpx.RemoteProtocolError(
-                f"{conn.label}: bad chunk size {size_line[:20]!r}"
+                f"{conn.label}: invalid chunk size {size_line[:20]!r}"
             ) from None
         if size == 0:
             # Trailer fields, if any, end with an empty line.
@@ -151,7 +155,9 @@ async def _read_body(conn: _Connection, head: _Head, method: bytes) -> bytes:
     length = head.value(b"content-length")
     if length is not None:
         if not length.isdigit():
-            raise httpx.RemoteProtocolError(f"{conn.label}: bad length {length!r}")
+            raise httpx.RemoteProtocolError(
+                f"{conn.label}: invalid Content-Length {length!r}"
+            )
         return await conn.read_exactly(int(length))
     head.keep_alive = False
     return await conn.read_to_eof()
