@@ -7,6 +7,7 @@ an operator would use it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,7 +119,9 @@ def test_console_in_tmux(
     }
     terminal.start([*console_command(), "--inventory", str(inventory)], env)
     screen = terminal.wait_for("1 fail, 2 ok")
-    lines = [line for line in screen.splitlines() if line.startswith(" nc-node")]
+    # Table rows only: the line under the table also starts with a node name,
+    # followed by a colon.
+    lines = [line for line in screen.splitlines() if re.match(r" nc-node\d ", line)]
     assert len(lines) == 3, screen
     broken = next(line for line in lines if "nc-node3" in line)
     assert " fail " in broken
