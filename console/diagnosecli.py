@@ -80,9 +80,10 @@ def _read_stdin() -> bytes:
 
 
 def exit_code(diagnosis: Diagnosis, skipped: list[Skipped]) -> int:
-    """The findings' exit status; at least 1 when a file was not analysed.
+    """Return the findings' exit status, raised to 1 when a file was not analysed.
 
-    With nothing analysed at all, EXIT_USAGE: no findings means nothing then.
+    With no file analysed at all it is EXIT_USAGE, because "no findings" would
+    then mean nothing.
     """
     if not diagnosis.inputs:
         return EXIT_USAGE

@@ -1,8 +1,8 @@
 """Tell whether the bytes of a collected file are text that diagnose can read.
 
 A compressed file, an executable, a core dump or an empty file has no lines
-to match; reading it as text would report no findings for input that was
-never looked at. `text_of` returns the text of a file or raises `NotText`
+to match. Read as text, it would give no findings although nothing in it was
+looked at. `text_of` returns the text of a file or raises `NotText`
 with the reason and what to do instead. Gzip is decompressed here, since
 journal exports and logs are often sent gzipped.
 """

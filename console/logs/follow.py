@@ -83,8 +83,8 @@ async def check_unit(transport: Transport, unit: str) -> tuple[str, str]:
 
     Return ("no unit", why) when systemd reports LoadState not-found,
     ("failed", why) when the node could not be asked, else ("ok", ""). A
-    node without systemctl, or whose systemctl fails, counts as "ok": only
-    systemd's own answer shows that a unit is missing.
+    node without systemctl, or whose systemctl fails, counts as "ok", because
+    only systemd's LoadState shows that a unit is missing.
     """
     argv = ["systemctl", "show", "--property=LoadState", "--value", "--", unit]
     try:
