@@ -10,6 +10,7 @@ import lzma
 import random
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -530,3 +531,22 @@ def test_gzipped_stdin_is_read(
 class _BinaryStdin:
     def __init__(self, data: bytes) -> None:
         self.buffer = io.BytesIO(data)
+
+
+def test_tar_without_suffix_named(tmp_path: Path) -> None:
+    archive = tmp_path / "bundle.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(JOURNAL, arcname="journal.txt")
+    renamed = tmp_path / "bundle.gz"
+    archive.rename(renamed)
+    texts, (skipped,) = read_inputs(str(renamed))
+    assert texts == []
+    assert skipped.reason.startswith("a tar archive")
+    assert f"tar -xf {renamed}" in skipped.reason
+
+
+def test_tar_gz_bundle_still_read(tmp_path: Path) -> None:
+    archive = tmp_path / "collected.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(JOURNAL, arcname="journal.txt")
+    assert "sig.leftover-cgroup" in findings_of(archive)
