@@ -20,6 +20,7 @@ from nydus_console.bundle import (
     write_bundle,
 )
 from nydus_console.inventory import Inventory, InventoryError
+from nydus_console.logcli import MAX_LINES
 
 EXIT_USAGE = 64
 
@@ -44,7 +45,8 @@ def add_bundle_parser(
         type=_line_count,
         default=DEFAULT_LINES,
         metavar="N",
-        help=f"last lines of each log source (default {DEFAULT_LINES})",
+        help=f"last lines of each log source, 1 to {MAX_LINES} "
+        f"(default {DEFAULT_LINES})",
     )
     parser.add_argument(
         "--output",
@@ -60,9 +62,9 @@ def _line_count(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
+    if not 1 <= value <= MAX_LINES:
         raise argparse.ArgumentTypeError(
-            f"--lines {text!r}: give a whole number of lines, 1 or more"
+            f"--lines {text!r}: give a whole number of lines from 1 to {MAX_LINES}"
         )
     return value
 

@@ -42,6 +42,7 @@ from nydus_console.logcli import (
     pick_source,
     run_logs,
     validate_grep,
+    validate_lines,
 )
 from nydus_console.metricscli import (
     add_metrics_arguments,
@@ -162,7 +163,8 @@ def build_parser() -> UsageParser:
         "snapshotter unit) or a log file on every node, parsed into time, level "
         "and message; with --follow keep printing, reconnecting after a dropped "
         "connection. Exit status: 0, 1 when the source could not be read on a "
-        "node (a missing file), 3 when a node could not be reached, "
+        "node (a missing file, a unit that is not installed), 3 when a node "
+        "could not be reached, "
         f"{EXIT_USAGE} invalid arguments.",
     )
     add_logs_arguments(logs)
@@ -329,6 +331,7 @@ def _main(argv: list[str] | None = None) -> int:
 def run_logs_command(inventory: Inventory, args: argparse.Namespace) -> int:
     try:
         validate_grep(args.grep)
+        validate_lines(args.lines, args.follow)
         pick_source(args.unit, args.path, "")
     except InventoryError as exc:
         print(f"nydus-console: {exc}", file=sys.stderr)
@@ -339,7 +342,7 @@ def run_logs_command(inventory: Inventory, args: argparse.Namespace) -> int:
                 inventory,
                 unit=args.unit,
                 path=args.path,
-                lines=max(0, args.lines),
+                lines=args.lines,
                 follow=args.follow,
                 grep=args.grep,
                 as_json=args.json,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from nydus_console import __version__
 from nydus_console.diagnose import Diagnosis, diagnose_texts
-from nydus_console.diagnose.inputs import read_path
+from nydus_console.diagnose.inputs import Skipped, read_inputs
 from nydus_console.findings import Finding, Status
 
 EXIT_USAGE = 64
@@ -26,9 +27,11 @@ def add_diagnose_parser(commands: Any) -> None:
         description="Match journal exports, log files, configs, unit files and "
         "the output of ctr, kubectl, ps, lsof, nydusify and buildctl against "
         "the catalogue of known Nydus failures, offline. Each file's format is "
-        "detected from its content. Exit status: 0 no findings, 1 warnings "
-        f"only, 2 failures, {EXIT_USAGE} invalid arguments or a file that "
-        "cannot be read.",
+        "detected from its content; gzip is decompressed, and files that are "
+        "compressed otherwise, binary or empty are listed as not analysed. "
+        "Exit status: 0 no findings, 1 warnings only or a file not analysed, "
+        f"2 failures, {EXIT_USAGE} invalid arguments, a file that cannot be "
+        "read, or no file that could be analysed.",
     )
     parser.add_argument(
         "paths",
@@ -41,31 +44,59 @@ def add_diagnose_parser(commands: Any) -> None:
 
 def run_diagnose(args: argparse.Namespace) -> int:
     texts: list[tuple[str, str]] = []
-    stdin_text = sys.stdin.read() if "-" in args.paths else None
+    skipped: list[Skipped] = []
+    stdin = _read_stdin() if "-" in args.paths else None
     for path in args.paths:
         try:
-            found = read_path(path, stdin_text)
+            found, unread = read_inputs(path, stdin)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             print(f"nydus-console: cannot read {path}: {reason}", file=sys.stderr)
             return EXIT_USAGE
-        if not found:
+        if not found and not unread:
             print(f"nydus-console: {path} contains no files", file=sys.stderr)
             return EXIT_USAGE
         texts += found
+        skipped += unread
     diagnosis = diagnose_texts(texts)
+    code = exit_code(diagnosis, skipped)
     if args.json:
-        print(json.dumps(diagnosis_document(diagnosis), indent=2))
+        print(json.dumps(diagnosis_document(diagnosis, skipped, code), indent=2))
     else:
-        print(render_diagnosis(diagnosis))
-    return diagnosis.exit_code
+        print(render_diagnosis(diagnosis, skipped))
+    if not texts:
+        print(
+            "nydus-console: no file given could be analysed; see the reasons above",
+            file=sys.stderr,
+        )
+    return code
 
 
-def diagnosis_document(diagnosis: Diagnosis) -> dict[str, Any]:
+def _read_stdin() -> bytes:
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is not None:
+        return bytes(buffer.read())
+    return str(sys.stdin.read()).encode()
+
+
+def exit_code(diagnosis: Diagnosis, skipped: list[Skipped]) -> int:
+    """Return the findings' exit status, raised to 1 when a file was not analysed.
+
+    With no file analysed at all it is EXIT_USAGE, because "no findings" would
+    then mean nothing.
+    """
+    if not diagnosis.inputs:
+        return EXIT_USAGE
+    return max(diagnosis.exit_code, 1) if skipped else diagnosis.exit_code
+
+
+def diagnosis_document(
+    diagnosis: Diagnosis, skipped: list[Skipped] | None = None, code: int | None = None
+) -> dict[str, Any]:
     return {
         "schema": "nydus-console/diagnose/v1",
         "version": __version__,
-        "exit_code": diagnosis.exit_code,
+        "exit_code": diagnosis.exit_code if code is None else code,
         "inputs": [
             {
                 "file": item.name,
@@ -74,6 +105,9 @@ def diagnosis_document(diagnosis: Diagnosis) -> dict[str, Any]:
                 "lines": len(item.text.splitlines()),
             }
             for item in diagnosis.inputs
+        ],
+        "not_analysed": [
+            {"file": item.name, "reason": item.reason} for item in skipped or []
         ],
         "versions": {
             component: {"version": found.version, "from": found.where}
@@ -86,7 +120,7 @@ def diagnosis_document(diagnosis: Diagnosis) -> dict[str, Any]:
 _HEADINGS = ((Status.FAIL, "FAIL", "failures"), (Status.WARN, "WARN", "warnings"))
 
 
-def render_diagnosis(diagnosis: Diagnosis) -> str:
+def render_diagnosis(diagnosis: Diagnosis, skipped: Sequence[Skipped] = ()) -> str:
     """Render findings grouped by severity, each with evidence and next step."""
     lines: list[str] = []
     for status, mark, heading in _HEADINGS:
@@ -101,11 +135,16 @@ def render_diagnosis(diagnosis: Diagnosis) -> str:
     read = ", ".join(
         f"{i.name} ({_described(i.format, i.source)})" for i in diagnosis.inputs
     )
-    lines.append(f"read: {read}")
-    lines.append(
+    if read:
+        lines.append(f"read: {read}")
+    lines += [f"NOT ANALYSED {item.name}: {item.reason}" for item in skipped]
+    summary = (
         f"{failures} failure(s), {warnings} warning(s) in "
         f"{len(diagnosis.inputs)} file(s)"
     )
+    if skipped:
+        summary += f"; {len(skipped)} file(s) not analysed"
+    lines.append(summary)
     return "\n".join(lines)
 
 

@@ -37,6 +37,10 @@ ACCEPTED_FORMS = (
     "ISO 8601 such as 2026-03-01T08:00:00Z or 2026-03-01 (UTC unless it "
     "names an offset), or a time before now such as 90s, 30m, 2h, 1d or 1h30m"
 )
+# The times a window may name: journalctl and the audit log take times as
+# seconds since 1970, and Python's datetime ends with the year 9999.
+EARLIEST = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime.datetime(9999, 12, 31, tzinfo=UTC)
 _DURATION = re.compile(r"^(?:\d+[smhdw])+$")
 _PART = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -47,19 +51,39 @@ class TimeError(ValueError):
 
 
 def parse_moment(text: str, now: datetime.datetime, option: str) -> datetime.datetime:
-    """Return the time `text` names: ISO 8601, `now`, or a duration before now."""
+    """Return the time `text` names: ISO 8601, `now`, or a duration before now.
+
+    Raise TimeError for text that is not a time and for a time outside
+    EARLIEST..LATEST, such as a duration that reaches before 1970.
+    """
     value = text.strip()
     if value == "now":
         return now
-    if _DURATION.match(value):
-        seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(value))
-        return now - datetime.timedelta(seconds=seconds)
     try:
-        moment = datetime.datetime.fromisoformat(value)
+        moment = _moment(value, now)
+    except OverflowError:
+        moment = None
     except ValueError:
         raise TimeError(
             f"{option} {text!r} is not a time; give {ACCEPTED_FORMS}"
         ) from None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise TimeError(
+            f"{option} {text!r} is out of range; give a time from "
+            f"{EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}, as {ACCEPTED_FORMS}"
+        )
+    return moment
+
+
+def _moment(value: str, now: datetime.datetime) -> datetime.datetime:
+    """Parse a duration before now or an ISO 8601 time, as UTC."""
+    if _DURATION.match(value):
+        try:
+            seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(value))
+        except ValueError:  # int() rejects numbers of more than 4300 digits
+            raise OverflowError(value) from None
+        return now - datetime.timedelta(seconds=seconds)
+    moment = datetime.datetime.fromisoformat(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

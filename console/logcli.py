@@ -13,12 +13,19 @@ from typing import TextIO
 
 from nydus_console.fleet import Fleet
 from nydus_console.inventory import Inventory, InventoryError
-from nydus_console.logs.follow import LogFollower, LogSource, rejects_output_fields
+from nydus_console.logs.follow import (
+    LogFollower,
+    LogSource,
+    check_unit,
+    rejects_output_fields,
+)
 from nydus_console.logs.records import LogRecord
 from nydus_console.transport.base import CommandResult, TransportError
 
 EXIT_UNREACHABLE = 3
 EXIT_UNREADABLE = 1
+# Most lines -n may ask for: more would be held in memory on both ends.
+MAX_LINES = 1_000_000
 
 
 def pick_source(unit: str | None, path: str | None, default_unit: str) -> LogSource:
@@ -112,6 +119,7 @@ async def _print_all(fleet: Fleet, query: LogQuery) -> int:
     code = 0
     for name in fleet.specs:
         source = query.source_for(fleet, name)
+        installed = await _unit_installed(fleet, name, source)
         try:
             result = await _run_query(fleet, name, source, query.lines)
         except TransportError as exc:
@@ -126,9 +134,27 @@ async def _print_all(fleet: Fleet, query: LogQuery) -> int:
         # journalctl prints "No journal files were found." on stderr with status 0.
         if result.stderr.strip() and (result.exit_status != 0 or not printed):
             print(f"nydus-console: {name}: {result.stderr.strip()}", file=sys.stderr)
-        if result.exit_status != 0 and code == 0:
-            code = EXIT_UNREADABLE  # a missing or unreadable file, for example
+        failed = result.exit_status != 0 or not installed
+        if failed and code == 0:
+            code = EXIT_UNREADABLE  # a missing unit or unreadable file, for example
     return code
+
+
+async def _unit_installed(fleet: Fleet, name: str, source: LogSource) -> bool:
+    """Tell on stderr when a journal source's unit is not installed on a node.
+
+    journalctl -u prints nothing and exits 0 for a unit that does not exist.
+    """
+    if source.kind != "journal":
+        return True
+    checked, detail = await check_unit(fleet.transports[name], source.target)
+    if checked == "no unit":
+        print(
+            f"nydus-console: {name}: {detail}; check the name with "
+            "`systemctl list-units --all`",
+            file=sys.stderr,
+        )
+    return checked != "no unit"
 
 
 async def _run_query(
@@ -144,6 +170,15 @@ async def _run_query(
 
 
 async def _follow_all(fleet: Fleet, query: LogQuery) -> int:
+    """Follow the source on every node where it exists; 1 when it exists nowhere."""
+    names = [
+        name
+        for name in fleet.specs
+        if await _unit_installed(fleet, name, query.source_for(fleet, name))
+    ]
+    if not names:
+        return EXIT_UNREADABLE
+
     async def follow_one(name: str) -> None:
         source = query.source_for(fleet, name)
         follower = LogFollower(fleet.transports[name], name, source, query.lines)
@@ -151,7 +186,7 @@ async def _follow_all(fleet: Fleet, query: LogQuery) -> int:
             for record in batch:
                 query.emit(record)
 
-    await asyncio.gather(*(follow_one(name) for name in fleet.specs))
+    await asyncio.gather(*(follow_one(name) for name in names))
     return 0
 
 
@@ -171,7 +206,8 @@ def add_logs_arguments(parser: object) -> None:
         type=int,
         default=100,
         metavar="N",
-        help="how many recent lines to print first (default 100)",
+        help=f"how many recent lines to print first, 1 to {MAX_LINES} "
+        "(default 100; 0 with --follow prints only new lines)",
     )
     add(
         "-f",
@@ -183,6 +219,16 @@ def add_logs_arguments(parser: object) -> None:
     add("--json", action="store_true", help="print one JSON object per line")
 
 
+def validate_lines(lines: int, follow: bool) -> None:
+    """Reject a -n outside 1..MAX_LINES (0 is allowed with --follow)."""
+    least = 0 if follow else 1
+    if not least <= lines <= MAX_LINES:
+        raise InventoryError(
+            f"invalid -n/--lines {lines}: give a number of lines from {least} "
+            f"to {MAX_LINES}"
+        )
+
+
 def validate_grep(pattern: str | None) -> None:
     if pattern is None:
         return
@@ -192,4 +238,9 @@ def validate_grep(pattern: str | None) -> None:
         raise InventoryError(f"invalid --grep {pattern!r}: {exc}") from None
 
 
-__all__: Sequence[str] = ["add_logs_arguments", "run_logs", "validate_grep"]
+__all__: Sequence[str] = [
+    "add_logs_arguments",
+    "run_logs",
+    "validate_grep",
+    "validate_lines",
+]

@@ -25,7 +25,7 @@ from textual.widgets import Footer, Header, Input, Static
 from nydus_console.diagnose.matcher import SignatureMatch, default_matcher
 from nydus_console.fleet import Fleet
 from nydus_console.logs.buffer import LogBuffer, OrderedRecord
-from nydus_console.logs.follow import LogFollower, LogSource
+from nydus_console.logs.follow import LogFollower, LogSource, check_unit
 from nydus_console.logs.records import Level, LogRecord
 from nydus_console.logs.save import saved_logs_dir
 from nydus_console.logs.sources import plan_node_sources
@@ -153,19 +153,12 @@ async def check_file(transport: Transport, path: str) -> tuple[str, str]:
     return "following", ""
 
 
-async def check_unit(transport: Transport, unit: str) -> tuple[str, str]:
+async def check_journal_unit(transport: Transport, unit: str) -> tuple[str, str]:
     """Return the state of a journal source before it is followed, and why."""
-    argv = ["systemctl", "show", "--property=LoadState", "--value", "--", unit]
-    try:
-        result = await transport.run(argv, timeout=15)
-    except TransportError as exc:
-        return "failed", f"could not check {unit}: {exc.message}"
-    if result.ok and result.stdout.strip() == "not-found":
-        return "no unit", (
-            f"{unit} is not installed on {transport.name}; entries it left in "
-            "the journal are still shown"
-        )
-    return "following", ""
+    checked, detail = await check_unit(transport, unit)
+    if checked == "no unit":
+        return checked, f"{detail}; entries it left in the journal are still shown"
+    return ("following", "") if checked == "ok" else (checked, detail)
 
 
 def tail_state(message: str) -> tuple[str, str] | None:
@@ -533,7 +526,7 @@ class LogScreen(Screen[None]):
             if checked == "unreadable":
                 return
         else:
-            checked, detail = await check_unit(transport, state.target)
+            checked, detail = await check_journal_unit(transport, state.target)
             self.post_message(LogSourceChecked(index, checked, detail))
         follower = LogFollower(transport, state.node, state.source, INITIAL_LINES)
         async for batch in follower.batches():

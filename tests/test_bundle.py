@@ -74,7 +74,7 @@ def test_diagnose_reads_archive_without_derived_files(tmp_path: Path) -> None:
     assert "abc" not in read[0][1]
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "many"])
+@pytest.mark.parametrize("value", ["0", "-5", "many", "1000001", "99999999999"])
 def test_bad_lines_is_a_usage_error(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

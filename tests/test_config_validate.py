@@ -545,6 +545,42 @@ def test_cli_syntax_error_names_position(
     assert "fix the syntax at line 3" in out
 
 
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("config.toml", []),
+        ("nydusd.toml", []),
+        ("settings", ["--kind", "snapshotter"]),
+        ("nydusd-config", ["--kind", "nydusd"]),
+    ],
+)
+def test_cli_table_header_first_is_toml(
+    name: str, args: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    broken = tmp_path / name
+    broken.write_text('[daemon\nnydusd_path = "/usr/bin/nydusd"\n')
+    code, out, _ = run([str(broken), *args], capsys)
+    assert code == 2
+    assert f"{broken}:1:8: error: Unexpected character" in out
+    assert "Expecting value" not in out
+
+
+def test_table_header_first_loads_as_toml() -> None:
+    text = '[backend]\ntype = "registry"\n'
+    assert load_document("nydusd", text, "nydusd-config").format == "toml"
+    assert load_document("", "[daemon]\n", "config.toml").format == "toml"
+
+
+def test_cli_json_array_is_not_a_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    array = tmp_path / "nydusd.json"
+    array.write_text("[1, 2]\n")
+    code, out, _ = run([str(array)], capsys)
+    assert code == 2
+    assert f"{array}:1:1: error: the top level must be a JSON object" in out
+
+
 def test_cli_kind_option_overrides_detection(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

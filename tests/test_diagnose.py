@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
 import json
+import lzma
+import random
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +18,9 @@ import pytest
 from doubles.recorded_facts import facts_from_json
 
 from nydus_console.cli import main
-from nydus_console.diagnose import diagnose_texts, node_findings
+from nydus_console.diagnose import content, diagnose_texts, node_findings
 from nydus_console.diagnose.catalogue import load_catalogue
-from nydus_console.diagnose.inputs import load_input, read_path
+from nydus_console.diagnose.inputs import load_input, read_inputs, read_path
 from nydus_console.diagnose.lines import SourceClassifier
 from nydus_console.findings import Status
 from nydus_console.inventory import NodePaths
@@ -369,9 +375,12 @@ def test_hostile_input_finishes(tmp_path: Path) -> None:
         b"Daemon x died\n" + b"\x80" * 5000 + b"\n"
     )
     result = _run_installed(binary, long_line, invalid)
-    assert result.returncode in (0, 1, 2), result.stderr
+    assert result.returncode in (1, 2), result.stderr
     document = json.loads(result.stdout)
-    assert len(document["inputs"]) == 3
+    assert len(document["inputs"]) == 2
+    assert document["not_analysed"] == [
+        {"file": str(binary), "reason": "binary, not a log or text"}
+    ]
     checks = {f["check"] for f in document["findings"]}
     assert "sig.nydusd-died" in checks
 
@@ -435,3 +444,109 @@ def test_other_json_is_not_a_config(tmp_path: Path) -> None:
     item = load_input(str(path), path.read_text(), CLASSIFIER)
     assert item.format == "text"
     assert findings_of(path) == {}
+
+
+JOURNAL = FIELD / "leftover-cgroup.journal"
+
+
+def test_gzip_file_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "journal.txt.gz"
+    path.write_bytes(gzip.compress(JOURNAL.read_bytes()))
+    code, out = run_cli(capsys, str(path))
+    assert code == 2
+    assert f"{path}:2: " in out
+    assert f"read: {path} (journal)" in out
+
+
+def _not_text_cases(tmp_path: Path) -> list[tuple[Path, str]]:
+    cases = {
+        "empty.log": (b"", "empty file"),
+        "blank.log": (b"\0" * 300 + b"\n  \n", "no text"),
+        "random.bin": (random.Random(7).randbytes(5000), "binary"),
+        "journal.txt.xz": (lzma.compress(JOURNAL.read_bytes()), "`xzcat "),
+        "journal.txt.bz2": (bz2.compress(JOURNAL.read_bytes()), "`bzcat "),
+        "broken.gz": (gzip.compress(JOURNAL.read_bytes())[:40], "gzip -t"),
+        "ls": (Path("/bin/ls").read_bytes(), "executable"),
+    }
+    found = []
+    for name, (data, reason) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        found.append((tmp_path / name, reason))
+    return found
+
+
+def test_files_without_text_not_analysed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for path, reason in _not_text_cases(tmp_path):
+        code, out = run_cli(capsys, str(path))
+        assert code == 64, path
+        assert f"NOT ANALYSED {path}: " in out
+        assert reason in out, out
+        assert "read:" not in out
+
+
+def test_file_not_analysed_raises_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "core").write_bytes(Path("/bin/ls").read_bytes())
+    healthy = HEALTHY / "nydus-snapshotter.journal"
+    code, out = run_cli(capsys, str(healthy), str(tmp_path), "--json")
+    document = json.loads(out)
+    assert code == document["exit_code"] == 1
+    assert document["findings"] == []
+    (skipped,) = document["not_analysed"]
+    assert skipped["file"] == str(tmp_path / "core")
+    assert "executable" in skipped["reason"]
+
+
+def test_gzip_larger_than_limit_not_analysed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(content, "MAX_GUNZIPPED", 100)
+    path = tmp_path / "journal.gz"
+    path.write_bytes(gzip.compress(JOURNAL.read_bytes()))
+    texts, (skipped,) = read_inputs(str(path))
+    assert texts == []
+    assert "zcat" in skipped.reason and "split" in skipped.reason
+
+
+def test_log_with_nul_tail_is_read(tmp_path: Path) -> None:
+    # A log cut short by a crash often ends in NUL bytes.
+    path = tmp_path / "crash.journal"
+    path.write_bytes(JOURNAL.read_bytes() + b"\0" * 20000)
+    assert "sig.leftover-cgroup" in findings_of(path)
+
+
+def test_gzipped_stdin_is_read(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = gzip.compress(JOURNAL.read_bytes())
+    monkeypatch.setattr(sys, "stdin", _BinaryStdin(data))
+    code, out = run_cli(capsys, "-")
+    assert code == 2
+    assert "<stdin>:2: " in out
+
+
+class _BinaryStdin:
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BytesIO(data)
+
+
+def test_tar_without_suffix_named(tmp_path: Path) -> None:
+    archive = tmp_path / "bundle.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(JOURNAL, arcname="journal.txt")
+    renamed = tmp_path / "bundle.gz"
+    archive.rename(renamed)
+    texts, (skipped,) = read_inputs(str(renamed))
+    assert texts == []
+    assert skipped.reason.startswith("a tar archive")
+    assert f"tar -xf {renamed}" in skipped.reason
+
+
+def test_tar_gz_bundle_still_read(tmp_path: Path) -> None:
+    archive = tmp_path / "collected.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(JOURNAL, arcname="journal.txt")
+    assert "sig.leftover-cgroup" in findings_of(archive)

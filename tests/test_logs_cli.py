@@ -12,8 +12,8 @@ import pytest
 from test_logs_follow import install_old_journalctl
 from testbed.nspawn import NspawnFleet
 
-from nydus_console.inventory import load_inventory, local_inventory
-from nydus_console.logcli import run_logs
+from nydus_console.inventory import InventoryError, load_inventory, local_inventory
+from nydus_console.logcli import run_logs, validate_lines
 
 LINES = (
     'time="2024-01-01T00:00:00Z" level=info msg="started"\n'
@@ -87,6 +87,10 @@ async def test_logs_of_old_journalctl(
         (["logs", "--file", "relative.log"], "must be an absolute path"),
         (["logs", "--grep", "("], "invalid --grep"),
         (["logs", "--unit", "a.service", "--file", "/x"], "not both"),
+        (["logs", "-n", "-5"], "invalid -n/--lines -5"),
+        (["logs", "-n", "0"], "invalid -n/--lines 0"),
+        (["logs", "-n", "99999999999"], "invalid -n/--lines 99999999999"),
+        (["logs", "-f", "-n", "1000001"], "invalid -n/--lines 1000001"),
     ],
 )
 def test_logs_bad_arguments(argv: list[str], message: str) -> None:
@@ -98,6 +102,57 @@ def test_logs_bad_arguments(argv: list[str], message: str) -> None:
     )
     assert result.returncode == 64
     assert message in result.stderr
+
+
+def test_lines_zero_allowed_with_follow() -> None:
+    validate_lines(0, follow=True)
+    validate_lines(1_000_000, follow=False)
+    with pytest.raises(InventoryError, match="from 1 to"):
+        validate_lines(0, follow=False)
+
+
+@pytest.mark.nspawn
+@pytest.mark.parametrize("follow", [False, True])
+async def test_logs_of_missing_unit(
+    nspawn_fleet: NspawnFleet, capsys: pytest.CaptureFixture[str], follow: bool
+) -> None:
+    inventory = load_inventory(nspawn_fleet.write_inventory())
+    code = await run_logs(
+        inventory,
+        unit="kubelet.service",
+        path=None,
+        lines=10,
+        follow=follow,
+        grep=None,
+        as_json=False,
+        out=io.StringIO(),
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    for node in ("nc-node1", "nc-node2", "nc-node3"):
+        assert f"{node}: kubelet.service is not installed on {node}" in err
+
+
+@pytest.mark.nspawn
+async def test_logs_of_installed_unit(
+    nspawn_fleet: NspawnFleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = load_inventory(nspawn_fleet.write_inventory())
+    inventory.nodes = inventory.nodes[:1]
+    out = io.StringIO()
+    code = await run_logs(
+        inventory,
+        unit="containerd.service",
+        path=None,
+        lines=10,
+        follow=False,
+        grep=None,
+        as_json=False,
+        out=out,
+    )
+    assert code == 0
+    assert "not installed" not in capsys.readouterr().err
+    assert out.getvalue().strip()
 
 
 @pytest.mark.nspawn

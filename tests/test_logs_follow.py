@@ -17,7 +17,7 @@ from nydus_console.fleet import Fleet
 from nydus_console.inventory import load_inventory
 from nydus_console.logs.follow import LogFollower, LogSource
 from nydus_console.logs.records import Level, LogRecord
-from nydus_console.screens.logs import check_unit
+from nydus_console.screens.logs import check_journal_unit
 from nydus_console.transport.local import LocalTransport
 
 
@@ -248,10 +248,11 @@ async def test_unit_check_names_a_missing_unit(nspawn_fleet: NspawnFleet) -> Non
     fleet = Fleet(load_inventory(nspawn_fleet.write_inventory()))
     transport = fleet.transports["nc-node1"]
     try:
-        missing = await check_unit(transport, "kubelet.service")
-        present = await check_unit(transport, "containerd.service")
+        missing = await check_journal_unit(transport, "kubelet.service")
+        present = await check_journal_unit(transport, "containerd.service")
     finally:
         await fleet.close()
     assert missing[0] == "no unit"
     assert "kubelet.service is not installed on nc-node1" in missing[1]
+    assert "still shown" in missing[1]
     assert present == ("following", "")

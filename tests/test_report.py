@@ -47,9 +47,35 @@ def test_bad_moment_names_value_and_forms(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "99999999h",
+        "999999999999999999999w",
+        "9" * 5000 + "s",
+        "21000d",
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:00:00-05:00",
+        "1969-12-31T23:59:59Z",
+    ],
+)
+def test_out_of_range_moment_names_range(text: str) -> None:
+    with pytest.raises(TimeError) as error:
+        parse_moment(text, NOW, "--until")
+    assert f"--until {text!r} is out of range" in str(error.value)
+    assert "from 1970-01-01 to 9999-12-31" in str(error.value)
+
+
+def test_range_ends_are_times() -> None:
+    assert parse_moment("1970-01-01", NOW, "--since").year == 1970
+    assert parse_moment("9999-12-31", NOW, "--until").year == 9999
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--since", "yesterday"], "--since 'yesterday' is not a time"),
+        (["--since", "99999999h"], "--since '99999999h' is out of range"),
+        (["--since", "2h", "--until", "0001-01-01T00:00:00+01:00"], "out of range"),
         (["--since", "2h", "--until", "soon"], "--until 'soon' is not a time"),
         (["--since", "1h", "--until", "2h"], "is after --until"),
     ],

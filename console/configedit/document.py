@@ -223,7 +223,7 @@ def load_document(kind: str, text: str, path: str = "") -> Document:
             f"cannot tell which config {path or 'the text'} is; name its kind: "
             f"{', '.join(KINDS)}"
         )
-    if kind == "nydusd" and _looks_like_json(text):
+    if kind == "nydusd" and _looks_like_json(text, path):
         return Document(kind, path, text, "json", _parse_json(text, path))
     return Document(kind, path, text, "toml", _parse_toml(text, path))
 
@@ -235,7 +235,7 @@ def _reject_unknown_text(text: str, path: str) -> None:
     Any other file that parses as neither is probably not a config at all.
     """
     try:
-        if _looks_like_json(text):
+        if _looks_like_json(text, path):
             _parse_json(text, path)
         else:
             _parse_toml(text, path)
@@ -249,8 +249,16 @@ def _reject_unknown_text(text: str, path: str) -> None:
         ) from None
 
 
-def _looks_like_json(text: str) -> bool:
-    return text.lstrip().startswith(("{", "["))
+def _looks_like_json(text: str, path: str = "") -> bool:
+    """Return whether a config is JSON: a JSON config is an object, `{...}`.
+
+    Text that starts with `[` is TOML (a table header such as `[daemon]`),
+    unless the file is named *.json, where it is a JSON array to reject.
+    """
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        return True
+    return stripped.startswith("[") and path.lower().endswith(".json")
 
 
 def _parse_json(text: str, path: str) -> dict[str, Any]:

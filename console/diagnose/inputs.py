@@ -27,6 +27,7 @@ from nydus_console.configedit.document import (
     detect_kind,
     load_document,
 )
+from nydus_console.diagnose.content import NotText, text_of
 from nydus_console.diagnose.lines import (
     SourceClassifier,
     is_journal_json,
@@ -85,43 +86,75 @@ class InputFile:
     unit: UnitFile | None = None
 
 
-def read_path(path: str, stdin_text: str | None = None) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not analysed, and why (compressed, binary, empty)."""
+
+    name: str
+    reason: str
+
+
+Read = tuple[list[tuple[str, str]], list[Skipped]]
+
+
+def read_path(path: str, stdin: str | bytes | None = None) -> list[tuple[str, str]]:
+    """Return (name, text) of the files at `path` that hold text; see read_inputs."""
+    return read_inputs(path, stdin)[0]
+
+
+def read_inputs(path: str, stdin: str | bytes | None = None) -> Read:
     """Return (name, text) of a file, every file under a directory, or stdin.
 
     A tar archive (.tar, .tar.gz, .tgz) stands for its files, like a
     directory. In a support bundle, the files its manifest marks as derived
-    by the console (findings, summaries) are left out. Bytes that are not
-    UTF-8 are replaced, so any file can be read.
+    by the console (findings, summaries) are left out. Files without text
+    (compressed other than gzip, binary, empty) come back as Skipped.
     """
     if path == "-":
-        return [("<stdin>", stdin_text or "")]
+        data = stdin.encode() if isinstance(stdin, str) else stdin or b""
+        return _texts([("<stdin>", data)])
     target = Path(path)
     if target.is_dir():
         files = sorted(p for p in target.rglob("*") if p.is_file())
-        found = [(str(p), _decode(p.read_bytes())) for p in files]
-        return _without_derived(found, str(target))
-    if target.name.endswith(ARCHIVE_SUFFIXES):
-        return _without_derived(_read_archive(target), str(target))
-    return [(path, _decode(target.read_bytes()))]
+        found = [(str(p), p.read_bytes()) for p in files]
+    elif target.name.endswith(ARCHIVE_SUFFIXES):
+        found = _read_archive(target)
+    else:
+        return _texts([(path, target.read_bytes())])
+    texts, skipped = _texts(found)
+    derived = _derived_names(texts)
+    return (
+        [(name, text) for name, text in texts if name not in derived],
+        [item for item in skipped if item.name not in derived],
+    )
 
 
-def _read_archive(path: Path) -> list[tuple[str, str]]:
+def _texts(found: list[tuple[str, bytes]]) -> Read:
+    texts: list[tuple[str, str]] = []
+    skipped: list[Skipped] = []
+    for name, data in found:
+        try:
+            texts.append((name, text_of(name, data)))
+        except NotText as exc:
+            skipped.append(Skipped(name, str(exc)))
+    return texts, skipped
+
+
+def _read_archive(path: Path) -> list[tuple[str, bytes]]:
     try:
         with tarfile.open(path) as archive:
             found = []
             for member in archive.getmembers():
                 data = archive.extractfile(member) if member.isfile() else None
                 if data is not None:
-                    found.append((f"{path}/{member.name}", _decode(data.read())))
+                    found.append((f"{path}/{member.name}", data.read()))
             return found
     except tarfile.TarError as exc:
         raise OSError(f"{path} is not a readable tar archive: {exc}") from None
 
 
-def _without_derived(
-    found: list[tuple[str, str]], root: str
-) -> list[tuple[str, str]]:
-    """Drop a bundle's manifest, README and the files it marks as derived."""
+def _derived_names(found: list[tuple[str, str]]) -> set[str]:
+    """Return the names of a bundle's manifest, README and derived files."""
     skipped: set[str] = set()
     for name, text in found:
         if Path(name).name != BUNDLE_MANIFEST or BUNDLE_SCHEMA not in text[:200]:
@@ -129,7 +162,7 @@ def _without_derived(
         top = str(Path(name).parent)
         skipped |= {name, f"{top}/README.md"}
         skipped |= {f"{top}/{entry}" for entry in _derived(text)}
-    return [(name, text) for name, text in found if name not in skipped]
+    return skipped
 
 
 def _derived(manifest: str) -> list[str]:
@@ -143,10 +176,6 @@ def _derived(manifest: str) -> list[str]:
         for entry in node.get("files", [])
         if not entry.get("diagnose", True)
     ]
-
-
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", "replace").replace("\0", " ")
 
 
 def load_input(name: str, text: str, classifier: SourceClassifier) -> InputFile:

@@ -78,6 +78,24 @@ class LogSource:
         return masked(parse_text(node, self.label, line))
 
 
+async def check_unit(transport: Transport, unit: str) -> tuple[str, str]:
+    """Ask systemd on the node whether a unit is installed.
+
+    Return ("no unit", why) when systemd reports LoadState not-found,
+    ("failed", why) when the node could not be asked, else ("ok", ""). A
+    node without systemctl, or whose systemctl fails, counts as "ok", because
+    only systemd's LoadState shows that a unit is missing.
+    """
+    argv = ["systemctl", "show", "--property=LoadState", "--value", "--", unit]
+    try:
+        result = await transport.run(argv, timeout=15)
+    except TransportError as exc:
+        return "failed", f"could not check {unit}: {exc.message}"
+    if result.ok and result.stdout.strip() == "not-found":
+        return "no unit", f"{unit} is not installed on {transport.name}"
+    return "ok", ""
+
+
 def marker(node: str, source: LogSource, text: str, level: Level) -> LogRecord:
     """Return a line the console inserts into a stream (gaps, reconnects)."""
     return LogRecord(
