@@ -54,7 +54,18 @@ def worst(statuses: list[Status]) -> Status:
     return max(statuses, key=SEVERITY_ORDER.__getitem__, default=Status.OK)
 
 
-def worst_finding(findings: list[Finding]) -> Finding | None:
-    """Return the most severe finding that is not OK or SKIP."""
+def problem_rank(finding: Finding, symptoms: frozenset[str]) -> tuple[int, int]:
+    """Return a sort key that puts worse findings first, causes before symptoms."""
+    return (-SEVERITY_ORDER[finding.status], finding.check in symptoms)
+
+
+def worst_finding(
+    findings: list[Finding], symptoms: frozenset[str] = frozenset()
+) -> Finding | None:
+    """Return the most severe finding that is not OK or SKIP.
+
+    Of equally severe findings the first is taken, unless its check is one
+    of `symptoms` and another one is not.
+    """
     bad = [f for f in findings if f.status not in (Status.OK, Status.SKIP)]
-    return max(bad, key=lambda f: SEVERITY_ORDER[f.status], default=None)
+    return min(bad, key=lambda f: problem_rank(f, symptoms), default=None)

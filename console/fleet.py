@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nydus_console import locations
-from nydus_console.checks import run_checks
+from nydus_console.checks import run_checks, symptom_checks
 from nydus_console.configs import ConfigError, parse_snapshotter_config
 from nydus_console.diagnose import node_findings
 from nydus_console.facts import NodeFacts
@@ -47,7 +47,7 @@ class NodeReport:
 
     @property
     def worst(self) -> Finding | None:
-        return worst_finding(self.findings)
+        return worst_finding(self.findings, symptom_checks())
 
     def summary(self) -> dict[str, str]:
         """Return the columns of the fleet table for this node."""

@@ -15,7 +15,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from nydus_console.actions import reset_and_restart
-from nydus_console.findings import SEVERITY_ORDER, Finding, Status
+from nydus_console.checks import symptom_checks
+from nydus_console.findings import Finding, Status, problem_rank
 from nydus_console.fleet import NodeReport
 from nydus_console.screens.render import age_text, status_text
 from nydus_console.transport.base import ErrorKind, HostKeyError
@@ -74,13 +75,14 @@ class NodeScreen(Screen[None]):
         return self.app.fleet.reports[self.node]  # type: ignore[attr-defined, no-any-return]
 
     def findings(self) -> list[Finding]:
-        """Return the findings to list: problems first, then in check order."""
+        """Return the findings to list: problems first, causes before symptoms."""
         shown = [
             f
             for f in self.report.findings
             if self.show_skipped or f.status != Status.SKIP
         ]
-        return sorted(shown, key=lambda f: -SEVERITY_ORDER[f.status])
+        symptoms = symptom_checks()
+        return sorted(shown, key=lambda f: problem_rank(f, symptoms))
 
     def show_report(self, report: NodeReport) -> None:
         try:

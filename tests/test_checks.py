@@ -12,9 +12,9 @@ from factbuilder import (
     unit,
 )
 
-from nydus_console.checks import RULES, load_checks, run_checks
+from nydus_console.checks import RULES, load_checks, run_checks, symptom_checks
 from nydus_console.facts import NodeFacts, ProcessInfo
-from nydus_console.findings import Finding, Status
+from nydus_console.findings import Finding, Status, worst_finding
 from nydus_console.inventory import NodePaths
 from nydus_console.transport.base import SocketState
 
@@ -522,3 +522,20 @@ def test_skip_names_the_check_that_failed() -> None:
     assert findings["config.version"].status == Status.SKIP
     assert "Snapshotter config.toml readable" in findings["config.version"].message
     assert "valid TOML" not in findings["config.version"].message
+
+
+def test_worst_finding_names_a_cause_before_a_symptom() -> None:
+    symptoms = symptom_checks()
+    assert {"service.state", "socket.grpc"} <= symptoms
+    assert "config.nydusd_config" not in symptoms
+    service = Finding("service.state", "Snapshotter service state", Status.FAIL, "")
+    config = Finding("config.nydusd_config", "nydusd config", Status.FAIL, "")
+    restarts = Finding("service.restarts", "Snapshotter restarts", Status.WARN, "")
+    assert worst_finding([service, config], symptoms) is config
+    assert worst_finding([service, config]) is service, "without symptoms: first"
+    assert worst_finding([restarts, service], symptoms) is service, "fail beats warn"
+
+
+def test_symptom_marks_name_known_checks() -> None:
+    ids = {check.id for check in load_checks()}
+    assert symptom_checks() <= ids

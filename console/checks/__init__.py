@@ -24,6 +24,8 @@ class CheckDefinition:
     runbook: str = ""
     requires: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
+    # Fails as a consequence of most other problems; named after them.
+    symptom: bool = False
 
 
 @cache
@@ -39,9 +41,16 @@ def load_checks() -> tuple[CheckDefinition, ...]:
             runbook=entry.get("runbook", ""),
             requires=tuple(entry.get("requires", ())),
             description=entry.get("description", ""),
+            symptom=bool(entry.get("symptom", False)),
         )
         for entry in tomllib.loads(text)["check"]
     )
+
+
+@cache
+def symptom_checks() -> frozenset[str]:
+    """Return the ids of the checks marked as symptoms of other problems."""
+    return frozenset(check.id for check in load_checks() if check.symptom)
 
 
 def run_checks(facts: NodeFacts, paths: NodePaths) -> list[Finding]:
@@ -107,7 +116,9 @@ def check_reference() -> str:
         "",
         "Statuses: `ok`; `warn` and `fail` (the severity a failed check gets);",
         "`unknown` when the facts cannot decide (for example a file this login may",
-        "not read); `skip`.",
+        "not read); `skip`. A check marked as a symptom fails as a consequence of",
+        "most other problems; among problems of the same severity the fleet",
+        "screen and the node screen name the other findings first.",
         "",
     ]
     for check in load_checks():
@@ -119,6 +130,8 @@ def check_reference() -> str:
         if check.requires:
             needs = ", ".join(f"`{r}`" for r in check.requires)
             lines[-1] += f" Needs {needs}."
+        if check.symptom:
+            lines[-1] += " A symptom of other problems."
         lines += ["", check.description, ""]
         if check.next_step:
             lines += [f"Next step: {check.next_step}", ""]
@@ -127,4 +140,11 @@ def check_reference() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-__all__ = ["CheckDefinition", "check_reference", "load_checks", "run_checks", "RULES"]
+__all__ = [
+    "CheckDefinition",
+    "check_reference",
+    "load_checks",
+    "run_checks",
+    "symptom_checks",
+    "RULES",
+]
