@@ -41,7 +41,10 @@ class HelpScreen(ModalScreen[None]):
         for binding in self.origin.BINDINGS:
             if isinstance(binding, Binding) and binding.description:
                 key = binding.key_display or binding.key
-                lines.append(f"  {escape(key):<12} {escape(binding.description)}")
+                # Padded before escaping: escape() doubles a backslash only at
+                # the end of its text, which the padding then keeps as two.
+                cell = escape(f"{key:<12}")
+                lines.append(f"  {cell} {escape(binding.description)}")
         lines += [
             "",
             "[b]Everywhere[/b]",

@@ -219,6 +219,18 @@ async def test_include_and_exclude_regex(tmp_path: Path) -> None:
         assert len(messages(screen)) == 4
 
 
+async def test_help_shows_exclude_key_once(tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_logs(pilot, file_sources(snapshotter))
+        await pilot.press("question_mark")
+        await pilot.pause()
+        text = str(app.screen.query_one(Static).render())
+        (line,) = [line for line in text.splitlines() if "Exclude" in line]
+        assert line.split() == ["\\", "Exclude"]
+
+
 async def test_fast_typed_pattern_lands_in_box(tmp_path: Path) -> None:
     snapshotter, _ = write_logs(tmp_path)
     app = make_app(tmp_path)
