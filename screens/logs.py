@@ -177,10 +177,18 @@ def tail_state(message: str) -> tuple[str, str] | None:
 # -- filtering -----------------------------------------------------------------
 
 
-def match_text(record: LogRecord) -> str:
-    """Return the text that include, exclude and search patterns are tried on."""
-    fields = " ".join(f"{k}={v}" for k, v in record.fields.items())
-    return f"{record.message} {fields}" if fields else record.message
+def match_text(record: LogRecord, with_node: bool = False) -> str:
+    """Return the text that include and exclude patterns are tried on.
+
+    It holds the columns of the row but the time: the node (when the view
+    shows that column), source label, level name, message and fields, so a
+    pattern matches what the operator reads. Search tries the rendered row.
+    """
+    text = f"{record.source} {LEVEL_NAMES[record.level]} {message_text(record)}"
+    if with_node:
+        text = f"{record.node} {text}"
+    fields = fields_text(record)
+    return f"{text} {fields}" if fields else text
 
 
 def compile_pattern(text: str) -> re.Pattern[str] | None:
@@ -203,6 +211,8 @@ class RowFilter:
     exclude: re.Pattern[str] | None = None
     context: int = 0
     hidden: set[tuple[str, str]] = field(default_factory=set)
+    # Whether rows show the node column, which patterns then match too.
+    with_node: bool = False
 
     @property
     def min_level(self) -> Level:
@@ -234,7 +244,7 @@ class RowSelector:
             return
         if record.level < rules.min_level:
             return
-        text = match_text(record)
+        text = match_text(record, rules.with_node)
         if rules.exclude is not None and rules.exclude.search(text):
             return
         if rules.include is None:
@@ -428,7 +438,7 @@ class LogScreen(Screen[None]):
         self.known_seen: dict[str, SignatureMatch] = {}
         self.sources: list[SourceState] = []
         self.notes: list[str] = []
-        self.rules = RowFilter()
+        self.rules = RowFilter(with_node=len(self.nodes) > 1)
         self.selector = RowSelector(self.rules)
         self.format = RowFormat(node_width=self._node_width())
         self.following = True

@@ -219,6 +219,25 @@ async def test_include_and_exclude_regex(tmp_path: Path) -> None:
         assert len(messages(screen)) == 4
 
 
+async def test_patterns_match_source_and_level(tmp_path: Path) -> None:
+    snapshotter, nydusd = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter, nydusd))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 5)
+        await pilot.press("slash", *"ERROR|WARN", "enter")
+        assert messages(screen) == [
+            "slow fetch",
+            "failed to mount",
+            "registry answered slowly",
+        ]
+        await pilot.press("backslash", *"nydusd d1", "enter")
+        assert messages(screen) == ["slow fetch", "failed to mount"]
+        # The single-node view has no node column, so the node name is not matched.
+        await pilot.press("slash", "ctrl+u", *NODE, "enter")
+        assert messages(screen) == []
+
+
 async def test_help_shows_exclude_key_once(tmp_path: Path) -> None:
     snapshotter, _ = write_logs(tmp_path)
     app = make_app(tmp_path)
@@ -479,6 +498,29 @@ async def test_merged_nodes_ordered_with_node(tmp_path: Path) -> None:
         assert shown == [(NODE, "one"), ("nc-node2", "two"), (NODE, "three")]
         line = screen.format.render(screen.view.rows[1]).plain
         assert line == "09-10 03:00:02.000 nc-node2 snapshotter.log INFO  two"
+
+
+async def test_merged_patterns_match_node_column(tmp_path: Path) -> None:
+    recorded = load_recorded(SAMPLES / "facts")
+    names = [NODE, "nc-node2"]
+    fleet = recorded_fleet({name: recorded[name] for name in names}, lambda: NOW)
+    for name in names:
+        fleet.transports[name] = NodeDirTransport(name)
+        (tmp_path / name).mkdir()
+    append(tmp_path / NODE / "snapshotter.log", logrus(1, "one"), logrus(3, "three"))
+    append(tmp_path / "nc-node2" / "snapshotter.log", logrus(2, "two"))
+    source = LogSource("file", f"{tmp_path}/@NODE@/snapshotter.log")
+    app = NydusConsoleApp(fleet.inventory, refresh_seconds=0, fleet=fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        screen = LogScreen(nodes=names, sources=[source])
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        await pilot.press("slash", *"nc-node2", "enter")
+        assert messages(screen) == ["two"]
+        await pilot.press("slash", "ctrl+u", "enter")
+        await pilot.press("backslash", *"nc-node2", "enter")
+        assert messages(screen) == ["one", "three"]
 
 
 async def test_merged_nodes_list_every_source(tmp_path: Path) -> None:
