@@ -22,14 +22,14 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from nydus_console.diagnose.matcher import SignatureMatch, default_matcher
+from nydus_console.diagnose.matcher import default_matcher
 from nydus_console.fleet import Fleet
 from nydus_console.logs.buffer import LogBuffer, OrderedRecord
 from nydus_console.logs.follow import LogFollower, LogSource, check_unit
 from nydus_console.logs.records import Level, LogRecord
 from nydus_console.logs.save import saved_logs_dir
 from nydus_console.logs.sources import plan_node_sources
-from nydus_console.screens.known import KnownFailureModal
+from nydus_console.screens.known import KnownFailureModal, KnownLine
 from nydus_console.screens.logview import LogRow, LogView
 from nydus_console.screens.messages import LogLinesRead, LogSourceChecked
 from nydus_console.screens.savelog import SavedFile, SaveLogModal
@@ -434,8 +434,9 @@ class LogScreen(Screen[None]):
         self.explicit_sources = sources
         self.buffer = LogBuffer(capacity)
         self.matcher = default_matcher()
-        # The newest line of each known failure seen, by signature id.
-        self.known_seen: dict[str, SignatureMatch] = {}
+        # The newest line of each known failure seen, by signature id, the
+        # failure seen last at the end.
+        self.known_seen: dict[str, KnownLine] = {}
         self.sources: list[SourceState] = []
         self.notes: list[str] = []
         self.rules = RowFilter(with_node=len(self.nodes) > 1)
@@ -581,25 +582,27 @@ class LogScreen(Screen[None]):
         if not matches:
             return
         match = matches[0]
-        record.signature = match.signature.id
-        self.format.known[match.signature.id] = match.signature.title
-        self.known_seen[match.signature.id] = match
+        signature = match.signature
+        record.signature = signature.id
+        self.format.known[signature.id] = signature.title
+        # Removed first, so that the failure seen last moves to the end.
+        self.known_seen.pop(signature.id, None)
+        self.known_seen[signature.id] = KnownLine(match, record.node)
 
     def action_explain(self) -> None:
-        """Explain the current line's known failure, else the newest one seen."""
+        """Explain the current line's known failure, else those seen, newest first."""
         row = next(
             (r for r in self.view.rows if r.seq == self.format.current_seq), None
         )
-        match = None
         if row is not None and row.record.signature:
             match = self.matcher.match_record(row.record)[0]
+            current = KnownLine(match, row.record.node)
+            self.app.push_screen(KnownFailureModal([current], current=True))
         elif self.known_seen:
-            match = list(self.known_seen.values())[-1]
-        if match is None:
+            newest_first = list(reversed(self.known_seen.values()))
+            self.app.push_screen(KnownFailureModal(newest_first))
+        else:
             self.app.notify("no line matches a known failure", timeout=4)
-            return
-        node = row.record.node if row is not None else self.nodes[0]
-        self.app.push_screen(KnownFailureModal(match, node))
 
     def _track_state(self, state: SourceState, record: LogRecord) -> None:
         if record.marker:

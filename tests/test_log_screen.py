@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -31,11 +32,13 @@ from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 
+from nydus_console.diagnose.matcher import default_matcher
 from nydus_console.fleet import Fleet, NodeReport
 from nydus_console.inventory import Inventory
 from nydus_console.logs.follow import LogSource
 from nydus_console.logs.records import Level, LogRecord
 from nydus_console.screens.app import NydusConsoleApp
+from nydus_console.screens.known import KnownFailureModal, KnownLine, known_markup
 from nydus_console.screens.logs import LogScreen, RowFormat, plan_node_sources
 from nydus_console.screens.logview import LogRow, LogView
 from nydus_console.screens.node import NodeScreen
@@ -150,12 +153,71 @@ async def test_known_failure_is_marked_and_explained(tmp_path: Path) -> None:
         await pilot.press("f")
         await pilot.pause()
         text = str(app.screen.query_one("#known-text", Static).render())
-        signature = screen.known_seen[row.record.signature].signature
+        signature = screen.known_seen[row.record.signature].match.signature
         assert signature.title in text
         assert "Next step" in text
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is screen
+
+
+CONFIG_MISSING_LINE = (
+    'time="2025-09-10T02:49:01.000000000Z" level=fatal msg="failed to start '
+    'nydus-snapshotter" error="failed to initialize snapshotter: load daemon '
+    "configuration: read FUSE configuration file /etc/nydus/missing.json: open "
+    '/etc/nydus/missing.json: no such file or directory"'
+)
+PLACEHOLDER = re.compile(r"\{\w+\}")
+
+
+def test_every_signature_explained_without_placeholders() -> None:
+    lines = [
+        KnownLine(match, NODE)
+        for signature in default_matcher().pattern_signatures()
+        for example in signature.examples
+        for match in default_matcher().match_text(example)
+    ]
+    assert len({line.match.signature.id for line in lines}) > 20
+    for line in lines:
+        text = known_markup(line)
+        assert not PLACEHOLDER.search(text), (line.match.signature.id, text)
+
+
+def modal_text(app: NydusConsoleApp, part: str) -> str:
+    return str(app.screen.query_one(f"#known-{part}", Static).render())
+
+
+async def test_explain_steps_through_known_failures(tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        append(snapshotter, CONFIG_MISSING_LINE, DUPLICATE_LINE, CONFIG_MISSING_LINE)
+        await wait_for(pilot, lambda: len(screen.view.rows) == 6)
+        assert len(screen.known_seen) == 2
+        await pilot.press("f")
+        await pilot.pause()
+        assert isinstance(app.screen, KnownFailureModal)
+        heading = modal_text(app, "heading")
+        assert heading == "Newest of 2 known failures seen (n older, p newer)"
+        newest = modal_text(app, "text")
+        assert "names /etc/nydus/missing.json, which does not exist" in newest
+        assert "install a nydusd config at /etc/nydus/missing.json" in newest
+        await pilot.press("n")
+        assert modal_text(app, "heading").startswith("Known failure 2 of 2")
+        assert "wait until daemon is RUNNING" in modal_text(app, "text")
+        await pilot.press("n", "p")
+        assert modal_text(app, "text") == newest
+        await pilot.press("escape")
+        await pilot.pause()
+        # With a current line, f explains that line's failure alone.
+        await pilot.press("s", *"RUNNING", "enter")
+        await pilot.pause()
+        await pilot.press("f")
+        await pilot.pause()
+        assert modal_text(app, "heading") == "Known failure of the current line"
+        assert "wait until daemon is RUNNING" in modal_text(app, "text")
 
 
 # -- following -------------------------------------------------------------------
@@ -673,6 +735,7 @@ sys.path[:0] = [{tests!r}]
 from test_log_screen import NODE, file_sources, make_app
 
 from nydus_console.screens.app import NydusConsoleApp
+from nydus_console.screens.known import KnownFailureModal, KnownLine, known_markup
 from nydus_console.screens.logs import LogScreen
 
 LOG = Path({log!r})
