@@ -28,6 +28,10 @@ class ActionRefused(Exception):
     """An action was not run: read-only mode, or no confirmation."""
 
 
+class ReadOnlyRefused(ActionRefused):
+    """An action was not run because the console or the node is read-only."""
+
+
 @dataclass(frozen=True)
 class Action:
     """A command that changes a node, shown to the operator before it runs."""
@@ -161,8 +165,12 @@ class ActionGate:
         *,
         destructive: bool,
     ) -> None:
-        """Raise ActionRefused (and audit it) unless the action may run."""
+        """Raise ActionRefused (and audit it) unless the action may run.
+
+        A refusal by read-only mode raises the subclass ReadOnlyRefused.
+        """
         reason = self.refusal(spec)
+        refused = ReadOnlyRefused if reason else ActionRefused
         if not reason and not confirmed_by:
             reason = "the action was not confirmed"
         if not reason and destructive and confirmed_by != spec.name:
@@ -173,7 +181,7 @@ class ActionGate:
             name = base["action"]
             log.warning("refused %s on %s: %s", name, spec.name, reason)
             self.audit.append({**base, "outcome": "refused", "reason": reason})
-            raise ActionRefused(f"{name} on {spec.name} refused: {reason}")
+            raise refused(f"{name} on {spec.name} refused: {reason}")
 
     async def transfer(
         self,

@@ -45,7 +45,7 @@ from nydus_console.screens.messages import (
     RunStepFinished,
     RunStepPlanned,
 )
-from nydus_console.screens.runbook import STATUS_STYLES
+from nydus_console.screens.runbook import STATUS_STYLES, STATUS_WIDTH
 from nydus_console.screens.runbookpicker import (
     DestructiveNodesModal,
     RunbookPickerModal,
@@ -59,7 +59,6 @@ NODE_STYLES = {
     "queued": "dim",
     "completed": "green",
     "not started": "yellow",
-    "refused": "bold red",
 }
 RESULT_WIDTH = 70
 
@@ -140,7 +139,7 @@ class MultiRunScreen(Screen[None]):
         self.query_one("#multirun-summary", Static).update(summary)
         table = self.query_one(DataTable)
         table.add_column("Node", key="node")
-        table.add_column("Status", key="status", width=11)
+        table.add_column("Status", key="status", width=STATUS_WIDTH)
         table.add_column("Step", key="step")
         table.add_column("Result", key="result")
         for node in self.nodes:
@@ -210,7 +209,7 @@ class MultiRunScreen(Screen[None]):
         refused = {n: r for n, r in reasons.items() if r}
         for node, reason in refused.items():
             gate.record_refusal(runbook_action(self.runbook, node), specs[node], reason)
-            self.set_node(node, status="refused", result=reason)
+            self.set_node(node, status=str(RunStatus.REFUSED), result=reason)
         if refused:
             node, reason = next(iter(refused.items()))
             self.notify(

@@ -31,6 +31,7 @@ from nydus_console.runbooks.report import (
     RunbookHooks,
     RunReport,
     StepResult,
+    StepStatus,
 )
 from nydus_console.runbooks.runner import RunbookRunner
 from nydus_console.screens.confirm import ConfirmActionModal
@@ -44,7 +45,10 @@ STATUS_STYLES = {
     "dry-run": "cyan",
     "failed": "bold red",
     "aborted": "bold red",
+    str(StepStatus.REFUSED): "bold yellow",
 }
+# Cells of the status column: the longest status, "refused (read-only)".
+STATUS_WIDTH = max(len(status) for status in STATUS_STYLES)
 
 
 class ScreenHooks(RunbookHooks):
@@ -127,7 +131,7 @@ class RunbookScreen(Screen[None]):
         self.query_one("#runbook-summary", Static).update(summary)
         table = self.query_one(DataTable)
         table.add_column("#", key="number", width=3)
-        table.add_column("Status", key="status", width=11)
+        table.add_column("Status", key="status", width=STATUS_WIDTH)
         table.add_column("Step", key="title")
         table.add_column("Command", key="command")
         for number, step in enumerate(self.runbook.steps, start=1):

@@ -168,7 +168,10 @@ def make_runner(
         runbook,
         options.pop("spec", SPEC),  # type: ignore[arg-type]
         transport,
-        ActionGate(AuditLog(tmp_path / "audit.jsonl"), read_only=False),
+        ActionGate(
+            AuditLog(tmp_path / "audit.jsonl"),
+            read_only=bool(options.pop("read_only", False)),
+        ),
         hooks,
         store=StateStore(tmp_path / "state"),
         probe=probe,

@@ -226,7 +226,7 @@ async def test_read_only_refuses_and_audits(tmp_path: Path) -> None:
         await pilot.press("r")
         await pilot.pause()
         assert screen.state == "ready"
-        assert cells(screen, "nc-node1")[1] == "refused"
+        assert cells(screen, "nc-node1")[1] == "refused (read-only)"
     assert calls == []
     entries = app.gate.audit.entries()
     assert [(e["node"], e["outcome"]) for e in entries] == [
@@ -235,6 +235,33 @@ async def test_read_only_refuses_and_audits(tmp_path: Path) -> None:
     ]
     assert entries[0]["reason"] == "the console runs with --read-only"
     assert entries[0]["action"] == f"runbook {RUNBOOK}"
+
+
+async def test_step_refused_at_run_time_shown_refused(tmp_path: Path) -> None:
+    """A step that read-only mode refuses during the run is refused, not failed.
+
+    The start refuses read-only mode up front; this starts the run past that
+    check, as when read-only mode is set while the nodes are queued.
+    """
+    app = make_app(tmp_path)
+    nodes = ["nc-node1", "nc-node2"]
+    _, calls = rootless(app, nodes)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot, nodes)
+        app.gate.read_only = True
+        screen.begin([])
+        await wait_for_end(pilot, screen)
+        first = cells(screen, "nc-node1")
+        assert first[1] == "refused (read-only)"
+        assert first[3].startswith("step 4 refused (read-only): ")
+        assert cells(screen, "nc-node2")[1] == "not started"
+        log = "\n".join(screen.progress["nc-node1"].log)
+        assert "refused (read-only): " in log
+        assert "failed" not in log
+        assert "on failure" not in log
+    assert not [c for c in calls if c[1].startswith(MKDIR)]
+    (entry,) = app.gate.audit.entries()
+    assert (entry["node"], entry["outcome"]) == ("nc-node1", "refused")
 
 
 async def test_runbook_needing_parameter_not_started(tmp_path: Path) -> None:

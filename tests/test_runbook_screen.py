@@ -16,7 +16,7 @@ from runbook_doubles import RecordingTransport, with_stray
 from test_screens import SIZE, make_app, quiet, settle
 from textual.binding import Binding
 from textual.pilot import Pilot
-from textual.widgets import Button, DataTable, Input
+from textual.widgets import Button, DataTable, Input, Static
 
 from nydus_console.facts import NodeFacts
 from nydus_console.screens.app import NydusConsoleApp
@@ -134,6 +134,56 @@ async def test_cancel_then_abort_runs_nothing(tmp_path: Path) -> None:
         assert str(screen.report.status) == "aborted"
     assert not [argv for argv in transport.calls if argv[0] == "kill"]
     assert app.gate.audit.entries() == []
+
+
+async def refuse_first_step(pilot: Pilot[Any]) -> RunbookScreen:
+    """Run the destructive first step, typing the node name, in read-only mode."""
+    screen = await open_runbook(pilot)
+    await pilot.press("r")
+    modal = pilot.app.screen
+    assert isinstance(modal, ConfirmActionModal)
+    modal.query_one("#confirm-name", Input).value = NODE
+    modal.query_one("#confirm-run", Button).press()
+    await wait_for_report(pilot, screen)
+    return screen
+
+
+def read_only_app(tmp_path: Path) -> tuple[NydusConsoleApp, RecordingTransport]:
+    app, transport = stray_app(tmp_path)
+    app.read_only = True
+    app.gate.read_only = True
+    return app, transport
+
+
+async def test_read_only_step_shown_refused(tmp_path: Path) -> None:
+    app, transport = read_only_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await refuse_first_step(pilot)
+        assert screen.report is not None
+        assert str(screen.report.status) == "refused (read-only)"
+        assert screen.pending is None, "no retry is offered: nothing ran"
+        table = screen.query_one(DataTable)
+        status = table.get_cell("stop-stray", "status")
+        assert str(status) == "refused (read-only)"
+        detail = str(screen.query_one("#runbook-detail", Static).render())
+        assert "refused (read-only): " in detail
+        assert "on failure" not in detail
+        assert "failed" not in detail
+    assert not [argv for argv in transport.calls if argv[0] == "kill"]
+    (entry,) = app.gate.audit.entries()
+    assert entry["outcome"] == "refused"
+    assert entry["reason"] == "the console runs with --read-only"
+
+
+def test_snapshot_read_only_refused_step(snap_compare: Any, tmp_path: Path) -> None:
+    app, _ = read_only_app(tmp_path)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await refuse_first_step(pilot)
+        quiet(pilot)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
 def test_snapshot_runbook_screen(snap_compare: Any, tmp_path: Path) -> None:

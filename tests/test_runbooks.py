@@ -622,6 +622,69 @@ async def test_destructive_skipped_without_flag(tmp_path: Path) -> None:
     assert not [argv for argv in transport.calls if argv[0] == "kill"]
 
 
+class FailureAsked(ScriptedHooks):
+    async def after_failure(self, *args: object) -> object:  # type: ignore[override]
+        raise AssertionError("asked about a failure, but nothing ran")
+
+
+async def test_read_only_step_refused_not_failed(tmp_path: Path) -> None:
+    hooks = FailureAsked()
+    transport = RecordingTransport()
+    runner = make_runner(markers(), tmp_path, transport, hooks, read_only=True)
+    report = await runner.run()
+    assert report.status is RunStatus.REFUSED
+    assert report.stopped_at == 1
+    assert "read-only mode refused step 1" in report.message
+    (refused,) = report.results
+    assert refused.status is StepStatus.REFUSED
+    assert str(refused.status) == "refused (read-only)"
+    assert "the console runs with --read-only" in refused.detail
+    assert not [argv for argv in transport.calls if argv[0] == "touch"]
+    assert runner.history.failed == []
+    (entry,) = audit_of(tmp_path)
+    assert entry["outcome"] == "refused"
+    assert entry["reason"] == "the console runs with --read-only"
+
+
+async def test_read_only_node_refuses_reboot(tmp_path: Path) -> None:
+    runbook = parse_runbook("reboots.toml", REBOOT)
+    spec = NodeSpec(name=NODE, host="192.0.2.1", read_only=True)
+    transport = rebooting_node()
+    hooks = ScriptedHooks([Choice.SKIP])
+    report = await make_runner(runbook, tmp_path, transport, hooks, spec=spec).run()
+    assert report.status is RunStatus.REFUSED
+    assert report.stopped_at == 2
+    refused = report.results[-1]
+    assert refused.status is StepStatus.REFUSED
+    assert f"node {NODE} is read-only in the inventory" in refused.detail
+    assert ("systemctl", "reboot") not in transport.calls
+    saved = StateStore(tmp_path / "state").load(runbook.id, NODE)
+    assert saved is not None
+    assert saved.reboot is None
+    assert saved.next_index == 1
+
+
+async def test_cli_prints_refused_step_without_failure_advice(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from nydus_console.runbookcli import EXIT_FAILED, run_exit_status
+    from nydus_console.runbooks.terminal import AutoHooks, StepPrinter
+
+    out = StringIO()
+    hooks = AutoHooks(StepPrinter(out, 3), destructive_nodes=[])
+    runner = make_runner(
+        markers(), tmp_path, RecordingTransport(), hooks, read_only=True
+    )
+    report = await runner.run()
+    printed = out.getvalue()
+    last = printed.splitlines()[-1]
+    assert last.startswith(f"[{NODE}]   refused (read-only): ")
+    assert last.endswith("refused: the console runs with --read-only")
+    assert "on failure" not in printed
+    assert "failed" not in printed
+    assert run_exit_status([report]) == EXIT_FAILED
+
+
 def test_cli_lists_runbooks(capsys: pytest.CaptureFixture[str]) -> None:
     from nydus_console.cli import main
 

@@ -39,6 +39,9 @@ class StepStatus(enum.StrEnum):
     DRY_RUN = "dry-run"
     FAILED = "failed"
     ABORTED = "aborted"
+    # Read-only mode (the console's or the node's) refused the step's action:
+    # nothing ran, so the step's on-failure advice does not apply.
+    REFUSED = "refused (read-only)"
 
 
 class RunStatus(enum.StrEnum):
@@ -46,6 +49,7 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"
     ABORTED = "aborted"
     NOT_STARTED = "not started"
+    REFUSED = "refused (read-only)"
 
 
 @dataclass

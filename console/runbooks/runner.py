@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
-from nydus_console.actions import Action, ActionGate, ActionRefused
+from nydus_console.actions import Action, ActionGate, ActionRefused, ReadOnlyRefused
 from nydus_console.configedit.apply import ConfigApplier
 from nydus_console.inventory import NodeSpec
 from nydus_console.probe import NodeProber
@@ -49,6 +49,9 @@ from nydus_console.runbooks.state import (
 from nydus_console.transport.base import Transport, TransportError
 
 log = logging.getLogger(__name__)
+# Results after which the run stops without asking: read-only mode would
+# refuse every later action as well.
+STOPPING = frozenset({StepStatus.ABORTED, StepStatus.REFUSED})
 VERIFY_POLL_SECONDS = 1.0
 OUTPUT_LIMIT = 2000
 
@@ -178,10 +181,17 @@ class RunbookRunner:
         self.store.save(state)
 
     def _stopped(self, report: RunReport, index: int, result: StepResult) -> RunReport:
-        aborted = result.status is StepStatus.ABORTED
         report.unreachable = self.unreachable
-        report.status = RunStatus.ABORTED if aborted else RunStatus.FAILED
         report.stopped_at = index + 1
+        if result.status is StepStatus.REFUSED:
+            report.status = RunStatus.REFUSED
+            report.message = (
+                f"read-only mode refused step {index + 1}, which did not run; run "
+                "the runbook again without read-only mode to continue there"
+            )
+            return report
+        aborted = result.status is StepStatus.ABORTED
+        report.status = RunStatus.ABORTED if aborted else RunStatus.FAILED
         how = "aborted" if aborted else "stopped after a failure"
         report.message = (
             f"{how} at step {index + 1}; run the runbook again to continue there, "
@@ -211,7 +221,7 @@ class RunbookRunner:
                 result = decided
             self.hooks.finished(self.node, planned, result)
             if result.status is not StepStatus.FAILED:
-                return result, result.status is StepStatus.ABORTED
+                return result, result.status in STOPPING
             if step.continue_on_failure or self.dry_run:
                 return result, False
             choice = await self._after_failure(planned, result)
@@ -287,7 +297,7 @@ class RunbookRunner:
         if step.kind != "manual":
             assert planned.action is not None, "a needed step without an action"
             outcome = await self._run_action(planned, planned.action, confirmed_by)
-            if outcome.status is StepStatus.FAILED:
+            if outcome.status is not StepStatus.DONE:
                 return outcome
         # A manual step counts as done when the operator says so and its
         # verification, if it has one, holds.
@@ -307,6 +317,8 @@ class RunbookRunner:
             result = await self.gate.run(
                 action, self.spec, self.transport, confirmed_by=confirmed_by
             )
+        except ReadOnlyRefused as exc:
+            return self._refused(planned, str(exc))
         except (ActionRefused, TransportError) as exc:
             self.history.failed.append(step.id)
             return StepResult(
@@ -326,6 +338,13 @@ class RunbookRunner:
                 output,
             )
         return self._done(planned, exit_status=result.exit_status, output=output)
+
+    def _refused(self, planned: PlannedStep, detail: str) -> StepResult:
+        """Report a step whose action read-only mode refused: nothing ran."""
+        step = planned.step
+        return StepResult(
+            step.id, step.title, StepStatus.REFUSED, detail, planned.command_line
+        )
 
     async def _settle_and_verify(
         self, planned: PlannedStep, result: StepResult
@@ -388,6 +407,10 @@ class RunbookRunner:
             result = await self.gate.run(
                 planned.action, self.spec, self.transport, confirmed_by=confirmed_by
             )
+        except ReadOnlyRefused as exc:
+            self.state.reboot = None
+            self.store.save(self.state)
+            return self._refused(planned, str(exc))
         except ActionRefused as exc:
             return self._reboot_failed(planned, str(exc))
         except TransportError as exc:
