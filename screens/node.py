@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 from rich.markup import escape
@@ -23,6 +24,13 @@ from nydus_console.transport.base import ErrorKind, HostKeyError
 
 # A failure of this check means the node has no snapshotter to diagnose.
 SETUP_CHECK = "snapshotter.installed"
+# Footer labels of the keys that change the node, when read-only mode refuses
+# that. The keys stay on: pressing one shows and audits the refusal, and the
+# config editor still shows the config.
+READ_ONLY_LABELS = {
+    "restart_snapshotter": "Restart service (refused, read-only)",
+    "edit_config": "Edit config (view only, read-only)",
+}
 
 
 class NodeScreen(Screen[None]):
@@ -69,6 +77,21 @@ class NodeScreen(Screen[None]):
         self.show_report(self.report)
         self.set_interval(1.0, self.update_summary)
         table.focus()
+        if self.app.gate.refusal(self.report.spec):  # type: ignore[attr-defined]
+            self.label_refused_keys()
+
+    def label_refused_keys(self) -> None:
+        """Mark in the footer the keys whose changes read-only mode refuses."""
+        # Each screen has its own copy of the key map, so only this one changes.
+        bindings = self._bindings.key_to_bindings
+        for key, listed in bindings.items():
+            bindings[key] = [
+                replace(b, description=READ_ONLY_LABELS[b.action])
+                if b.action in READ_ONLY_LABELS
+                else b
+                for b in listed
+            ]
+        self.refresh_bindings()
 
     @property
     def report(self) -> NodeReport:

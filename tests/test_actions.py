@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,51 @@ async def test_read_only_refuses_restart_key(tmp_path: Path) -> None:
     (entry,) = AuditLog(tmp_path / "audit.jsonl").entries()
     assert entry["outcome"] == "refused"
     assert entry["node"] == "nc-node1"
+
+
+def footer_labels(app: NydusConsoleApp) -> dict[str, str]:
+    """Return the footer's label of each key shown, as the Footer reads them."""
+    return {
+        key: active.binding.description
+        for key, active in app.screen.active_bindings.items()
+        if active.binding.show
+    }
+
+
+async def test_read_only_node_footer_marks_refused_keys(tmp_path: Path) -> None:
+    app = app_with_audit(tmp_path, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.open_node("nc-node1")
+        await pilot.pause()
+        labels = footer_labels(app)
+        assert labels["R"] == "Restart service (refused, read-only)"
+        assert labels["e"] == "Edit config (view only, read-only)"
+        assert labels["l"] == "Logs"
+    # Another app, not read-only, still shows the plain labels.
+    app = app_with_audit(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.open_node("nc-node1")
+        await pilot.pause()
+        labels = footer_labels(app)
+        assert labels["R"] == "Restart service"
+        assert labels["e"] == "Edit config"
+
+
+async def test_read_only_inventory_node_marks_refused_keys(tmp_path: Path) -> None:
+    app = app_with_audit(tmp_path)
+    spec = app.fleet.specs["nc-node1"]
+    app.fleet.specs["nc-node1"] = dataclasses.replace(spec, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.open_node("nc-node2")
+        await pilot.pause()
+        assert footer_labels(app)["R"] == "Restart service"
+        app.pop_screen()
+        app.open_node("nc-node1")
+        await pilot.pause()
+        assert footer_labels(app)["R"] == "Restart service (refused, read-only)"
 
 
 def test_restart_action_command() -> None:
