@@ -1125,3 +1125,18 @@ async def test_wrap_and_time_toggles(tmp_path: Path) -> None:
         line = screen.format.render(screen.view.rows[0]).plain
         assert line.startswith("nydus-snapshotter.log INFO  xxx")
         assert "times hidden" in status(screen)
+
+
+def test_snapshot_known_failure_modal(snap_compare: Any, tmp_path: Path) -> None:
+    snapshotter, _ = write_logs(tmp_path)
+
+    async def open_modal(pilot: Pilot[Any]) -> None:
+        screen = await open_logs(pilot, file_sources(snapshotter))
+        await wait_for(pilot, lambda: len(screen.view.rows) == 3)
+        append(snapshotter, DUPLICATE_LINE, CONFIG_MISSING_LINE)
+        await wait_for(pilot, lambda: len(screen.view.rows) == 5)
+        await pilot.press("f")
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=open_modal)
