@@ -181,6 +181,35 @@ def test_duplicate_snapshotter_cli(
     assert all(entry["outcome"] == "ran" for entry in audit)
 
 
+def test_read_only_cli_reports_refused_step(
+    node: Node, nspawn_fleet: NspawnFleet, tmp_path: Path
+) -> None:
+    stray = start_stray(node)
+    try:
+        inventory = nspawn_fleet.write_inventory(tmp_path / "inventory.toml")
+        completed = run_console(
+            "--read-only", "runbook", "run", "duplicate-snapshotter",
+            "--inventory", str(inventory), "--node", NODE,
+            "--yes", "--yes-destructive", NODE,
+            home=tmp_path,
+        )  # fmt: skip
+        still_running = node.exec(["test", "-e", f"/proc/{stray}"]).returncode == 0
+    finally:
+        node.exec(["sh", "-c", f"kill -KILL {stray} 2>/dev/null; true"])
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 2, output
+    assert still_running
+    assert f"[{NODE}]   refused (read-only): " in output
+    assert "on failure" not in output
+    assert "failed" not in output
+    assert f"{NODE}: duplicate-snapshotter refused (read-only)" in output
+    assert "read-only mode refused step 1, which did not run" in output
+    audit = AuditLog(tmp_path / ".state" / "nydus-console" / "audit.jsonl").entries()
+    assert [(e["command"], e["outcome"]) for e in audit] == [
+        (f"kill -TERM {stray}", "refused")
+    ]
+
+
 async def test_duplicate_snapshotter_health_ok(
     node: Node, fleet: Fleet, tmp_path: Path
 ) -> None:
