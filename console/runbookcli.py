@@ -84,7 +84,8 @@ def add_runbook_parser(
         "once); the first node that fails or is aborted stops the rest. Each step "
         "is checked first and runs only when needed. Every action goes to the "
         "audit log. An interrupted run continues at its step when run again. Exit "
-        "status: 0 completed, 2 a step failed, the run was aborted or nothing ran, "
+        "status: 0 completed, 2 a step failed or read-only mode refused it, the run "
+        "was aborted or nothing ran, "
         f"3 a node could not be reached, {EXIT_USAGE} invalid arguments.",
     )
     _common(run)
