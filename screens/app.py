@@ -211,12 +211,18 @@ class NydusConsoleApp(App[None]):
 
         self.push_screen(SetupScreen(node))
 
-    def open_logs(self, node: str | None = None) -> None:
-        """Follow the logs of `node`, or of every node merged when it is None."""
-        if node is None:
-            self.push_screen(LogScreen(nodes=list(self.fleet.specs)))
-        else:
+    def open_logs(
+        self, node: str | None = None, nodes: list[str] | None = None
+    ) -> None:
+        """Follow the logs of `node`, of `nodes` merged, or of every node merged."""
+        if node is not None:
             self.push_screen(LogScreen(node))
+            return
+        chosen = nodes or list(self.fleet.specs)
+        if len(chosen) == 1:
+            self.push_screen(LogScreen(chosen[0]))
+        else:
+            self.push_screen(LogScreen(nodes=chosen))
 
     def metrics_service(self) -> FleetMetrics:
         """The fleet's metrics reader, made when a metrics screen first opens."""

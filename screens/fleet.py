@@ -68,6 +68,7 @@ class FleetScreen(Screen[None]):
         Binding("p", "kube_pods", "Cluster pods", show=False, id="fleet.kube_pods"),
         Binding("space", "toggle_mark", "Mark", id="fleet.mark"),
         Binding("b", "runbook", "Runbook", id="fleet.runbook"),
+        Binding("l", "logs", "Logs", id="fleet.logs"),
         Binding(
             "escape",
             "clear_filter",
@@ -219,7 +220,7 @@ class FleetScreen(Screen[None]):
             f"  |  {auto}  |  {source}{mode}"
         )
         if self.marked:
-            line += f"  |  {len(self.marked)} marked (b: runbook)"
+            line += f"  |  {len(self.marked)} marked (b: runbook, l: logs)"
         if self.filter_text:
             line += f"  |  filter: {self.filter_text!r}"
             if not self.query_one(DataTable).row_count:
@@ -261,6 +262,12 @@ class FleetScreen(Screen[None]):
         nodes = [n for n in specs if n in self.marked] or [self.selected_node()]
         if nodes != [None]:
             open_multirun(self.app, [str(n) for n in nodes])
+
+    def action_logs(self) -> None:
+        """Follow the logs of the marked nodes, or of every node, in one view."""
+        specs = self.app.fleet.specs  # type: ignore[attr-defined]
+        marked = [name for name in specs if name in self.marked]
+        self.app.open_logs(nodes=marked or None)  # type: ignore[attr-defined]
 
     def action_refresh(self) -> None:
         self.app.refresh_all(force=True)  # type: ignore[attr-defined]

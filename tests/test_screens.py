@@ -24,6 +24,7 @@ from nydus_console.screens.app import NydusConsoleApp
 from nydus_console.screens.fleet import FLUSH_DELAY, FleetScreen
 from nydus_console.screens.help import HelpScreen
 from nydus_console.screens.hostkey import HostKeyModal
+from nydus_console.screens.logs import LogScreen
 from nydus_console.screens.node import NodeScreen
 from nydus_console.transport.base import (
     ErrorKind,
@@ -157,6 +158,28 @@ async def test_editing_keys_keep_their_order_when_fast(tmp_path: Path) -> None:
         box = app.screen.query_one("#fleet-filter", Input)
         assert box.value == "node3"
         assert table_rows(app) == ["nc-node3"]
+
+
+async def test_fleet_l_merges_logs_of_marked_nodes(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        for name in ("nc-node1", "nc-node3"):
+            table.move_cursor(row=table.get_row_index(name))
+            await pilot.press("space")
+        await pilot.press("l")
+        await pilot.pause()
+        assert isinstance(app.screen, LogScreen)
+        assert app.screen.nodes == ["nc-node1", "nc-node3"]
+        await pilot.press("escape")
+        await pilot.pause()
+        for name in ("nc-node1", "nc-node3"):
+            table.move_cursor(row=table.get_row_index(name))
+            await pilot.press("space")
+        await pilot.press("l")
+        await pilot.pause()
+        assert app.screen.nodes == [f"nc-node{i}" for i in range(1, 6)]
 
 
 async def test_narrow_screen_shows_whole_worst_finding(tmp_path: Path) -> None:
