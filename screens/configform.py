@@ -24,6 +24,7 @@ from nydus_console.configedit.keys import format_key
 from nydus_console.configedit.schema import KeyEntry
 from nydus_console.configedit.session import UNSET
 from nydus_console.configedit.values import parse_value
+from nydus_console.screens.textbox import TextBox
 
 SECRET_HELP = "Credential: the value is never shown here. Type a new one to replace it."
 
@@ -145,7 +146,7 @@ class ConfigField(Horizontal):
             return Switch(self._switch_value(), animate=False, classes="config-control")
         if entry.type == "enum":
             return self._select()
-        return Input(
+        return TextBox(
             value="" if entry.secret else control_text(self.initial),
             placeholder=self._placeholder(),
             password=entry.secret,

@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 
 from nydus_console.runbooks import load_runbooks
 from nydus_console.runbooks.model import Runbook
+from nydus_console.screens.textbox import TextBox
 
 
 class RunbookPickerModal(ModalScreen[str]):
@@ -91,7 +92,7 @@ class DestructiveNodesModal(ModalScreen[list[str] | None]):
                 "by spaces, and are skipped on the others. Nodes of this run: "
                 f"{escape(' '.join(self.nodes))}"
             )
-            yield Input(id="destructive-names", placeholder="node names")
+            yield TextBox(id="destructive-names", placeholder="node names")
             with Horizontal(id="destructive-buttons"):
                 yield Button("Cancel", id="destructive-cancel", variant="primary")
                 yield Button("Start", id="destructive-start", variant="error")

@@ -35,6 +35,7 @@ from textual.widgets import (
 )
 
 from nydus_console.actions import ActionRefused
+from nydus_console.screens.textbox import TextBox
 from nydus_console.setup.answers import AnswerError, Answers
 from nydus_console.setup.apply import ApplyOutcome, StepStatus
 from nydus_console.setup.plan import PlanError, PlanStep, SetupPlan, file_diff
@@ -137,9 +138,9 @@ class SetupScreen(Screen[None]):
                 yield Label("Prometheus scrapes the metrics (:9110)")
                 yield Switch(value=False, id="setup-prometheus")
                 yield Label("registry host (empty: from each image)")
-                yield Input(id="setup-registry", placeholder="registry.example.com")
+                yield TextBox(id="setup-registry", placeholder="registry.example.com")
                 yield Label("release tarballs on this machine")
-                yield Input(id="setup-tarballs", placeholder="paths, space separated")
+                yield TextBox(id="setup-tarballs", placeholder="paths, space separated")
                 yield Label("what the node has")
                 yield Static(id="setup-survey")
             yield DataTable(id="setup-steps", cursor_type="row")
