@@ -316,6 +316,9 @@ def test_pods_watch_prints_failing_then_ok(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A run started in the background of a shell inherits SIGINT ignored;
+        # the watch is stopped the way ctrl+c in a terminal stops it.
+        preexec_fn=_default_sigint,
     )
     try:
         cluster.pod(namespace, "flaky", "node-f")
@@ -334,3 +337,7 @@ def test_pods_watch_prints_failing_then_ok(
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
