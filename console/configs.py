@@ -590,8 +590,8 @@ def _batch_problems(
 
 _SECRET_KEY = re.compile(
     r"""(?ix)
-    (["']?(?:auth|registry_token|token|password|secret|access_key_id|
-    access_key_secret|encryption_key|auths)["']?\s*[:=]\s*)
+    (\\?["']?(?:auth|registry_token|token|password|secret|access_key_id|
+    access_key_secret|encryption_key|auths)\\?["']?\s*[:=]\s*)
     ("(?:[^"\\]|\\.)*"|'[^']*'|[^\s,}]+)
     """
 )
@@ -622,6 +622,13 @@ def is_secret_name(name: str) -> bool:
     return any(hint in lowered for hint in _SECRET_HINTS)
 
 
+def _masked_value(match: re.Match[str]) -> str:
+    key = match.group(1)
+    # JSON quoted inside a log message escapes its quotes; keep the line valid.
+    quote = '\\"' if '\\"' in key else '"'
+    return f"{key}{quote}***{quote}"
+
+
 def mask_secrets(text: str) -> str:
     """Replace credentials in config or log text with ***.
 
@@ -630,6 +637,6 @@ def mask_secrets(text: str) -> str:
     """
     if not may_contain_secret(text):
         return text
-    text = _SECRET_KEY.sub(lambda m: f'{m.group(1)}"***"', text)
+    text = _SECRET_KEY.sub(_masked_value, text)
     text = _URL_PASSWORD.sub(r"\1:***@", text)
     return _AUTH_SCHEME.sub(r"\1\2***", text)

@@ -70,6 +70,9 @@ def test_secrets_masked_in_v2_sample() -> None:
         'level=info msg=fetch url="https://bob:hunter2@reg.example.com/v2/"',
         'header="Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"',
         "Authorization: Basic dXNlcjpwYXNz",
+        'msg="docker auth {\\"auths\\":{\\"r.example\\":'
+        '{\\"auth\\":\\"dXNlcjpwYXNz\\"}}}"',
+        'msg="login {\\"password\\":\\"hunter2\\",\\"user\\":\\"bob\\"}"',
     ],
 )
 def test_mask_secrets_forms(line: str) -> None:
@@ -77,6 +80,12 @@ def test_mask_secrets_forms(line: str) -> None:
     for secret in ("dXNlcjpwYXNz", "eyJhbGciOi", "hunter2"):
         assert secret not in masked
     assert "***" in masked
+
+
+def test_mask_in_escaped_json_keeps_the_quoting() -> None:
+    line = 'msg="login {\\"password\\":\\"hunter2\\",\\"user\\":\\"bob\\"}"'
+    masked = 'msg="login {\\"password\\":\\"***\\",\\"user\\":\\"bob\\"}"'
+    assert mask_secrets(line) == masked
 
 
 @pytest.mark.parametrize(
