@@ -384,10 +384,8 @@ class RunbookCommand:
             self.say(json.dumps([r.to_dict() for r in reports], indent=2))
             return
         for report in reports:
-            ran = len(report.ran())
-            line = (
-                f"{report.node}: {report.runbook} {report.status} ({ran} step(s) ran)"
-            )
+            counts = report.step_counts()
+            line = f"{report.node}: {report.runbook} {report.status} ({counts})"
             self.say(line)
             if report.message:
                 self.say(f"  {report.message}")

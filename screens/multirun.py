@@ -391,7 +391,7 @@ def ended_text(report: RunReport, dry_run: bool) -> str:
     if dry_run and report.status is RunStatus.COMPLETED:
         shown = sum(1 for r in report.results if r.status is StepStatus.DRY_RUN)
         return f"dry run: {shown} command(s) shown, none run"
-    return f"{len(report.ran())} step(s) ran"
+    return report.step_counts()
 
 
 def destructive_summary(runbook: Runbook) -> str:

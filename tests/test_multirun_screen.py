@@ -166,7 +166,7 @@ async def test_serial_run_runs_node_after_node(tmp_path: Path) -> None:
         await wait_for_end(pilot, screen)
         for node in screen.nodes:
             assert cells(screen, node)[1] == "completed"
-            assert "1 step(s) ran" in cells(screen, node)[3]
+            assert "1 step(s) done" in cells(screen, node)[3]
     assert all(t.created for t in transports.values())
     order = [node for node, _ in calls]
     assert order.index("nc-node2") > len(order) - order[::-1].index("nc-node1") - 1

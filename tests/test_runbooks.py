@@ -450,7 +450,9 @@ async def test_verification_failure_reported(tmp_path: Path) -> None:
     first = report.results[0]
     # The stray never goes away in these facts, so both kill steps fail to verify.
     assert first.status is StepStatus.FAILED
-    assert "verification failed" in first.detail
+    assert first.detail.startswith("verification failed: stale_snapshotter_pids")
+    assert "{" not in first.detail, "parameters are filled in"
+    assert report.step_counts() == "0 step(s) done, 2 failed"
     assert report.results[1].step == "kill-stray"
     assert report.status is RunStatus.FAILED
     kills = [argv for argv in transport.calls if argv[0] == "kill"]

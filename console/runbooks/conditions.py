@@ -123,7 +123,8 @@ class ConditionEvaluator:
         verb = "ran" if condition.test == "ran" else "failed"
         if hit:
             return True, f"step {', '.join(hit)} {verb}"
-        return False, f"step {' or '.join(condition.steps)} has not {verb}"
+        infinitive = "run" if condition.test == "ran" else "fail"
+        return False, f"step {' or '.join(condition.steps)} did not {infinitive}"
 
 
 def _checks(condition: Condition, view: NodeView) -> tuple[bool, str]:

@@ -141,6 +141,15 @@ class RunReport:
     def ran(self) -> list[StepResult]:
         return [r for r in self.results if r.status is StepStatus.DONE]
 
+    def step_counts(self) -> str:
+        """Return the steps done, and those failed or refused, in words."""
+        parts = [f"{len(self.ran())} step(s) done"]
+        for status in (StepStatus.FAILED, StepStatus.REFUSED):
+            count = sum(1 for r in self.results if r.status is status)
+            if count:
+                parts.append(f"{count} {status}")
+        return ", ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "node": self.node,

@@ -381,13 +381,14 @@ class RunbookRunner:
             view = await self.planner.view()
         except TransportError as exc:
             return f"the node could not be probed: {exc}"
-        for condition in planned.step.verify:
+        # planned.verify holds each condition in words, parameters filled in.
+        for condition, shown in zip(planned.step.verify, planned.verify, strict=True):
             try:
                 holds, detail = await self.evaluator.holds(condition, view)
             except (Blocked, TransportError) as exc:
                 return str(exc)
             if not holds:
-                return f"{condition.describe()}: {detail}"
+                return f"{shown}: {detail}"
         return ""
 
     # -- reboot --------------------------------------------------------------------
