@@ -19,7 +19,7 @@ from nydus_console.logs.follow import (
     check_unit,
     rejects_output_fields,
 )
-from nydus_console.logs.records import LogRecord
+from nydus_console.logs.records import LogRecord, compile_pattern
 from nydus_console.transport.base import CommandResult, TransportError
 
 EXIT_UNREACHABLE = 3
@@ -104,7 +104,7 @@ async def run_logs(
 ) -> int:
     """Print (or follow) one log source on every node; return the exit status."""
     query = LogQuery(
-        unit, path, lines, re.compile(grep) if grep else None, as_json, out
+        unit, path, lines, compile_pattern(grep) if grep else None, as_json, out
     )
     fleet = Fleet(inventory)
     try:
@@ -215,7 +215,12 @@ def add_logs_arguments(parser: object) -> None:
         action="store_true",
         help="keep printing new lines until interrupted (ctrl+c)",
     )
-    add("--grep", metavar="REGEX", help="print only lines that match REGEX")
+    add(
+        "--grep",
+        metavar="REGEX",
+        help="print only lines that match REGEX (case is ignored unless REGEX "
+        "has an upper-case letter)",
+    )
     add("--json", action="store_true", help="print one JSON object per line")
 
 
@@ -233,7 +238,7 @@ def validate_grep(pattern: str | None) -> None:
     if pattern is None:
         return
     try:
-        re.compile(pattern)
+        compile_pattern(pattern)
     except re.error as exc:
         raise InventoryError(f"invalid --grep {pattern!r}: {exc}") from None
 

@@ -26,7 +26,7 @@ from nydus_console.diagnose.matcher import default_matcher
 from nydus_console.fleet import Fleet
 from nydus_console.logs.buffer import LogBuffer, OrderedRecord
 from nydus_console.logs.follow import LogFollower, LogSource, check_unit
-from nydus_console.logs.records import Level, LogRecord
+from nydus_console.logs.records import Level, LogRecord, compile_pattern
 from nydus_console.logs.save import saved_logs_dir
 from nydus_console.logs.sources import plan_node_sources
 from nydus_console.screens.known import KnownFailureModal, KnownLine
@@ -189,17 +189,6 @@ def match_text(record: LogRecord, with_node: bool = False) -> str:
         text = f"{record.node} {text}"
     fields = fields_text(record)
     return f"{text} {fields}" if fields else text
-
-
-def compile_pattern(text: str) -> re.Pattern[str] | None:
-    """Compile a filter that ignores case unless it contains an upper-case letter.
-
-    Raises re.error for an invalid regular expression.
-    """
-    if not text:
-        return None
-    flags = 0 if any(c.isupper() for c in text) else re.IGNORECASE
-    return re.compile(text, flags)
 
 
 @dataclass

@@ -43,6 +43,31 @@ async def test_logs_prints_parsed_lines(tmp_path: Path) -> None:
     assert entry["time"] == 1704067201.0
 
 
+async def test_grep_ignores_case_unless_upper(tmp_path: Path) -> None:
+    log = tmp_path / "nydus-snapshotter.log"
+    log.write_text(
+        'time="2024-01-01T00:00:01Z" level=error msg="Registry refused the pull"\n'
+    )
+
+    async def matches(pattern: str) -> int:
+        out = io.StringIO()
+        await run_logs(
+            local_inventory(),
+            unit=None,
+            path=str(log),
+            lines=10,
+            follow=False,
+            grep=pattern,
+            as_json=True,
+            out=out,
+        )
+        return len(out.getvalue().splitlines())
+
+    assert await matches("registry refused") == 1
+    assert await matches("Registry") == 1
+    assert await matches("REGISTRY") == 0, "an upper-case letter makes case count"
+
+
 async def test_missing_file_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

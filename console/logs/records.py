@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 
@@ -73,3 +74,14 @@ class LogRecord:
     marker: bool = False
     # Id of the known failure signature the line matches, "" for none.
     signature: str = ""
+
+
+def compile_pattern(text: str) -> re.Pattern[str] | None:
+    """Compile a filter that ignores case unless it contains an upper-case letter.
+
+    Raises re.error for an invalid regular expression.
+    """
+    if not text:
+        return None
+    flags = 0 if any(c.isupper() for c in text) else re.IGNORECASE
+    return re.compile(text, flags)
