@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from testbed.loopback import LoopbackFleet, LoopbackServer
@@ -324,3 +326,36 @@ async def test_jump_host_used_and_blamed(
     assert error is not None
     assert error.kind is ErrorKind.REFUSED
     assert error.message.startswith(f"jump host root@127.0.0.1:{dead_port} of ")
+
+
+async def _http_answer(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    await reader.read(100)
+    writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    linger_zero = struct.pack("ii", 1, 0)
+    writer.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, linger_zero
+    )
+    writer.close()
+
+
+@pytest.mark.parametrize("serve", [_http_answer, _reset], ids=["http", "reset"])
+async def test_port_without_sshd_is_named(serve: Any, tmp_path: Path) -> None:
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    target = SSHTarget(name="w", host="127.0.0.1", port=port, connect_timeout=5)
+    transport = SSHTransport(target, HostKeyStore(tmp_path / "known_hosts"))
+    try:
+        with pytest.raises(TransportError) as caught:
+            await transport.run(["true"])
+    finally:
+        await transport.close()
+        server.close()
+    assert caught.value.kind is ErrorKind.DISCONNECTED
+    assert f"check that port {port} serves SSH" in str(caught.value)

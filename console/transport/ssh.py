@@ -501,11 +501,19 @@ def classify_connect_error(target: SSHTarget, exc: BaseException) -> TransportEr
             f"{where} is unreachable: {exc.strerror}.",
             "check routing to the node",
         )
+    if isinstance(exc, ConnectionResetError):
+        return TransportError(
+            ErrorKind.DISCONNECTED,
+            f"{where} reset the connection before the login finished.",
+            f"check that port {target.port_or_default} serves SSH (it may be "
+            "another service), then sshd's MaxStartups and its log on the node",
+        )
     if isinstance(exc, (asyncssh.ConnectionLost, asyncssh.DisconnectError)):
         return TransportError(
             ErrorKind.DISCONNECTED,
             f"{where} closed the connection during login: {_describe(exc)}.",
-            "check sshd's MaxStartups and its log on the node",
+            f"check that port {target.port_or_default} serves SSH (it may be "
+            "another service), then sshd's MaxStartups and its log on the node",
         )
     return TransportError(
         ErrorKind.FAILED,
