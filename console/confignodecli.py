@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -132,11 +133,27 @@ def kind_for(key: str, kind: str | None) -> tuple[str, KeyEntry | None]:
     if len(found) == 1:
         return found[0], _lookup(found[0], key)
     if not found:
+        hint = _closest_key(key)
         raise UsageError(
-            f"no config has a key {key!r}; give --kind "
-            f"({', '.join(KINDS)}) to use a key the console does not know"
+            f"no config has a key {key!r}{hint}. To use a key the console does "
+            f"not know, give --kind ({', '.join(KINDS)})"
         )
     raise UsageError(f"{key!r} is a key of {' and '.join(found)}; give --kind")
+
+
+def _closest_key(key: str) -> str:
+    """Return " (did you mean X?)" for the known key nearest to `key`, or ""."""
+    names: list[str] = []
+    for kind in KINDS:
+        for layout in ("v1", "v2") if kind == "nydusd" else ("",):
+            names += load_schema(kind, layout).names()
+    # log_level for log.level: separators are the most common slip.
+    dotted = key.replace("_", ".").replace("-", ".")
+    for candidate in (key, dotted):
+        close = difflib.get_close_matches(candidate, names, n=1, cutoff=0.75)
+        if close:
+            return f" (did you mean {close[0]}?)"
+    return ""
 
 
 def _lookup(kind: str, key: str) -> KeyEntry | None:

@@ -182,7 +182,8 @@ def test_new_error_blocks_the_write(
     ("args", "message"),
     [
         (("set", "daemon.fs_driver", "bogus"), "invalid value 'bogus'"),
-        (("get", "no.such.key"), "no config has a key 'no.such.key'"),
+        (("get", "no.such.key"), "no config has a key 'no.such.key'."),
+        (("get", "log_level"), "'log_level' (did you mean log.level?)"),
         (("set", "daemon.threads_number", "many"), "daemon.threads_number"),
     ],
 )
