@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import tarfile
 import tempfile
 import zipapp
@@ -89,3 +90,17 @@ def build_release(directory: Path) -> list[Path]:
         },
     )
     return [nydus, snapshotter]
+
+
+def main(argv: list[str]) -> int:
+    """Write the double release tarballs into argv[1], for trying setup by hand."""
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} DIRECTORY", file=sys.stderr)
+        return 64
+    for path in build_release(Path(argv[1])):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
