@@ -729,3 +729,27 @@ def test_runbook_reference_is_current() -> None:
     assert page.read_text() == runbook_reference(), (
         "docs/runbooks.md is out of date: run scripts/gen-runbook-reference"
     )
+
+
+async def test_bare_node_gets_no_runbook_but_setup(tmp_path: Path) -> None:
+    def bare() -> NodeFacts:
+        facts = healthy_facts(snapshotter=None, nydusd=None)
+        facts.units = {}
+        facts.processes = []
+        facts.versions.pop("snapshotter", None)
+        return facts
+
+    transport = RecordingTransport()
+    runner = make_runner(
+        load_runbooks()["snapshotter-not-running"],
+        tmp_path,
+        transport,
+        ScriptedHooks(),
+        facts=bare,
+    )
+    report = await runner.run()
+    assert report.status is RunStatus.NOT_STARTED
+    assert "nydus-snapshotter is not installed on" in report.message
+    assert "nydus-console setup --node" in report.message
+    assert transport.calls == [], "nothing ran on the node"
+    assert not audit_of(tmp_path)

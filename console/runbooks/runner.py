@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from nydus_console.actions import Action, ActionGate, ActionRefused, ReadOnlyRefused
 from nydus_console.configedit.apply import ConfigApplier
+from nydus_console.findings import Status
 from nydus_console.inventory import NodeSpec
 from nydus_console.probe import NodeProber
 from nydus_console.runbooks.conditions import (
@@ -126,6 +127,11 @@ class RunbookRunner:
             report.status = RunStatus.NOT_STARTED
             report.message = str(exc)
             return report
+        absent = await self._snapshotter_absent()
+        if absent:
+            report.status = RunStatus.NOT_STARTED
+            report.message = absent
+            return report
         index = self.state.next_index
         full = True
         while index < len(self.runbook.steps):
@@ -139,6 +145,25 @@ class RunbookRunner:
         if not self.dry_run:
             self.store.clear(self.runbook.id, self.node)
         return report
+
+    async def _snapshotter_absent(self) -> str:
+        """Say why no runbook applies when the node has no nydus-snapshotter.
+
+        Every runbook repairs an installed snapshotter; on a bare node its
+        steps would write drop-ins and configs for a unit that does not exist.
+        """
+        try:
+            view = await self.planner.view()
+        except TransportError:
+            return ""  # the first step reports the node's error
+        installed = view.findings.get("snapshotter.installed")
+        if installed is None or installed.status is not Status.FAIL:
+            return ""
+        return (
+            f"nydus-snapshotter is not installed on {self.node}, so "
+            f"{self.runbook.id} does not apply; set the node up first: "
+            f"nydus-console setup --node {self.node}"
+        )
 
     def _start(self, report: RunReport) -> None:
         if self.dry_run:
