@@ -550,3 +550,35 @@ def test_tar_gz_bundle_still_read(tmp_path: Path) -> None:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(JOURNAL, arcname="journal.txt")
     assert "sig.leftover-cgroup" in findings_of(archive)
+
+
+def test_journal_json_evidence_quotes_the_message(tmp_path: Path) -> None:
+    entry = {
+        "__CURSOR": "s=abc;i=1",
+        "_BOOT_ID": "b0",
+        "__REALTIME_TIMESTAMP": "1733300000000000",
+        "PRIORITY": "3",
+        "_SYSTEMD_UNIT": "nydus-snapshotter.service",
+        "MESSAGE": 'time="2024-12-04T08:13:20Z" level=fatal msg="failed to start '
+        'nydus-snapshotter" error="failed to initialize snapshotter: wait until '
+        "daemon is RUNNING: daemon socket /var/lib/containerd/io.containerd."
+        'snapshotter.v1.nydus/socket/d1/api.sock: not found"',
+    }
+    export = tmp_path / "journal.json"
+    export.write_text(json.dumps(entry) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "nydus_console", "diagnose", str(export)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    evidence = [line for line in result.stdout.splitlines() if f"{export}:1:" in line]
+    assert evidence
+    for line in evidence:
+        assert "__CURSOR" not in line
+        assert line.endswith(
+            ':1: nydus-snapshotter.service: failed to start nydus-snapshotter error="'
+            "failed to initialize snapshotter: wait until daemon is RUNNING: daemon "
+            "socket /var/lib/containerd/io.containerd.snapshotter.v1.nydus/socket/d1/"
+            'api.sock: not found"'
+        )

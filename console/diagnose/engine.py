@@ -16,6 +16,7 @@ from nydus_console.diagnose.catalogue import Catalogue, ProblemMatch, Signature
 from nydus_console.diagnose.conditions import Subjects, Version, evaluate, variants
 from nydus_console.diagnose.fold import Detections, Hit
 from nydus_console.diagnose.inputs import InputFile, Line, load_input
+from nydus_console.diagnose.lines import shown_line
 from nydus_console.diagnose.matcher import (
     SignatureMatcher,
     default_matcher,
@@ -74,7 +75,7 @@ def _match_lines(
         for match in matcher.match_line(
             record_text(line.record),
             line.source,
-            shown=line.text,
+            shown=shown_line(line.text, line.record),
             location=item.name,
             line_number=line.number,
         ):

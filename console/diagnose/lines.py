@@ -95,5 +95,21 @@ def parse_line(
     return ParsedLine(parse_text("", default_source, line), default_source)
 
 
+def shown_line(line: str, record: LogRecord) -> str:
+    """Return the text to quote as evidence of a line.
+
+    A journal JSON entry is quoted as its unit, message and fields: its raw
+    form starts with cursor and boot ids and hides the message.
+    """
+    if not is_journal_json(line):
+        return line
+    fields = " ".join(
+        f'{key}="{value}"' for key, value in record.fields.items() if key != "unit"
+    )
+    unit = record.fields.get("unit") or record.source or "journal"
+    text = f"{unit}: {record.message}"
+    return f"{text} {fields}" if fields else text
+
+
 def classifier_for(catalogue: Catalogue) -> SourceClassifier:
     return SourceClassifier(catalogue.sources)

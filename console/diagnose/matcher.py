@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from nydus_console.diagnose.catalogue import Catalogue, Signature, load_catalogue
-from nydus_console.diagnose.lines import SourceClassifier, parse_line
+from nydus_console.diagnose.lines import SourceClassifier, parse_line, shown_line
 from nydus_console.logs.records import LogRecord
 
 # Only the head of a longer line is searched. Error chains that signatures
@@ -117,7 +117,7 @@ class SignatureMatcher:
             found += self.match_line(
                 record_text(parsed.record),
                 parsed.source,
-                shown=line,
+                shown=shown_line(line, parsed.record),
                 line_number=number,
             )
         return found
