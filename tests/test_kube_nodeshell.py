@@ -1,0 +1,220 @@
+"""Node access through a node-shell pod, against a real kube-apiserver.
+
+There is no kubelet here, so the pod never runs: these tests cover what the
+API server accepts and refuses, the gate, cleanup and the start timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from testbed.kube import VIEWER_CONTEXT, VIEWER_USER, ClusterWriter, KubeApiServer
+
+from nydus_console.audit import AuditLog
+from nydus_console.kube.actions import MANAGED_BY, MANAGER, ApiActionGate
+from nydus_console.kube.client import KubeClient
+from nydus_console.kube.errors import KubeError
+from nydus_console.kube.nodeshell import (
+    CONFIRMED_BY,
+    NODE_SHELL_LABEL,
+    NSENTER,
+    NodeShellSettings,
+    cleanup_node_shells,
+    create_node_shell,
+    open_exec,
+)
+from nydus_console.transport.base import TransportError
+from nydus_console.transport.pod import PodTransport
+
+pytestmark = pytest.mark.kube
+IMAGE = "registry.example.com/tools/busybox:1.36"
+
+
+@pytest.fixture
+def namespace(kube_apiserver: KubeApiServer) -> str:
+    name = f"s-{uuid.uuid4().hex[:8]}"
+    ClusterWriter(kube_apiserver).namespace(name)
+    return name
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> AuditLog:
+    return AuditLog(tmp_path / "audit.jsonl")
+
+
+def client(server: KubeApiServer, context: str | None = None) -> KubeClient:
+    return KubeClient.from_kubeconfig(str(server.kubeconfig), context)
+
+
+def pods(server: KubeApiServer, namespace: str) -> list[str]:
+    found = server.request("GET", f"/api/v1/namespaces/{namespace}/pods")["items"]
+    return sorted(item["metadata"]["name"] for item in found)
+
+
+def settings(namespace: str, timeout: float = 60.0) -> NodeShellSettings:
+    return NodeShellSettings(image=IMAGE, namespace=namespace, start_timeout=timeout)
+
+
+def test_the_api_server_accepts_the_pod_spec(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    taints = [
+        {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+    ]
+    ClusterWriter(kube_apiserver).node("shell-a", "10.0.9.1", taints=taints)
+    action = create_node_shell("shell-a", settings(namespace))
+    gate = ApiActionGate(audit, read_only=False)
+    gate.run(action, client(kube_apiserver), confirmed_by=CONFIRMED_BY)
+    pod = kube_apiserver.request(
+        "GET", f"/api/v1/namespaces/{namespace}/pods/{action.name}"
+    )
+    spec = pod["spec"]
+    assert spec["nodeName"] == "shell-a"
+    assert spec["hostPID"] is True
+    assert spec["tolerations"] == [{"operator": "Exists"}]
+    (container,) = spec["containers"]
+    assert container["securityContext"]["privileged"] is True
+    assert container["image"] == IMAGE
+    command = container["command"]
+    assert command[: len(NSENTER)] == list(NSENTER)
+    assert command[len(NSENTER) :] == ["sleep", "3600"]
+    assert not any(word in ("sh", "bash", "-c") for word in command)
+    labels = pod["metadata"]["labels"]
+    assert labels == {MANAGED_BY: MANAGER, NODE_SHELL_LABEL: "shell-a"}
+    (entry,) = audit.entries()
+    assert (entry["action"], entry["outcome"]) == ("create Pod", "ran")
+
+
+def test_cleanup_deletes_only_labelled_pods(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    admin = client(kube_apiserver)
+    gate = ApiActionGate(audit, read_only=False)
+    ours = [create_node_shell(n, settings(namespace)) for n in ("n-1", "n-2")]
+    for action in ours:
+        gate.run(action, admin, confirmed_by=CONFIRMED_BY)
+    writer = ClusterWriter(kube_apiserver)
+    writer.pod(namespace, "app-0", "n-1")
+    # Pods with only one of the two labels belong to someone else.
+    for name, labels in (
+        ("lookalike", {NODE_SHELL_LABEL: "n-1"}),
+        ("managed", {MANAGED_BY: MANAGER}),
+    ):
+        body = {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": IMAGE}]},
+        }
+        kube_apiserver.request("POST", f"/api/v1/namespaces/{namespace}/pods", body)
+    actions = cleanup_node_shells(admin, namespace)
+    assert sorted(a.name for a in actions) == sorted(a.name for a in ours)
+    for action in actions:
+        gate.run(action, admin, confirmed_by="test")
+    assert pods(kube_apiserver, namespace) == ["app-0", "lookalike", "managed"]
+
+
+def test_read_only_refuses_audits_and_creates_nothing(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    gate = ApiActionGate(audit, read_only=True)
+    transport = PodTransport(
+        "shell-a", client(kube_apiserver), gate, settings(namespace)
+    )
+    with pytest.raises(TransportError) as caught:
+        asyncio.run(transport.run(["cat", "/etc/os-release"]))
+    assert "refused: the console runs with --read-only" in str(caught.value)
+    assert pods(kube_apiserver, namespace) == []
+    (entry,) = audit.entries()
+    assert entry["outcome"] == "refused"
+    assert entry["action"] == "create Pod"
+
+
+def grant(server: KubeApiServer, namespace: str, rules: list[dict[str, Any]]) -> None:
+    base = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    server.request("POST", f"{base}/roles", {"metadata": {"name": "r"}, "rules": rules})
+    binding = {
+        "metadata": {"name": "r"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "r",
+        },
+        "subjects": [
+            {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "User",
+                "name": VIEWER_USER,
+            }
+        ],
+    }
+    server.request("POST", f"{base}/rolebindings", binding)
+
+
+def test_rbac_denial_names_the_missing_permission(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    viewer = client(kube_apiserver, VIEWER_CONTEXT)
+    gate = ApiActionGate(audit, read_only=False)
+    transport = PodTransport("shell-a", viewer, gate, settings(namespace))
+    with pytest.raises(TransportError) as caught:
+        asyncio.run(transport.run(["true"]))
+    assert 'the missing permission is "create" on "pods"' in str(caught.value)
+    pod_rule = {"apiGroups": [""], "resources": ["pods"]}
+    grant(
+        kube_apiserver, namespace, [pod_rule | {"verbs": ["create", "get", "delete"]}]
+    )
+    with pytest.raises(TransportError) as caught:
+        asyncio.run(transport.run(["true"]))
+    assert 'the missing permission is "create" on "pods/exec"' in str(caught.value)
+    exec_rule = {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}
+    base = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/r"
+    role = kube_apiserver.request("GET", base)
+    role["rules"].append(exec_rule)
+    kube_apiserver.request("PUT", base, role)
+    with pytest.raises(TransportError) as caught:
+        asyncio.run(transport.run(["true"]))
+    assert 'the missing permission is "get" on "pods/exec"' in str(caught.value)
+    assert pods(kube_apiserver, namespace) == []
+    assert audit.entries() == []
+
+
+def test_exec_refused_by_the_api_server_names_pods_exec(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    action = create_node_shell("shell-a", settings(namespace))
+    ApiActionGate(audit, read_only=False).run(
+        action, client(kube_apiserver), confirmed_by=CONFIRMED_BY
+    )
+    grant(
+        kube_apiserver,
+        namespace,
+        [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+    )
+    with pytest.raises(KubeError) as caught:
+        open_exec(client(kube_apiserver, VIEWER_CONTEXT), action, ["true"], False)
+    text = str(caught.value)
+    assert f'user "{VIEWER_USER}"' in text
+    # A websocket exec is a GET: API servers before 1.30 check "get".
+    assert 'the missing permission is "get" on "pods/exec"' in text
+    assert "create and get on pods/exec" in caught.value.next_step
+
+
+def test_a_pod_that_never_runs_times_out_and_is_deleted(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    gate = ApiActionGate(audit, read_only=False)
+    shell = settings(namespace, timeout=0.5)
+    transport = PodTransport("shell-b", client(kube_apiserver), gate, shell)
+    with pytest.raises(TransportError) as caught:
+        asyncio.run(transport.run(["true"]))
+    text = str(caught.value)
+    assert "on node shell-b did not start within 0.5 s (phase Pending)" in text
+    assert "kubelet on shell-b" in text
+    assert f"pull image {IMAGE}" in text
+    assert pods(kube_apiserver, namespace) == []
+    outcomes = [(e["action"], e["outcome"]) for e in audit.entries()]
+    assert outcomes == [("create Pod", "ran"), ("delete Pod", "ran")]
