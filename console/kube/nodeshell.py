@@ -14,6 +14,7 @@ ApiActionGate: refused in read-only mode, audited whatever the outcome.
 from __future__ import annotations
 
 import secrets
+import string
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ NSENTER = ("nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--")
 DEFAULT_IMAGE = "busybox:1.36"
 DEFAULT_NAMESPACE = "default"
 CONTAINER = "shell"
+_NAME_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
 # The pod ends by itself after this many seconds, should the console stop
 # without deleting it.
 POD_LIFETIME = 3600
@@ -91,7 +93,7 @@ def node_shell_labels(node: str) -> dict[str, str]:
 
 def pod_name(node: str) -> str:
     """A name unique to this console session, readable as the node's."""
-    stem = "".join(c if c.isalnum() or c == "-" else "-" for c in node.lower())
+    stem = "".join(c if c in _NAME_CHARS else "-" for c in node.lower())
     stem = stem.strip("-")[:40].strip("-") or "node"
     return f"nydus-shell-{stem}-{secrets.token_hex(3)}"
 
@@ -117,7 +119,6 @@ def create_node_shell(node: str, settings: NodeShellSettings) -> ApiAction:
     spec = {
         "nodeName": node,
         "hostPID": True,
-        "hostNetwork": True,
         "restartPolicy": "Never",
         "activeDeadlineSeconds": POD_LIFETIME,
         "terminationGracePeriodSeconds": 0,
