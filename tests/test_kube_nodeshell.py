@@ -7,11 +7,13 @@ API server accepts and refuses, the gate, cleanup and the start timeout.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from console_run import run_console
 from testbed.kube import VIEWER_CONTEXT, VIEWER_USER, ClusterWriter, KubeApiServer
 
 from nydus_console.audit import AuditLog
@@ -218,3 +220,30 @@ def test_a_pod_that_never_runs_times_out_and_is_deleted(
     assert pods(kube_apiserver, namespace) == []
     outcomes = [(e["action"], e["outcome"]) for e in audit.entries()]
     assert outcomes == [("create Pod", "ran"), ("delete Pod", "ran")]
+
+
+def test_read_only_doctor_reports_the_refusal_for_pod_nodes(
+    kube_apiserver: KubeApiServer, namespace: str, tmp_path: Path
+) -> None:
+    label = uuid.uuid4().hex[:8]
+    ClusterWriter(kube_apiserver).node("shell-c", "10.0.9.3", labels={"ns": label})
+    inventory = tmp_path / "fleet.toml"
+    inventory.write_text(
+        "[kubernetes]\n"
+        f'kubeconfig = "{kube_apiserver.kubeconfig}"\n'
+        f'label_selector = "ns={label}"\n'
+        'node_access = "pod"\n'
+        f'node_shell_namespace = "{namespace}"\n'
+    )
+    result = run_console(
+        "--read-only", "doctor", "--inventory", str(inventory), "--json", home=tmp_path
+    )
+    assert result.stdout, result.stderr
+    (report,) = json.loads(result.stdout)["nodes"]
+    assert report["name"] == "shell-c"
+    assert report["address"] == "pod on shell-c"
+    assert "refused: the console runs with --read-only" in report["error"]["message"]
+    assert pods(kube_apiserver, namespace) == []
+    log = tmp_path / ".state" / "nydus-console" / "audit.jsonl"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["action"], e["outcome"]) for e in entries] == [("create Pod", "refused")]

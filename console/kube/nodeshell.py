@@ -20,6 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nydus_console.inventory import (
+    DEFAULT_NODE_SHELL_IMAGE,
+    DEFAULT_NODE_SHELL_NAMESPACE,
+)
 from nydus_console.kube.actions import (
     MANAGED_BY,
     MANAGER,
@@ -41,8 +45,6 @@ from nydus_console.transport.quoting import UnsafeArgumentError
 
 NODE_SHELL_LABEL = "nydus-console.io/node-shell"
 NSENTER = ("nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--")
-DEFAULT_IMAGE = "busybox:1.36"
-DEFAULT_NAMESPACE = "default"
 CONTAINER = "shell"
 _NAME_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
 # The pod ends by itself after this many seconds, should the console stop
@@ -81,8 +83,8 @@ def nsenter_argv(argv: Sequence[str]) -> list[str]:
 class NodeShellSettings:
     """Where node-shell pods go and what they run."""
 
-    image: str = DEFAULT_IMAGE
-    namespace: str = DEFAULT_NAMESPACE
+    image: str = DEFAULT_NODE_SHELL_IMAGE
+    namespace: str = DEFAULT_NODE_SHELL_NAMESPACE
     start_timeout: float = START_TIMEOUT
 
 
