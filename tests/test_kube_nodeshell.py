@@ -7,9 +7,12 @@ API server accepts and refuses, the gate, cleanup and the start timeout.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import time
 import uuid
 from pathlib import Path
+from threading import Thread
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from console_run import run_console
 from testbed.kube import VIEWER_CONTEXT, VIEWER_USER, ClusterWriter, KubeApiServer
 
 from nydus_console.audit import AuditLog
+from nydus_console.cli import build_parser
 from nydus_console.kube.actions import MANAGED_BY, MANAGER, ApiActionGate
 from nydus_console.kube.client import KubeClient
 from nydus_console.kube.errors import KubeError
@@ -29,6 +33,7 @@ from nydus_console.kube.nodeshell import (
     create_node_shell,
     open_exec,
 )
+from nydus_console.kubecli import run_kube
 from nydus_console.transport.base import TransportError
 from nydus_console.transport.pod import PodTransport
 
@@ -44,8 +49,10 @@ def namespace(kube_apiserver: KubeApiServer) -> str:
 
 
 @pytest.fixture
-def audit(tmp_path: Path) -> AuditLog:
-    return AuditLog(tmp_path / "audit.jsonl")
+def audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuditLog:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return AuditLog(tmp_path / "state" / "nydus-console" / "audit.jsonl")
 
 
 def client(server: KubeApiServer, context: str | None = None) -> KubeClient:
@@ -114,9 +121,26 @@ def test_cleanup_deletes_only_labelled_pods(
         kube_apiserver.request("POST", f"/api/v1/namespaces/{namespace}/pods", body)
     actions = cleanup_node_shells(admin, namespace)
     assert sorted(a.name for a in actions) == sorted(a.name for a in ours)
-    for action in actions:
-        gate.run(action, admin, confirmed_by="test")
+    code, out = workload(kube_apiserver, "list", "-n", namespace, "--json")
+    listed = json.loads(out)["node_shells"]
+    assert sorted((r["name"], r["node"]) for r in listed) == sorted(
+        (a.name, a.manifest["spec"]["nodeName"]) for a in ours
+    )
+    code, out = workload(kube_apiserver, "delete", "-n", namespace, "--yes")
+    assert code == 0, out
+    for action in ours:
+        assert f"done: delete Pod {namespace}/{action.name}" in out
     assert pods(kube_apiserver, namespace) == ["app-0", "lookalike", "managed"]
+    code, out = workload(kube_apiserver, "delete", "-n", namespace, "--yes")
+    assert (code, out.strip()) == (0, f"no node-shell pods in namespace {namespace}")
+
+
+def workload(server: KubeApiServer, *args: str) -> tuple[int, str]:
+    argv = ["kube", "workload", *args, "--node-shells"]
+    argv += ["--kubeconfig", str(server.kubeconfig)]
+    out = io.StringIO()
+    code = run_kube(build_parser().parse_args(argv), out)
+    return code, out.getvalue()
 
 
 def test_read_only_refuses_audits_and_creates_nothing(
@@ -247,3 +271,45 @@ def test_read_only_doctor_reports_the_refusal_for_pod_nodes(
     log = tmp_path / ".state" / "nydus-console" / "audit.jsonl"
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(e["action"], e["outcome"]) for e in entries] == [("create Pod", "refused")]
+
+
+def mark_running_when_created(server: KubeApiServer, namespace: str) -> Thread:
+    """Write Running status on the first node-shell pod, as its kubelet would."""
+
+    def run() -> None:
+        path = f"/api/v1/namespaces/{namespace}/pods"
+        for _ in range(600):
+            found = server.request("GET", path)["items"]
+            if found:
+                name = found[0]["metadata"]["name"]
+                ClusterWriter(server).pod_status(namespace, name, running=True)
+                return
+            time.sleep(0.05)
+
+    thread = Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_failed_exec_deletes_the_pod_and_names_the_cause(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    # The node's kubelet address is loopback, where no kubelet listens: the
+    # API server accepts the exec, then cannot reach the kubelet.
+    ClusterWriter(kube_apiserver).node("shell-d", "127.0.0.1", hostname="127.0.0.1")
+    gate = ApiActionGate(audit, read_only=False)
+    transport = PodTransport(
+        "shell-d", client(kube_apiserver), gate, settings(namespace)
+    )
+    thread = mark_running_when_created(kube_apiserver, namespace)
+    with pytest.raises(TransportError) as caught:
+        asyncio.run(transport.run(["cat", "/etc/hostname"]))
+    thread.join()
+    text = str(caught.value)
+    assert "exec in the node-shell pod failed" in text
+    assert "127.0.0.1:10250" in text
+    assert "kubelet" in caught.value.next_step
+    assert transport.pod is None
+    assert pods(kube_apiserver, namespace) == []
+    outcomes = [(e["action"], e["outcome"]) for e in audit.entries()]
+    assert outcomes == [("create Pod", "ran"), ("delete Pod", "ran")]

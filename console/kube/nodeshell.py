@@ -269,7 +269,10 @@ def exec_error(reason: str, context: str) -> KubeError:
     message = status_message(reason[start:end]) if start >= 0 else reason
     if "403" not in reason:
         return KubeError(
-            KubeErrorKind.API, f"exec in the node-shell pod failed: {message}"
+            KubeErrorKind.API,
+            f"exec in the node-shell pod failed: {message}",
+            "check that the node's kubelet runs and that the API server "
+            "reaches it (port 10250 by default)",
         )
     error = forbidden_error(message, context)
     error.next_step = (

@@ -128,6 +128,7 @@ class PodTransport:
                 exec_in_pod, self.client, pod, list(argv), input, timeout
             )
         except KubeError as exc:
+            await self._forget(pod)
             raise transport_error(exc) from None
         return CommandResult(tuple(argv), code, out, err, time.monotonic() - started)
 
@@ -140,6 +141,7 @@ class PodTransport:
                 open_exec, self.client, pod, list(argv), False
             )
         except KubeError as exc:
+            await self._forget(pod)
             raise transport_error(exc) from None
         try:
             pending = ""
@@ -166,6 +168,16 @@ class PodTransport:
             f"{endpoint}: not reachable through a node-shell pod; reach the node "
             "over SSH to read it"
         )
+
+    async def _forget(self, pod: ApiAction) -> None:
+        """Delete a pod whose exec failed (gone after its lifetime, say).
+
+        The next command creates a new one.
+        """
+        async with self._lock:
+            if self.pod is pod:
+                self.pod = None
+                await asyncio.to_thread(self._delete, pod)
 
     async def close(self) -> None:
         async with self._lock:
