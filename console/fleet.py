@@ -137,7 +137,7 @@ def make_transport(spec: NodeSpec, host_keys: HostKeyStore | None) -> Transport:
 
 
 def pod_transport(node: str, access: PodAccess) -> Transport:
-    """The node-shell pod transport of a cluster node (node_access = "pod")."""
+    """Build the node-shell pod transport of a cluster node (node_access = "pod")."""
     from nydus_console.audit import AuditLog
     from nydus_console.kube.actions import ApiActionGate
     from nydus_console.kube.client import KubeClient

@@ -68,7 +68,7 @@ def settings(namespace: str, timeout: float = 60.0) -> NodeShellSettings:
     return NodeShellSettings(image=IMAGE, namespace=namespace, start_timeout=timeout)
 
 
-def test_the_api_server_accepts_the_pod_spec(
+def test_node_shell_spec_accepted_by_api_server(
     kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
 ) -> None:
     taints = [
@@ -208,7 +208,7 @@ def test_rbac_denial_names_the_missing_permission(
     assert audit.entries() == []
 
 
-def test_exec_refused_by_the_api_server_names_pods_exec(
+def test_exec_denial_names_pods_exec(
     kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
 ) -> None:
     action = create_node_shell("shell-a", settings(namespace))
@@ -229,7 +229,7 @@ def test_exec_refused_by_the_api_server_names_pods_exec(
     assert "create and get on pods/exec" in caught.value.next_step
 
 
-def test_a_pod_that_never_runs_times_out_and_is_deleted(
+def test_pod_never_running_times_out(
     kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
 ) -> None:
     gate = ApiActionGate(audit, read_only=False)
@@ -246,7 +246,7 @@ def test_a_pod_that_never_runs_times_out_and_is_deleted(
     assert outcomes == [("create Pod", "ran"), ("delete Pod", "ran")]
 
 
-def test_read_only_doctor_reports_the_refusal_for_pod_nodes(
+def test_read_only_doctor_reports_refusal(
     kube_apiserver: KubeApiServer, namespace: str, tmp_path: Path
 ) -> None:
     label = uuid.uuid4().hex[:8]
@@ -291,7 +291,7 @@ def mark_running_when_created(server: KubeApiServer, namespace: str) -> Thread:
     return thread
 
 
-def test_a_failed_exec_deletes_the_pod_and_names_the_cause(
+def test_failed_exec_deletes_the_pod(
     kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
 ) -> None:
     # The node's kubelet address is loopback, where no kubelet listens: the

@@ -5,7 +5,7 @@ console reaches a cluster node by creating a pod on it (nodeName), which
 tolerates every taint, shares the host's PID namespace and runs privileged.
 Each command is sent with the pods/exec API as the argument list
 `nsenter -t 1 -m -u -i -n -p -- ARGV`, which enters the namespaces of the
-node's init process; no shell parses it. The pod carries the console's
+node's init process. No shell parses it. The pod carries the console's
 labels, so cleanup deletes only node-shell pods the console created, and it
 is deleted when the transport closes. Creating and deleting it go through
 ApiActionGate: refused in read-only mode, audited whatever the outcome.
@@ -52,14 +52,14 @@ _NAME_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
 POD_LIFETIME = 3600
 START_TIMEOUT = 60.0
 CONFIRMED_BY = 'node_access = "pod" in the inventory\'s [kubernetes] table'
-# What the console needs, as (verb, resource, subresource).
+# Permissions the console needs, as (verb, resource, subresource).
 PERMISSIONS = (
     ("create", "pods", ""),
     ("get", "pods", ""),
     ("delete", "pods", ""),
     ("create", "pods", "exec"),
-    # The exec websocket is a GET, which API servers before 1.30 authorize
-    # as "get"; later ones as "create".
+    # The exec websocket is a GET request. API servers before 1.30 authorize
+    # it as "get", later ones as "create".
     ("get", "pods", "exec"),
 )
 
@@ -81,7 +81,7 @@ def nsenter_argv(argv: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class NodeShellSettings:
-    """Where node-shell pods go and what they run."""
+    """Image, namespace and start timeout of node-shell pods."""
 
     image: str = DEFAULT_NODE_SHELL_IMAGE
     namespace: str = DEFAULT_NODE_SHELL_NAMESPACE
@@ -89,12 +89,12 @@ class NodeShellSettings:
 
 
 def node_shell_labels(node: str) -> dict[str, str]:
-    # A label value holds at most 63 characters; node names may be longer.
+    # A label value is at most 63 characters long, but node names may be longer.
     return {MANAGED_BY: MANAGER, NODE_SHELL_LABEL: node[:63].strip("-._") or "node"}
 
 
 def pod_name(node: str) -> str:
-    """A name unique to this console session, readable as the node's."""
+    """Build a pod name unique to this console session that shows the node."""
     stem = "".join(c if c in _NAME_CHARS else "-" for c in node.lower())
     stem = stem.strip("-")[:40].strip("-") or "node"
     return f"nydus-shell-{stem}-{secrets.token_hex(3)}"
