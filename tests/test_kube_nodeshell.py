@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from console_run import run_console
+from doubles.kubelet_exec_double import KubeletExecDouble
 from testbed.kube import VIEWER_CONTEXT, VIEWER_USER, ClusterWriter, KubeApiServer
 
 from nydus_console.audit import AuditLog
@@ -313,3 +314,31 @@ def test_failed_exec_deletes_the_pod(
     assert pods(kube_apiserver, namespace) == []
     outcomes = [(e["action"], e["outcome"]) for e in audit.entries()]
     assert outcomes == [("create Pod", "ran"), ("delete Pod", "ran")]
+
+
+def test_exec_sends_each_word_as_one_command_parameter(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> None:
+    certs = kube_apiserver.workdir / "certs"
+    with KubeletExecDouble(certs / "apiserver.crt", certs / "apiserver.key") as kubelet:
+        writer = ClusterWriter(kube_apiserver)
+        writer.node("shell-e", "127.0.0.1", hostname="127.0.0.1")
+        endpoints = {"kubeletEndpoint": {"Port": kubelet.port}}
+        kube_apiserver.request(
+            "PATCH",
+            "/api/v1/nodes/shell-e/status",
+            {"status": {"daemonEndpoints": endpoints}},
+            patch=True,
+        )
+        action = create_node_shell("shell-e", settings(namespace))
+        admin = client(kube_apiserver)
+        ApiActionGate(audit, read_only=False).run(
+            action, admin, confirmed_by=CONFIRMED_BY
+        )
+        argv = ["cat", "; reboot", "$(id)", "a b", "&command=evil", "--", "-t", "é"]
+        with pytest.raises(KubeError) as caught:
+            open_exec(admin, action, argv, False)
+    assert "exec is not carried out" in str(caught.value)
+    (path,) = kubelet.paths
+    assert path.startswith(f"/exec/{namespace}/{action.name}/shell?")
+    assert kubelet.commands() == [[*NSENTER, *argv]]
