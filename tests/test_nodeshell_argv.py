@@ -14,6 +14,7 @@ from nydus_console.kube.nodeshell import (
     create_node_shell,
     nsenter_argv,
     pod_name,
+    stdin_refusal,
 )
 from nydus_console.transport.quoting import UnsafeArgumentError
 
@@ -77,3 +78,16 @@ def test_the_pod_command_is_an_argument_list() -> None:
 def test_an_invalid_image_names_the_key(image: str) -> None:
     with pytest.raises(ValueError, match="invalid node_shell_image"):
         create_node_shell("node-1", NodeShellSettings(image=image))
+
+
+@pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", ""])
+def test_stdin_needs_the_v5_protocol(protocol: str) -> None:
+    error = stdin_refusal("tee", "node-1", protocol)
+    assert error is not None
+    assert "cannot send standard input to tee on node-1" in str(error)
+    assert f"chose the {protocol or 'unknown'} exec protocol" in str(error)
+    assert "over SSH" in error.next_step
+
+
+def test_stdin_is_sent_with_v5() -> None:
+    assert stdin_refusal("tee", "node-1", "v5.channel.k8s.io") is None

@@ -46,6 +46,7 @@ from nydus_console.transport.quoting import UnsafeArgumentError
 NODE_SHELL_LABEL = "nydus-console.io/node-shell"
 NSENTER = ("nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--")
 CONTAINER = "shell"
+V5_PROTOCOL = "v5.channel.k8s.io"
 _NAME_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
 # The pod ends by itself after this many seconds, should the console stop
 # without deleting it.
@@ -208,33 +209,72 @@ def _not_started(
     )
 
 
+@dataclass(frozen=True)
+class ExecOutcome:
+    """Exit status and output of one exec, and the protocol the server chose."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+    protocol: str
+
+
 def exec_in_pod(
     client: KubeClient,
     action: ApiAction,
     argv: Sequence[str],
     stdin: str | None,
     timeout: float,
-) -> tuple[int, str, str]:
-    """Run `argv` through nsenter in the pod; return status, stdout, stderr."""
+) -> ExecOutcome:
+    """Run `argv` through nsenter in the pod and collect its output (blocking)."""
     response = open_exec(client, action, argv, stdin is not None)
+    node = action.manifest.get("spec", {}).get("nodeName", "the node")
     try:
         if stdin is not None:
             response.write_stdin(stdin)
             response.close_channel(0)
         response.run_forever(timeout=timeout)
         if response.is_open():
-            node = action.manifest.get("spec", {}).get("nodeName", "the node")
             raise TransportError(
                 ErrorKind.TIMED_OUT,
                 f"{argv[0]} on {node} did not finish within {timeout:.0f} s",
                 "check whether the node is overloaded",
             )
-        out = str(response.read_stdout() or "")
-        err = str(response.read_stderr() or "")
-        code = response.returncode
-        return (code if isinstance(code, int) else -1), out, err
+        return ExecOutcome(
+            _exit_status(response),
+            str(response.read_stdout() or ""),
+            str(response.read_stderr() or ""),
+            str(response.subprotocol or ""),
+        )
     finally:
         response.close()
+
+
+def _exit_status(response: Any) -> int:
+    """Read the exit status from the error channel; -1 when it sent none."""
+    try:
+        code = response.returncode
+    except (TypeError, KeyError, IndexError, ValueError):
+        return -1
+    return code if isinstance(code, int) else -1
+
+
+def stdin_refusal(program: str, node: str, protocol: str) -> TransportError | None:
+    """Return the error for input that the exec protocol cannot end, if any.
+
+    Only the v5 exec protocol can close standard input. With v4 the command
+    would read until it timed out, or read an empty input once the stream
+    closed, so input is refused before such a command starts.
+    """
+    if protocol == V5_PROTOCOL:
+        return None
+    return TransportError(
+        ErrorKind.FAILED,
+        f"cannot send standard input to {program} on {node}: the API server "
+        f"chose the {protocol or 'unknown'} exec protocol, and only "
+        f"{V5_PROTOCOL} can close standard input",
+        "reach this node over SSH for actions that send a file or input",
+    )
 
 
 def open_exec(

@@ -21,11 +21,14 @@ from nydus_console.kube.client import KubeClient
 from nydus_console.kube.errors import KubeError, KubeErrorKind
 from nydus_console.kube.nodeshell import (
     CONFIRMED_BY,
+    V5_PROTOCOL,
+    ExecOutcome,
     NodeShellSettings,
     create_node_shell,
     exec_in_pod,
     missing_permission,
     open_exec,
+    stdin_refusal,
     wait_running,
 )
 from nydus_console.transport.base import (
@@ -69,6 +72,8 @@ class PodTransport:
         self.gate = gate
         self.settings = settings or NodeShellSettings()
         self.pod: ApiAction | None = None
+        # The exec protocol the API server chose, once a command ran.
+        self.protocol = ""
         self._lock = asyncio.Lock()
 
     async def _ready_pod(self) -> ApiAction:
@@ -122,15 +127,36 @@ class PodTransport:
         input: str | None = None,  # noqa: A002 (the name subprocess uses)
     ) -> CommandResult:
         pod = await self._ready_pod()
+        if input is not None and self.protocol != V5_PROTOCOL:
+            # Learn the protocol with a command that reads no input, so
+            # that the real command never starts without its input.
+            if not self.protocol:
+                await self._exec(pod, ["true"], None, timeout)
+            refusal = stdin_refusal(argv[0], self.name, self.protocol)
+            if refusal is not None:
+                raise refusal
         started = time.monotonic()
+        outcome = await self._exec(pod, argv, input, timeout)
+        return CommandResult(
+            tuple(argv),
+            outcome.exit_status,
+            outcome.stdout,
+            outcome.stderr,
+            time.monotonic() - started,
+        )
+
+    async def _exec(
+        self, pod: ApiAction, argv: Sequence[str], stdin: str | None, timeout: float
+    ) -> ExecOutcome:
         try:
-            code, out, err = await asyncio.to_thread(
-                exec_in_pod, self.client, pod, list(argv), input, timeout
+            outcome = await asyncio.to_thread(
+                exec_in_pod, self.client, pod, list(argv), stdin, timeout
             )
         except KubeError as exc:
             await self._forget(pod)
             raise transport_error(exc) from None
-        return CommandResult(tuple(argv), code, out, err, time.monotonic() - started)
+        self.protocol = outcome.protocol
+        return outcome
 
     async def stream(
         self, argv: Sequence[str], *, sudo: bool = True

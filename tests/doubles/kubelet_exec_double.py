@@ -4,8 +4,8 @@ The API server forwards a pods/exec request to the kubelet of the pod's
 node as `GET /exec/NAMESPACE/POD/CONTAINER?command=...&command=...` over
 HTTPS, one `command` query parameter per argument. This double listens on
 127.0.0.1 with a given certificate, records the request target of each
-request, and answers 400, so the exec fails after the API server forwarded
-it. It runs no command.
+request, and responds with status 400, so the exec fails after the API
+server forwarded it. It runs no command.
 """
 
 from __future__ import annotations
