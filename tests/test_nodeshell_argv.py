@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import socket
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -12,9 +14,10 @@ from nydus_console.kube.nodeshell import (
     NSENTER,
     NodeShellSettings,
     create_node_shell,
+    listening_unix_sockets,
     nsenter_argv,
     pod_name,
-    stdin_refusal,
+    stdin_error,
 )
 from nydus_console.transport.quoting import UnsafeArgumentError
 
@@ -82,7 +85,7 @@ def test_an_invalid_image_names_the_key(image: str) -> None:
 
 @pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", ""])
 def test_stdin_needs_the_v5_protocol(protocol: str) -> None:
-    error = stdin_refusal("tee", "node-1", protocol)
+    error = stdin_error("tee", "node-1", protocol)
     assert error is not None
     assert "cannot send standard input to tee on node-1" in str(error)
     assert f"chose the {protocol or 'unknown'} exec protocol" in str(error)
@@ -90,4 +93,16 @@ def test_stdin_needs_the_v5_protocol(protocol: str) -> None:
 
 
 def test_stdin_is_sent_with_v5() -> None:
-    assert stdin_refusal("tee", "node-1", "v5.channel.k8s.io") is None
+    assert stdin_error("tee", "node-1", "v5.channel.k8s.io") is None
+
+
+def test_proc_net_unix_lists_listening_sockets(tmp_path: Path) -> None:
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with listening, bound:
+        listening.bind(str(tmp_path / "api sock"))
+        listening.listen()
+        bound.bind(str(tmp_path / "bound.sock"))
+        found = listening_unix_sockets(Path("/proc/net/unix").read_text())
+    assert str(tmp_path / "api sock") in found
+    assert str(tmp_path / "bound.sock") not in found

@@ -165,6 +165,26 @@ def missing_permission(client: KubeClient, namespace: str) -> KubeError | None:
     return None
 
 
+# The Flags bit of a listening socket in /proc/net/unix (__SO_ACCEPTCON).
+_ACCEPTING = 0x10000
+
+
+def listening_unix_sockets(table: str) -> set[str]:
+    """Return the paths of the listening sockets in a /proc/net/unix table."""
+    found = set()
+    for line in table.splitlines()[1:]:
+        fields = line.split(maxsplit=7)
+        if len(fields) < 8:
+            continue
+        try:
+            flags = int(fields[3], 16)
+        except ValueError:
+            continue
+        if flags & _ACCEPTING:
+            found.add(fields[7])
+    return found
+
+
 def wait_running(
     client: KubeClient, action: ApiAction, node: str, settings: NodeShellSettings
 ) -> None:
@@ -259,8 +279,8 @@ def _exit_status(response: Any) -> int:
     return code if isinstance(code, int) else -1
 
 
-def stdin_refusal(program: str, node: str, protocol: str) -> TransportError | None:
-    """Return the error for input that the exec protocol cannot end, if any.
+def stdin_error(program: str, node: str, protocol: str) -> TransportError | None:
+    """Return the error for input that the exec protocol cannot close, if any.
 
     Only the v5 exec protocol can close standard input. With v4 the command
     would read until it timed out, or read an empty input once the stream

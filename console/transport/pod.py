@@ -4,8 +4,8 @@ The pod is created on the first command, through ApiActionGate (read-only
 mode refuses it, the audit log records it), after a SelfSubjectAccessReview
 of each permission it needs, and deleted by `close`. Commands run as root
 in the node's namespaces, so `sudo` is not used. Unix sockets on the node
-can be checked for existence only, and no byte stream can be opened to
-them: metrics and API reads that need one report it as unavailable.
+are looked up in its /proc/net/unix, and no byte stream can be opened to
+them, so metrics and API reads that need one report it as unavailable.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from nydus_console.kube.nodeshell import (
     NodeShellSettings,
     create_node_shell,
     exec_in_pod,
+    listening_unix_sockets,
     missing_permission,
     open_exec,
-    stdin_refusal,
+    stdin_error,
     wait_running,
 )
 from nydus_console.transport.base import (
@@ -132,9 +133,9 @@ class PodTransport:
             # that the real command never starts without its input.
             if not self.protocol:
                 await self._exec(pod, ["true"], None, timeout)
-            refusal = stdin_refusal(argv[0], self.name, self.protocol)
-            if refusal is not None:
-                raise refusal
+            error = stdin_error(argv[0], self.name, self.protocol)
+            if error is not None:
+                raise error
         started = time.monotonic()
         outcome = await self._exec(pod, argv, input, timeout)
         return CommandResult(
@@ -185,9 +186,18 @@ class PodTransport:
             response.close()
 
     async def probe_unix_socket(self, path: str, timeout: float = 3.0) -> SocketState:
-        """Whether a socket file exists; connecting to it is not possible here."""
-        result = await self.run(["test", "-S", path], timeout=timeout)
-        return SocketState.UNKNOWN if result.ok else SocketState.MISSING
+        """Look the socket up among the node's listening unix sockets.
+
+        The pod cannot connect to it, so it reads /proc/net/unix of the
+        node's network namespace instead, and tests whether the file exists.
+        """
+        table = await self.run(["cat", "/proc/net/unix"], timeout=timeout)
+        if table.ok and path in listening_unix_sockets(table.stdout):
+            return SocketState.LISTENING
+        exists = await self.run(["test", "-S", path], timeout=timeout)
+        if not exists.ok:
+            return SocketState.MISSING
+        return SocketState.REFUSED if table.ok else SocketState.UNKNOWN
 
     async def open_stream(self, endpoint: Endpoint) -> tuple[ByteReader, ByteWriter]:
         raise EndpointUnavailable(
