@@ -11,6 +11,7 @@ import io
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from threading import Thread
 from typing import Any
@@ -108,6 +109,7 @@ def test_cleanup_deletes_only_labelled_pods(
     ours = [create_node_shell(n, settings(namespace)) for n in ("n-1", "n-2")]
     for action in ours:
         gate.run(action, admin, confirmed_by=CONFIRMED_BY)
+
     writer = ClusterWriter(kube_apiserver)
     writer.pod(namespace, "app-0", "n-1")
     # Pods with only one of the two labels belong to someone else.
@@ -120,6 +122,7 @@ def test_cleanup_deletes_only_labelled_pods(
             "spec": {"containers": [{"name": "c", "image": IMAGE}]},
         }
         kube_apiserver.request("POST", f"/api/v1/namespaces/{namespace}/pods", body)
+
     actions = cleanup_node_shells(admin, namespace)
     assert sorted(a.name for a in actions) == sorted(a.name for a in ours)
     code, out = workload(kube_apiserver, "list", "-n", namespace, "--json")
@@ -127,6 +130,7 @@ def test_cleanup_deletes_only_labelled_pods(
     assert sorted((r["name"], r["node"]) for r in listed) == sorted(
         (a.name, a.manifest["spec"]["nodeName"]) for a in ours
     )
+
     code, out = workload(kube_apiserver, "delete", "-n", namespace, "--yes")
     assert code == 0, out
     for action in ours:
@@ -342,3 +346,78 @@ def test_exec_sends_each_word_as_one_command_parameter(
     (path,) = kubelet.paths
     assert path.startswith(f"/exec/{namespace}/{action.name}/shell?")
     assert kubelet.commands() == [[*NSENTER, *argv]]
+
+
+@pytest.fixture
+def running_shell(
+    kube_apiserver: KubeApiServer, namespace: str, audit: AuditLog
+) -> Iterator[tuple[PodTransport, KubeletExecDouble]]:
+    """A PodTransport whose node's kubelet is a double that runs commands."""
+    certs = kube_apiserver.workdir / "certs"
+    kubelet = KubeletExecDouble(
+        certs / "apiserver.crt", certs / "apiserver.key", run_commands=True
+    )
+    with kubelet:
+        name = f"shell-{uuid.uuid4().hex[:6]}"
+        ClusterWriter(kube_apiserver).node(name, "127.0.0.1", hostname="127.0.0.1")
+        kube_apiserver.request(
+            "PATCH",
+            f"/api/v1/nodes/{name}/status",
+            {
+                "status": {
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet.port}}
+                }
+            },
+            patch=True,
+        )
+        gate = ApiActionGate(audit, read_only=False)
+        transport = PodTransport(
+            name, client(kube_apiserver), gate, settings(namespace)
+        )
+        mark_running_when_created(kube_apiserver, namespace)
+        yield transport, kubelet
+
+
+def test_commands_run_through_the_kubelet_double(
+    running_shell: tuple[PodTransport, KubeletExecDouble],
+    kube_apiserver: KubeApiServer,
+    namespace: str,
+    audit: AuditLog,
+) -> None:
+    transport, kubelet = running_shell
+
+    async def session() -> list[Any]:
+        try:
+            return [
+                await transport.run(["printf", "%s|", "a b", "$(id)", ";"]),
+                await transport.run(["ls", "/nonexistent-nodeshell"]),
+            ]
+        finally:
+            await transport.close()
+
+    printed, failed = asyncio.run(session())
+    assert (printed.exit_status, printed.stdout) == (0, "a b|$(id)|;|")
+    assert failed.exit_status == 2
+    assert "/nonexistent-nodeshell" in failed.stderr
+    assert kubelet.commands()[0] == [*NSENTER, "printf", "%s|", "a b", "$(id)", ";"]
+    assert pods(kube_apiserver, namespace) == []
+    outcomes = [(e["action"], e["outcome"]) for e in audit.entries()]
+    assert outcomes == [("create Pod", "ran"), ("delete Pod", "ran")]
+
+
+def test_stdin_under_v4_stops_before_the_command(
+    running_shell: tuple[PodTransport, KubeletExecDouble],
+) -> None:
+    transport, kubelet = running_shell
+
+    async def session() -> None:
+        try:
+            await transport.run(["tee", "/tmp/nodeshell-never-written"], input="x")
+        finally:
+            await transport.close()
+
+    with pytest.raises(TransportError) as caught:
+        asyncio.run(session())
+    assert "chose the v4.channel.k8s.io exec protocol" in str(caught.value)
+    # Only the command that reads no input ran, never tee.
+    assert kubelet.commands() == [[*NSENTER, "true"]]
