@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from nydus_console.kube.nodeshell import (
     open_exec,
 )
 from nydus_console.kubecli import run_kube
-from nydus_console.transport.base import TransportError
+from nydus_console.transport.base import SocketState, TransportError
 from nydus_console.transport.pod import PodTransport
 
 pytestmark = pytest.mark.kube
@@ -421,3 +422,42 @@ def test_stdin_under_v4_stops_before_the_command(
     assert "chose the v4.channel.k8s.io exec protocol" in str(caught.value)
     # Only the command that reads no input ran, never tee.
     assert kubelet.commands() == [[*NSENTER, "true"]]
+
+
+def test_stream_yields_lines_through_the_kubelet_double(
+    running_shell: tuple[PodTransport, KubeletExecDouble],
+) -> None:
+    transport, kubelet = running_shell
+
+    async def session() -> list[str]:
+        try:
+            return [line async for line in transport.stream(["printf", "a\nb c\n"])]
+        finally:
+            await transport.close()
+
+    assert asyncio.run(session()) == ["a", "b c"]
+    assert kubelet.commands() == [[*NSENTER, "printf", "a\nb c\n"]]
+
+
+def test_socket_states_through_the_kubelet_double(
+    running_shell: tuple[PodTransport, KubeletExecDouble], tmp_path: Path
+) -> None:
+    transport, _ = running_shell
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    async def session() -> list[SocketState]:
+        try:
+            return [
+                await transport.probe_unix_socket(str(tmp_path / name))
+                for name in ("api.sock", "bound.sock", "missing.sock")
+            ]
+        finally:
+            await transport.close()
+
+    with listening, bound:
+        listening.bind(str(tmp_path / "api.sock"))
+        listening.listen()
+        bound.bind(str(tmp_path / "bound.sock"))
+        states = asyncio.run(session())
+    assert states == [SocketState.LISTENING, SocketState.REFUSED, SocketState.MISSING]
