@@ -24,12 +24,7 @@ from nydus_console.inventory import (
     DEFAULT_NODE_SHELL_IMAGE,
     DEFAULT_NODE_SHELL_NAMESPACE,
 )
-from nydus_console.kube.actions import (
-    MANAGED_BY,
-    MANAGER,
-    ApiAction,
-    check_name,
-)
+from nydus_console.kube.actions import MANAGED_BY, MANAGER, ApiAction, check_name
 from nydus_console.kube.client import KubeClient
 from nydus_console.kube.errors import (
     KubeError,
@@ -37,10 +32,7 @@ from nydus_console.kube.errors import (
     forbidden_error,
     status_message,
 )
-from nydus_console.transport.base import (
-    ErrorKind,
-    TransportError,
-)
+from nydus_console.transport.base import ErrorKind, TransportError
 from nydus_console.transport.quoting import UnsafeArgumentError
 
 NODE_SHELL_LABEL = "nydus-console.io/node-shell"
