@@ -210,7 +210,7 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
         if not given or set(given) & {n.name for n in default.nodes}:
             inventory = default
     if inventory is not None:
-        add_cluster_nodes(inventory)
+        add_cluster_nodes(inventory, read_only=bool(getattr(args, "read_only", False)))
         given = _select_inventory_nodes(inventory, given)
     extra = [parse_node_argument(text) for text in given]
     if args.ssh_hosts:

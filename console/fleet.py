@@ -16,7 +16,7 @@ from nydus_console.configs import ConfigError, parse_snapshotter_config
 from nydus_console.diagnose import node_findings
 from nydus_console.facts import NodeFacts
 from nydus_console.findings import Finding, Status, worst, worst_finding
-from nydus_console.inventory import Inventory, NodeSpec
+from nydus_console.inventory import Inventory, NodeSpec, PodAccess
 from nydus_console.probe import NodeProber
 from nydus_console.transport.base import HostKeyError, Transport, TransportError
 from nydus_console.transport.hostkeys import HostKeyStore
@@ -117,6 +117,8 @@ def daemon_count(facts: NodeFacts) -> int:
 def make_transport(spec: NodeSpec, host_keys: HostKeyStore | None) -> Transport:
     if spec.local:
         return LocalTransport(spec.name, use_sudo=spec.sudo)
+    if spec.pod_access is not None:
+        return pod_transport(spec.name, spec.pod_access)
     # asyncssh takes about 0.15 s to import, so a session on this machine alone
     # never loads it.
     from nydus_console.transport.ssh import SSHTarget, SSHTransport
@@ -132,6 +134,26 @@ def make_transport(spec: NodeSpec, host_keys: HostKeyStore | None) -> Transport:
         connect_timeout=spec.connect_timeout,
     )
     return SSHTransport(target, host_keys)
+
+
+def pod_transport(node: str, access: PodAccess) -> Transport:
+    """Build the node-shell pod transport of a cluster node (node_access = "pod")."""
+    from nydus_console.audit import AuditLog
+    from nydus_console.kube.actions import ApiActionGate
+    from nydus_console.kube.client import KubeClient
+    from nydus_console.kube.nodeshell import NodeShellSettings
+    from nydus_console.transport.pod import PodTransport
+
+    client = KubeClient.from_kubeconfig(
+        access.kubeconfig or None, access.context or None
+    )
+    gate = ApiActionGate(
+        AuditLog(locations.audit_log_file()),
+        read_only=access.read_only,
+        cluster_read_only=access.cluster_read_only,
+    )
+    settings = NodeShellSettings(image=access.image, namespace=access.namespace)
+    return PodTransport(node, client, gate, settings)
 
 
 def _reset_backoff(transport: Transport) -> None:

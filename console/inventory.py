@@ -44,6 +44,28 @@ class NodePaths:
     log_dir: str = ""
 
 
+DEFAULT_NODE_SHELL_IMAGE = "busybox:1.36"
+DEFAULT_NODE_SHELL_NAMESPACE = "default"
+NODE_ACCESS_KINDS = ("ssh", "pod")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class PodAccess:
+    """A cluster node reached through a node-shell pod instead of SSH.
+
+    `read_only` is the console's --read-only, `cluster_read_only` the
+    [kubernetes] table's read_only; either refuses creating the pod.
+    """
+
+    kubeconfig: str = ""
+    context: str = ""
+    image: str = DEFAULT_NODE_SHELL_IMAGE
+    namespace: str = DEFAULT_NODE_SHELL_NAMESPACE
+    read_only: bool = False
+    cluster_read_only: bool = False
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One node and how to reach it. `local` nodes run commands without SSH."""
@@ -61,11 +83,15 @@ class NodeSpec:
     # The `instance` label of this node's series in Prometheus, or its host part.
     prometheus_instance: str = ""
     paths: NodePaths = field(default_factory=NodePaths)
+    # Set for cluster nodes reached through a node-shell pod.
+    pod_access: PodAccess | None = None
 
     @property
     def address(self) -> str:
         if self.local:
             return "local"
+        if self.pod_access is not None:
+            return f"pod on {self.name}"
         login = f"{self.user}@" if self.user else ""
         host = f"[{self.host}]" if ":" in self.host and self.port else self.host
         port = f":{self.port}" if self.port else ""
@@ -95,19 +121,39 @@ class ClusterTemplate:
     address: str = "internal-ip"
     label_selector: str = ""
     node_table: Mapping[str, Any] = field(default_factory=dict)
+    node_access: str = "ssh"
+    node_shell_image: str = DEFAULT_NODE_SHELL_IMAGE
+    node_shell_namespace: str = DEFAULT_NODE_SHELL_NAMESPACE
 
     @property
     def read_only(self) -> bool:
         """Whether cluster nodes are read-only, which also blocks API actions."""
         return self.node_table.get("read_only", False) is True
 
-    def node_spec(self, name: str, address: str) -> NodeSpec:
-        """Return the SSH target of cluster node `name` reached at `address`."""
+    def node_spec(
+        self, name: str, address: str, *, read_only: bool = False
+    ) -> NodeSpec:
+        """Return the target of cluster node `name` reached at `address`.
+
+        With node_access = "pod" the node is reached through a node-shell
+        pod; `read_only` is the console's --read-only, which refuses it.
+        """
         where = f"[kubernetes] node {name}"
         table = {k: v for k, v in self.node_table.items() if k != "known_hosts"}
-        return _node_from_table(
+        spec = _node_from_table(
             name, table | {"address": address}, {}, self.source, where=where
         )
+        if self.node_access != "pod":
+            return spec
+        access = PodAccess(
+            kubeconfig=self.kubeconfig,
+            context=self.context,
+            image=self.node_shell_image,
+            namespace=self.node_shell_namespace,
+            read_only=read_only,
+            cluster_read_only=self.read_only,
+        )
+        return replace(spec, pod_access=access)
 
 
 @dataclass
@@ -331,6 +377,9 @@ _CLUSTER_KEYS = {
     "jump_host",
     "sudo",
     "read_only",
+    "node_access",
+    "node_shell_image",
+    "node_shell_namespace",
 }
 # [kubernetes] keys that become node keys, by their node key name.
 _CLUSTER_NODE_KEYS = {
@@ -371,6 +420,7 @@ def cluster_template(
             table.get("label_selector", ""), "label_selector", where, source
         ),
         node_table=node_table,
+        **_node_shell_keys(table, where, source),
     )
     # Check the SSH keys once, with a node name and address that are valid.
     checked = {k: v for k, v in node_table.items() if k != "known_hosts"}
@@ -378,6 +428,46 @@ def cluster_template(
         "cluster-node", checked | {"address": "192.0.2.1"}, {}, source, where
     )
     return template
+
+
+def _node_shell_keys(
+    table: Mapping[str, Any], where: str, source: str
+) -> dict[str, str]:
+    """Read node_access and the node-shell pod's image and namespace."""
+    access = _string(table.get("node_access", "ssh"), "node_access", where, source)
+    image = _string(
+        table.get("node_shell_image", DEFAULT_NODE_SHELL_IMAGE),
+        "node_shell_image",
+        where,
+        source,
+    )
+    namespace = _string(
+        table.get("node_shell_namespace", DEFAULT_NODE_SHELL_NAMESPACE),
+        "node_shell_namespace",
+        where,
+        source,
+    )
+    if access not in NODE_ACCESS_KINDS:
+        raise InventoryError(
+            f"{source}: {where} node_access = {access!r} is not one of "
+            f"{' or '.join(NODE_ACCESS_KINDS)}; pod reaches nodes through a "
+            "node-shell pod instead of SSH"
+        )
+    if not image or any(c.isspace() for c in image):
+        raise InventoryError(
+            f"{source}: {where} node_shell_image = {image!r} is not an image "
+            "reference; give one like REPO:TAG"
+        )
+    if not _DNS_LABEL.match(namespace):
+        raise InventoryError(
+            f"{source}: {where} node_shell_namespace = {namespace!r} is not a "
+            "namespace name; use lower-case letters, digits and '-'"
+        )
+    return {
+        "node_access": access,
+        "node_shell_image": image,
+        "node_shell_namespace": namespace,
+    }
 
 
 def _node_from_table(

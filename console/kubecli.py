@@ -167,6 +167,13 @@ def _add_workload(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> N
             metavar="NS",
             help="the namespace (default: default)",
         )
+    for parser in (listing, delete):
+        parser.add_argument(
+            "--node-shells",
+            action="store_true",
+            help='the node-shell pods of node_access = "pod" instead, such as '
+            "ones a stopped console left behind",
+        )
     for parser in (create, delete):
         parser.add_argument(
             "--dry-run", action="store_true", help="show the change, send nothing"

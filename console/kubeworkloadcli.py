@@ -21,6 +21,7 @@ from nydus_console.kube.actions import (
     create_workload,
 )
 from nydus_console.kube.client import KubeClient
+from nydus_console.kube.nodeshell import NODE_SHELL_LABEL, cleanup_node_shells
 
 EXIT_FAILED = 2
 _KINDS = {"deployment": "Deployment", "daemonset": "DaemonSet"}
@@ -33,9 +34,17 @@ def run_workload(
     out: TextIO,
 ) -> int:
     """Run a `kube workload` step; KubeError and ValueError go to the caller."""
+    shells = bool(getattr(args, "node_shells", False))
     if args.workload_command == "list":
+        if shells:
+            return _list_shells(client, args, out)
         return _list(client, args, out)
-    if args.workload_command == "create":
+    if shells:
+        actions = cleanup_node_shells(client, args.namespace)
+        if not actions:
+            print(f"no node-shell pods in namespace {args.namespace}", file=out)
+            return 0
+    elif args.workload_command == "create":
         actions = [
             create_workload(_KINDS[args.kind], args.image, args.namespace, args.name)
         ]
@@ -99,5 +108,27 @@ def _list(client: KubeClient, args: argparse.Namespace, out: TextIO) -> int:
         print(f"no test workloads in namespace {args.namespace}", file=out)
     for row in rows:
         line = f"{row['kind']}  {row['namespace']}/{row['name']}  {row['image']}"
+        print(line, file=out)
+    return 0
+
+
+def _list_shells(client: KubeClient, args: argparse.Namespace, out: TextIO) -> int:
+    selector = f"{MANAGED_BY}={MANAGER},{NODE_SHELL_LABEL}"
+    rows = [
+        {
+            "namespace": args.namespace,
+            "name": item["metadata"]["name"],
+            "node": (item.get("spec") or {}).get("nodeName", ""),
+            "phase": (item.get("status") or {}).get("phase", ""),
+        }
+        for item in client.list_labelled_pods(args.namespace, selector)
+    ]
+    if args.json:
+        print(json.dumps({"node_shells": rows}, indent=2), file=out)
+        return 0
+    if not rows:
+        print(f"no node-shell pods in namespace {args.namespace}", file=out)
+    for row in rows:
+        line = f"{row['namespace']}/{row['name']}  node {row['node']}  {row['phase']}"
         print(line, file=out)
     return 0

@@ -160,9 +160,20 @@ class ApiActionGate:
 
 
 def _send(action: ApiAction, client: KubeClient) -> None:
-    if action.verb == "create":
+    if action.kind == "Pod":
+        _send_pod(action, client)
+    elif action.verb == "create":
         client.create_workload(action.namespace, action.manifest)
     elif action.verb == "delete":
         client.delete_workload(action.kind, action.namespace, action.name)
+    else:
+        raise ValueError(f"unsupported API action verb {action.verb!r}")
+
+
+def _send_pod(action: ApiAction, client: KubeClient) -> None:
+    if action.verb == "create":
+        client.create_pod(action.namespace, action.manifest)
+    elif action.verb == "delete":
+        client.delete_pod(action.namespace, action.name)
     else:
         raise ValueError(f"unsupported API action verb {action.verb!r}")

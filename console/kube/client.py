@@ -45,6 +45,11 @@ class KubeClient:
     def _apps(self) -> Any:
         return self._apis()[1]
 
+    def _authz(self) -> Any:
+        from kubernetes import client
+
+        return client.AuthorizationV1Api(self._core().api_client)
+
     def _apis(self) -> tuple[Any, Any]:
         with self._lock:
             if self._api is None:
@@ -160,10 +165,75 @@ class KubeClient:
             apps=True,
         )
 
+    # -- pods the console creates (node-shell pods) ------------------------------
+
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = str((body.get("metadata") or {}).get("name", ""))
+        return self._call(
+            f"create pod {namespace}/{name}",
+            lambda api: api.create_namespaced_pod(namespace, body),
+        )
+
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._call(
+            f"read pod {namespace}/{name}",
+            lambda api: api.read_namespaced_pod(name, namespace),
+        )
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self._call(
+            f"delete pod {namespace}/{name}",
+            lambda api: api.delete_namespaced_pod(
+                name, namespace, grace_period_seconds=0
+            ),
+        )
+
+    def list_labelled_pods(
+        self, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]:
+        answer = self._call(
+            f"list pods in namespace {namespace}",
+            lambda api: api.list_namespaced_pod(
+                namespace, label_selector=label_selector
+            ),
+        )
+        return _items(answer)
+
+    def may(
+        self, verb: str, resource: str, namespace: str, subresource: str = ""
+    ) -> bool:
+        """Ask the API server whether this user may `verb` the resource.
+
+        A SelfSubjectAccessReview, which every authenticated user may send.
+        """
+        attributes = {"verb": verb, "resource": resource, "namespace": namespace}
+        if subresource:
+            attributes["subresource"] = subresource
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        answer = self._call(
+            f"review access to {verb} {resource}",
+            lambda api: api.create_self_subject_access_review(body),
+            authz=True,
+        )
+        return bool((answer.get("status") or {}).get("allowed", False))
+
+    def core_api(self) -> Any:
+        """The CoreV1Api, for the websocket calls of the `stream` helper."""
+        return self._core()
+
     def _call(
-        self, what: str, request: Callable[[Any], Any], *, apps: bool = False
+        self,
+        what: str,
+        request: Callable[[Any], Any],
+        *,
+        apps: bool = False,
+        authz: bool = False,
     ) -> dict[str, Any]:
-        api = self._apps() if apps else self._core()
+        api = self._authz() if authz else self._apps() if apps else self._core()
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 

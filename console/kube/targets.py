@@ -34,14 +34,24 @@ class ClusterTargets:
 
 
 def cluster_targets(
-    nodes: list[ClusterNode], template: ClusterTemplate, taken: list[NodeSpec]
+    nodes: list[ClusterNode],
+    template: ClusterTemplate,
+    taken: list[NodeSpec],
+    *,
+    read_only: bool = False,
 ) -> ClusterTargets:
-    """Return a NodeSpec per cluster node; `taken` are the inventory's own nodes."""
+    """Return a NodeSpec per cluster node; `taken` are the inventory's own nodes.
+
+    `read_only` is the console's --read-only, which refuses node-shell pods.
+    """
     names = {spec.name for spec in taken}
     hosts = {spec.host for spec in taken if spec.host}
     result = ClusterTargets()
     for node in nodes:
         address = node.address(template.address)
+        if not address and template.node_access == "pod":
+            # A node-shell pod needs no address: it is placed by node name.
+            address = node.name
         if node.name in names:
             result.skipped[node.name] = "its [nodes] table is used instead"
         elif not address:
@@ -50,14 +60,18 @@ def cluster_targets(
             result.skipped[node.name] = f"{address} is already an inventory node"
         else:
             try:
-                result.specs.append(template.node_spec(node.name, address))
+                spec = template.node_spec(node.name, address, read_only=read_only)
+                result.specs.append(spec)
             except InventoryError as exc:
                 result.skipped[node.name] = str(exc)
     return result
 
 
-def add_cluster_nodes(inventory: Inventory) -> Inventory:
+def add_cluster_nodes(inventory: Inventory, *, read_only: bool = False) -> Inventory:
     """Add the nodes of the inventory's [kubernetes] cluster (blocking).
+
+    `read_only` is the console's --read-only, passed to nodes reached
+    through a node-shell pod.
 
     Does nothing without a [kubernetes] table. Raises InventoryError naming
     the cluster problem and the fix when its nodes cannot be listed.
@@ -77,7 +91,9 @@ def add_cluster_nodes(inventory: Inventory) -> Inventory:
         raise InventoryError(
             f"{template.source}: [kubernetes] cannot list the cluster's nodes: {exc}"
         ) from None
-    targets = cluster_targets([parse_node(n) for n in raw], template, inventory.nodes)
+    targets = cluster_targets(
+        [parse_node(n) for n in raw], template, inventory.nodes, read_only=read_only
+    )
     for name, reason in targets.skipped.items():
         log.warning("cluster node %s is not added to the fleet: %s", name, reason)
     inventory.nodes += targets.specs

@@ -182,6 +182,9 @@ class KubeApiServer:
             # admission plugin would require of every pod.
             "--disable-admission-plugins=ServiceAccount",
             "--enable-priority-and-fairness=false",
+            # As kubeadm and most distributions set it: node-shell pods are
+            # privileged, which the API server refuses without it.
+            "--allow-privileged=true",
         ]
         self.apiserver = self._launch(argv, "kube-apiserver.log")
         self._wait(self.apiserver, "kube-apiserver", self._ready, deadline)
