@@ -79,6 +79,13 @@ class BuildPlan:
         return posixpath.join(self.dockerfile_dir, self.filename)
 
 
+def _path(flag: str, text: str, *, absolute: bool = False) -> str:
+    try:
+        return check_path(flag, text, absolute=absolute)
+    except ConvertError as exc:
+        raise BuildError(str(exc)) from None
+
+
 def check_build_arg(text: str) -> tuple[str, str]:
     """Split KEY=VALUE; refuse bad names, control characters and secrets."""
     name, equals, value = text.partition("=")
@@ -112,7 +119,7 @@ def _platforms(text: str) -> str:
 
 def _dockerfile(context: str, file: str) -> tuple[str, str]:
     """Return the Dockerfile's directory and name as buildctl takes them."""
-    check_path("--file", file)
+    _path("--file", file)
     if file.startswith("/"):
         directory, name = posixpath.split(posixpath.normpath(file))
         return directory, name
@@ -133,10 +140,10 @@ def _output(text: str) -> ImageReference:
 def plan_build(o: BuildOptions) -> BuildPlan:
     """Check every option and build the argument list; raise BuildError."""
     output = _output(o.output)
-    context = check_path("--context", o.context, absolute=True)
+    context = _path("--context", o.context, absolute=True)
     directory, filename = _dockerfile(context, o.file)
-    check_path("--buildctl", o.buildctl)
-    check_path("--buildkit-socket", o.socket, absolute=True)
+    _path("--buildctl", o.buildctl)
+    _path("--buildkit-socket", o.socket, absolute=True)
     args = [check_build_arg(a) for a in o.build_args]
     argv = [o.buildctl, "--addr", f"unix://{o.socket}", "build"]
     argv += ["--progress", "plain", "--frontend", "dockerfile.v0"]

@@ -34,7 +34,7 @@ from nydus_console.images.progress import TAIL_LINES
 _VERTEX = re.compile(r"^#([0-9]+) (.*)$")
 _DONE = re.compile(r"^DONE ([0-9]+(?:\.[0-9]+)?)s$")
 _OUTPUT = re.compile(r"^[0-9]+\.[0-9]+ ")
-_STATUS_DONE = re.compile(r"^(.*?)\s+[0-9]+(?:\.[0-9]+)?s done$")
+_STATUS_DONE = re.compile(r"^(.*?)(?:\s+[0-9]+(?:\.[0-9]+)?s)?\s+done$")
 _TOP_ERROR = re.compile(r"^(?:ERROR|error): (.*)$")
 
 
