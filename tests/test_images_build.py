@@ -73,7 +73,7 @@ def test_plan_builds_the_buildctl_command() -> None:
     assert plan.dockerfile == "/srv/app/docker/Dockerfile.prod"
 
 
-def test_an_absolute_dockerfile_is_its_own_local_directory() -> None:
+def test_plan_absolute_dockerfile_directory() -> None:
     plan = plan_build(
         BuildOptions(context="/srv/app", output="app:v1", file="/etc/b/Dockerfile")
     )
@@ -102,7 +102,7 @@ def test_an_absolute_dockerfile_is_its_own_local_directory() -> None:
         ({"socket": "buildkitd.sock"}, "--buildkit-socket 'buildkitd.sock'"),
     ],
 )
-def test_bad_options_are_refused_naming_the_value(
+def test_bad_options_rejected_naming_value(
     options: dict[str, Any], named: str
 ) -> None:
     values: dict[str, Any] = {"context": "/srv/app", "output": "app:v1", **options}
@@ -111,7 +111,7 @@ def test_bad_options_are_refused_naming_the_value(
     assert named in str(caught.value)
 
 
-def test_a_secret_build_arg_is_not_echoed() -> None:
+def test_secret_build_arg_value_not_shown() -> None:
     with pytest.raises(BuildError) as caught:
         plan_build(
             BuildOptions(context="/c", output="a:1", build_args=("GH_TOKEN=s3cr3t",))
@@ -136,7 +136,7 @@ def _or(valid: str) -> st.SearchStrategy[str]:
     platform=_or("linux/amd64"),
     arg=_or("V=1"),
 )
-def test_any_value_is_refused_or_stays_one_literal_word(
+def test_plan_values_rejected_or_literal(
     output: str, context: str, file: str, platform: str, arg: str
 ) -> None:
     options = BuildOptions(
@@ -179,7 +179,7 @@ PLAIN = """\
 """
 
 
-def test_plain_progress_becomes_steps_with_state_and_elapsed_time() -> None:
+def test_progress_steps_state_and_elapsed() -> None:
     progress = BuildProgress()
     events = [progress.feed(line) for line in PLAIN.splitlines()]
     said = [e.describe() for e in events if e]
@@ -220,7 +220,7 @@ def test_plain_progress_becomes_steps_with_state_and_elapsed_time() -> None:
         "successfully: exit code: 1",
     ],
 )
-def test_a_failed_step_and_the_final_error_are_kept(final: str) -> None:
+def test_progress_failed_step_and_error(final: str) -> None:
     progress = BuildProgress()
     progress.feed("#5 [2/3] RUN false")
     event = progress.feed(
@@ -238,7 +238,7 @@ def test_a_failed_step_and_the_final_error_are_kept(final: str) -> None:
     assert progress.steps[6].state == "canceled"
 
 
-def test_without_an_error_line_the_last_line_is_the_error() -> None:
+def test_progress_last_line_as_error() -> None:
     progress = BuildProgress()
     progress.feed("flag provided but not defined: -x")
     progress.feed("")
@@ -274,7 +274,7 @@ def _records(path: Path) -> list[dict[str, Any]]:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(name=_or("NAME"), value=hostile)
-def test_hostile_paths_and_args_reach_buildctl_verbatim_and_never_a_shell(
+def test_hostile_values_reach_buildctl_verbatim(
     local_double: dict[str, Path], tmp_path: Path, name: str, value: str
 ) -> None:
     canary = tmp_path / "canary"
@@ -371,7 +371,7 @@ def audit(home: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.nspawn
-def test_build_on_a_node_reports_steps_and_is_recorded(
+def test_build_reports_steps_and_history(
     node: Node, control: Any, inventory: Path, tmp_path: Path
 ) -> None:
     control(cached=True)
@@ -451,7 +451,7 @@ def test_read_only_and_unconfirmed_runs_reach_nothing(
 
 
 @pytest.mark.nspawn
-def test_a_node_without_buildkit_is_named_and_nothing_runs(
+def test_node_without_buildkit_rejected(
     node: Node, control: Any, inventory: Path, tmp_path: Path
 ) -> None:
     control()

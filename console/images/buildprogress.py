@@ -1,9 +1,9 @@
 """Follow `buildctl build --progress plain`: build steps, times, the last error.
 
 buildctl writes its progress to stderr, one vertex (build step) per `#N`
-number. The first line of a vertex names it; later lines of the same
-number are its status, its command output (prefixed by seconds since the
-step started) or its end:
+number. The first line of a vertex names it. Later lines of the same
+number are its status, its command output (prefixed by the seconds since
+the step started) or its end:
 
     #5 [2/3] RUN make
     #5 0.215 cc -o app main.c
@@ -78,7 +78,7 @@ class BuildProgress:
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
 
     def feed(self, raw: str) -> BuildEvent | None:
-        """Take one output line; return the step event it reports, if any."""
+        """Parse one output line and return the step event it reports, if any."""
         self.tail.append(raw)
         line = raw.rstrip()
         vertex = _VERTEX.match(line)
