@@ -105,6 +105,11 @@ def credential_line(config: DockerConfig | None, plan: BuildPlan) -> str:
     )
 
 
+def build_action(plan: BuildPlan) -> Action:
+    """Return the audited action of a build, as the confirmation shows it."""
+    return Action(f"build {plan.output} from {plan.context}", plan.argv)
+
+
 async def run_build(
     plan: BuildPlan,
     spec: NodeSpec,
@@ -117,8 +122,7 @@ async def run_build(
     cancel: asyncio.Event | None = None,
 ) -> StepResult:
     """Run the build as an audited action and follow its steps."""
-    action = Action(f"build {plan.output} from {plan.context}", plan.argv)
-    audit = gate.authorize(action, spec, confirmed_by=confirmed_by)
+    audit = gate.authorize(build_action(plan), spec, confirmed_by=confirmed_by)
     result: StepResult | None = None
     try:
         result = await stream_step(
