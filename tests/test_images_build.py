@@ -102,9 +102,7 @@ def test_plan_absolute_dockerfile_directory() -> None:
         ({"socket": "buildkitd.sock"}, "--buildkit-socket 'buildkitd.sock'"),
     ],
 )
-def test_bad_options_rejected_naming_value(
-    options: dict[str, Any], named: str
-) -> None:
+def test_bad_options_rejected_naming_value(options: dict[str, Any], named: str) -> None:
     values: dict[str, Any] = {"context": "/srv/app", "output": "app:v1", **options}
     with pytest.raises(BuildError) as caught:
         plan_build(BuildOptions(**values))
@@ -164,7 +162,11 @@ PLAIN = """\
 
 #5 [2/3] RUN make
 #5 0.215 cc -o app main.c
+#5 ...
+
 #6 [3/3] COPY app /bin/app
+#6 ...
+
 #5 [2/3] RUN make
 #5 1.002 done
 #5 DONE 1.3s
@@ -236,6 +238,16 @@ def test_progress_failed_step_and_error(final: str) -> None:
     cancelled = progress.feed("#6 CANCELED")
     assert cancelled is not None and cancelled.verb == "canceled"
     assert progress.steps[6].state == "canceled"
+
+
+def test_progress_done_without_time() -> None:
+    progress = BuildProgress()
+    progress.feed("#3 [internal] load .dockerignore")
+    event = progress.feed("#3 DONE")
+    assert event is not None
+    assert event.verb == "done"
+    assert event.elapsed is None
+    assert progress.steps[3].state == "done"
 
 
 def test_progress_last_line_as_error() -> None:

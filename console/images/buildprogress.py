@@ -17,9 +17,11 @@ the step started) or its end:
     #7 DONE 2.6s
 
 A failed step ends with `#N ERROR: message`, a cancelled one with
-`#N CANCELED`; buildctl then prints `error: failed to solve: ...` (or
-`ERROR: ...`) and exits with status 1. The header of a step is printed
-again when its output resumes after another step's.
+`#N CANCELED`. buildctl then prints `error: failed to solve: ...` (other
+buildkit clients print `ERROR: ...`) and exits with status 1. When the
+output switches to another step, buildctl prints `#N ...` for the step it
+leaves and the header again when it comes back. A step that never started
+ends with `#N DONE` and no time.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 from nydus_console.images.progress import TAIL_LINES
 
 _VERTEX = re.compile(r"^#([0-9]+) (.*)$")
-_DONE = re.compile(r"^DONE ([0-9]+(?:\.[0-9]+)?)s$")
+_DONE = re.compile(r"^DONE(?: ([0-9]+(?:\.[0-9]+)?)s)?$")
 _OUTPUT = re.compile(r"^[0-9]+\.[0-9]+ ")
 _STATUS_DONE = re.compile(r"^(.*?)(?:\s+[0-9]+(?:\.[0-9]+)?s)?\s+done$")
 _TOP_ERROR = re.compile(r"^(?:ERROR|error): (.*)$")
@@ -95,11 +97,13 @@ class BuildProgress:
         return self._update(step, rest)
 
     def _update(self, step: BuildStep, rest: str) -> BuildEvent | None:
-        if rest == step.name or _OUTPUT.match(rest):
+        # `#N ...` marks where buildctl switches to another step's output.
+        if rest in (step.name, "...") or _OUTPUT.match(rest):
             return None
         done = _DONE.match(rest)
         if done:
-            step.state, step.elapsed = "done", float(done.group(1))
+            step.state = "done"
+            step.elapsed = float(done.group(1)) if done.group(1) else None
             return BuildEvent("done", step.number, step.name, step.elapsed)
         if rest in ("CACHED", "CANCELED"):
             step.state = rest.lower()
