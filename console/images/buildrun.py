@@ -132,6 +132,7 @@ async def run_build(
             on_line=on_line,
             cancel=cancel,
             progress=BuildProgress(),
+            name="nydus-console-build",
         )
     finally:
         record_outcome(gate, audit, result)

@@ -55,9 +55,14 @@ DOCKER_CONFIG_SCRIPT = (
 )
 
 
-def wrapped(argv: tuple[str, ...], stdin: str) -> list[str]:
-    """Return the argument list that runs argv under the wrapper."""
-    return ["sh", "-c", WRAPPER, "nydus-console-convert", stdin, *argv]
+def wrapped(
+    argv: tuple[str, ...], stdin: str, name: str = "nydus-console-convert"
+) -> list[str]:
+    """Return the argument list that runs argv under the wrapper.
+
+    `name` is the wrapper's $0, which `ps` shows on the node.
+    """
+    return ["sh", "-c", WRAPPER, name, stdin, *argv]
 
 
 class Progress(Protocol):
@@ -129,6 +134,7 @@ async def stream_step(
     on_line: OnLine | None = None,
     cancel: asyncio.Event | None = None,
     progress: Progress | None = None,
+    name: str = "nydus-console-convert",
 ) -> StepResult:
     """Run argv under the wrapper and follow its output until it ends.
 
@@ -139,7 +145,7 @@ async def stream_step(
     result = StepResult(argv, progress or ConvertProgress())
     started = time.monotonic()
     reader = asyncio.ensure_future(
-        _read(transport, wrapped(argv, stdin), result, on_event, on_line)
+        _read(transport, wrapped(argv, stdin, name), result, on_event, on_line)
     )
     waiter = asyncio.ensure_future((cancel or asyncio.Event()).wait())
     try:
