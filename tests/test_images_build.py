@@ -87,6 +87,7 @@ def test_plan_absolute_dockerfile_directory() -> None:
     [
         ({"output": "a;b"}, "--output: 'a;b'"),
         ({"output": "App:v1"}, "'App:v1'"),
+        ({"output": f"app@sha256:{'a' * 64}"}, "names a digest"),
         ({"context": "srv/app"}, "--context 'srv/app' must be an absolute path"),
         ({"context": "/srv/\napp"}, "--context"),
         ({"file": "../Dockerfile"}, "--file '../Dockerfile' leaves the context"),

@@ -132,9 +132,15 @@ def _dockerfile(context: str, file: str) -> tuple[str, str]:
 
 def _output(text: str) -> ImageReference:
     try:
-        return parse_reference(text)
+        output = parse_reference(text)
     except BadReference as exc:
         raise BuildError(f"--output: {exc}") from None
+    if output.digest:
+        raise BuildError(
+            f"--output {text!r} names a digest, which the build cannot know "
+            "before it runs: give a tag, such as registry.example.com/app:v1-nydus"
+        )
+    return output
 
 
 def plan_build(o: BuildOptions) -> BuildPlan:
