@@ -6,7 +6,8 @@ Dockerfile. The build pushes to a registry, so it is an action: refused in
 read-only mode, run only with --yes or after a yes at the terminal, and
 audited. Its steps are read from buildctl's plain progress output; Ctrl-C
 closes the channel, which ends buildctl on the node. Every run is kept in
-the build history (`--history`).
+the build history (`--history`) and can be repeated by its number
+(`--rerun N`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from nydus_console.images.buildrun import (
     BuildUnavailable,
     build_history,
     credential_line,
+    history_entry,
     history_record,
     preflight,
     run_build,
@@ -105,13 +107,14 @@ def add_build_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) 
     run("--json", action="store_true", help="print JSON at the end")
     run("--verbose", action="store_true", help="print every line buildctl prints")
     run("--history", action="store_true", help="list the builds run so far")
+    run("--rerun", type=int, metavar="N", help="run entry N of --history again")
 
 
 def options_from(args: argparse.Namespace) -> BuildOptions:
     missing = [f for f in ("context", "output") if not getattr(args, f)]
     if missing:
         flags = " and ".join(f"--{f}" for f in missing)
-        raise UsageError(f"build needs {flags} (or --history)")
+        raise UsageError(f"build needs {flags} (or --rerun N, or --history)")
     return BuildOptions(
         context=args.context,
         output=args.output,
@@ -132,7 +135,7 @@ def run_build_command(
     try:
         if args.history:
             return command.list_history()
-        plan = plan_build(options_from(args))
+        plan = plan_build(_options_or_rerun(args, history))
         inventory = resolve(args)
         spec = _one_node(inventory)
     except (UsageError, BuildError, HistoryError, InventoryError) as exc:
@@ -147,6 +150,20 @@ def run_build_command(
     except KeyboardInterrupt:
         print("nydus-console: interrupted before the build ran", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _options_or_rerun(
+    args: argparse.Namespace, history: ConvertHistory
+) -> BuildOptions:
+    if args.rerun is None:
+        return options_from(args)
+    if args.context or args.output:
+        raise UsageError("give --context and --output, or --rerun N, not both")
+    options, node = history_entry(history, args.rerun)
+    given = (args.node or []) + getattr(args, "node_after", [])
+    if not given and node:
+        args.node = [node]
+    return options
 
 
 def _one_node(inventory: Inventory) -> NodeSpec:

@@ -416,6 +416,31 @@ def test_build_reports_steps_and_history(
 
 
 @pytest.mark.nspawn
+def test_rerun_repeats_a_history_entry(
+    node: Node, control: Any, inventory: Path, tmp_path: Path
+) -> None:
+    control()
+    run_console(
+        *build_args(inventory, "--yes", "--platform", "linux/arm64"),
+        home=tmp_path,
+        check_rc=0,
+    )
+    run_console(
+        "build", "--rerun", "1", "--inventory", str(inventory), "--yes",
+        home=tmp_path, check_rc=0,
+    )  # fmt: skip
+    first, second = node_records(node)
+    assert first["argv"] == second["argv"]
+    assert "platform=linux/arm64" in second["argv"]
+    done = run_console("build", "--rerun", "9", home=tmp_path, check_rc=64)
+    assert "the build history has entries 1 to 2" in done.stderr
+    done = run_console(
+        "build", "--rerun", "1", "--output", OUTPUT, home=tmp_path, check_rc=64
+    )
+    assert "not both" in done.stderr
+
+
+@pytest.mark.nspawn
 def test_failure_shows_exit_status_and_last_error(
     node: Node, control: Any, inventory: Path, tmp_path: Path
 ) -> None:

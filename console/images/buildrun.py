@@ -15,10 +15,10 @@ from typing import Any
 
 from nydus_console import locations
 from nydus_console.actions import Action, ActionGate
-from nydus_console.images.build import BuildPlan
+from nydus_console.images.build import BuildOptions, BuildPlan
 from nydus_console.images.buildprogress import BuildProgress
 from nydus_console.images.credentials import DockerConfig
-from nydus_console.images.history import ConvertHistory
+from nydus_console.images.history import ConvertHistory, HistoryError
 from nydus_console.images.run import (
     OnEvent,
     OnLine,
@@ -142,6 +142,19 @@ async def run_build(
 def build_history() -> ConvertHistory:
     """Return the build history: the same JSON lines as conversions, own file."""
     return ConvertHistory(locations.state_dir() / "build-history.jsonl")
+
+
+def history_entry(history: ConvertHistory, index: int) -> tuple[BuildOptions, str]:
+    """Return the options and node of build history entry `index` (from 1)."""
+    entries = history.entries()
+    if not 1 <= index <= len(entries):
+        have = f"entries 1 to {len(entries)}" if entries else "no entries yet"
+        raise HistoryError(
+            f"--rerun {index}: the build history has {have}; list them with "
+            "`build --history`"
+        )
+    entry = entries[index - 1]
+    return BuildOptions.from_dict(entry.record.get("options") or {}), entry.node
 
 
 def history_record(plan: BuildPlan, node: str, result: StepResult) -> dict[str, Any]:
