@@ -80,7 +80,7 @@ async def preflight(plan: BuildPlan, transport: Transport, node: str) -> list[st
     result = await transport.run(argv, timeout=30)
     if result.exit_status != 0:
         raise BuildUnavailable(
-            f"cannot check {node} for buildkit: {result.stderr.strip()[:200]}"
+            f"failed to check {node} for buildkit: {result.stderr.strip()[:200]}"
         )
     missing = _missing(plan, node)
     found = [missing[word] for word in result.stdout.split() if word in missing]
