@@ -213,3 +213,15 @@ def test_snapshot_build_screen(snap_compare: Any, double: Path, tmp_path: Path) 
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_palette_opens_the_build_screen(double: Path, tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        command = commands[f"node: build an image on {NODE}"]
+        command.callback()
+        await pilot.pause()
+        assert isinstance(app.screen, BuildScreen)
+        assert app.screen.node == NODE
