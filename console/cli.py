@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from nydus_console import __version__, locations
+from nydus_console.buildcli import add_build_parser, run_build_command
 from nydus_console.bundlecli import add_bundle_parser, run_bundle
 from nydus_console.configcli import add_config_parser, run_config
 from nydus_console.confignodecli import (
@@ -191,6 +192,7 @@ def build_parser() -> UsageParser:
     add_setup_parser(commands, [_node_options(sub=True)])
     add_inspect_parser(commands)
     add_convert_parser(commands, [_node_options(sub=True)])
+    add_build_parser(commands, [_node_options(sub=True)])
     return parser
 
 
@@ -300,6 +302,9 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "convert":
         # It picks its one node itself, and lists its history without one.
         return run_convert_command(args, resolve_inventory, read_only=args.read_only)
+    if args.command == "build":
+        # Like convert: one node it picks itself; its history needs none.
+        return run_build_command(args, resolve_inventory, read_only=args.read_only)
     if args.command == "inspect":
         # It reaches the image's registry from this machine, not a node.
         return run_inspect(args)

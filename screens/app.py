@@ -250,6 +250,12 @@ class NydusConsoleApp(App[None]):
 
         self.push_screen(ConvertScreen(node, source))
 
+    def open_build(self, node: str) -> None:
+        """Build a Nydus image with buildkit on `node`."""
+        from nydus_console.screens.build import BuildScreen
+
+        self.push_screen(BuildScreen(node))
+
     def open_config(self, node: str, kind: str = "") -> None:
         """Edit a config file of `node`; without `kind`, ask which one first."""
         from nydus_console.configedit.remote import KIND_TITLES, config_path

@@ -110,6 +110,12 @@ def _fleet_commands(
             partial(app.open_convert, name),
             discover=False,
         )
+        yield SystemCommand(
+            f"node: build an image on {name}",
+            "Run buildctl build with compression=nydus on this node",
+            partial(app.open_build, name),
+            discover=False,
+        )
 
 
 def _node_commands(app: NydusConsoleApp, screen: NodeScreen) -> Iterator[SystemCommand]:
@@ -125,6 +131,11 @@ def _node_commands(app: NydusConsoleApp, screen: NodeScreen) -> Iterator[SystemC
         f"node: convert an image on {screen.node}",
         "Run nydusify convert on this node and follow its stages",
         partial(app.open_convert, screen.node),
+    )
+    yield SystemCommand(
+        f"node: build an image on {screen.node}",
+        "Run buildctl build with compression=nydus on this node",
+        partial(app.open_build, screen.node),
     )
     yield SystemCommand(
         f"node: logs of {screen.node}",

@@ -159,6 +159,17 @@ class ConvertProgress:
             elapsed = stage.elapsed = go_duration(elapse) if elapse else None
         return StageEvent(verb, stage_name, reference, elapsed, stage.cached)
 
+    def summary(self) -> dict[str, dict[str, object]]:
+        """Return each stage's state, elapsed seconds and cache text."""
+        return {
+            name: {
+                "state": stage.state,
+                "elapsed": stage.elapsed,
+                "cached": stage.cached,
+            }
+            for name, stage in self.stages.items()
+        }
+
     def fallback_error(self) -> str:
         """Return the last error, else the last non-empty output line."""
         if self.last_error:

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nydus_console.actions import Action, ActionGate
 from nydus_console.images.convert import ConvertPlan
@@ -24,7 +24,7 @@ from nydus_console.images.credentials import (
     DockerConfig,
     parse_docker_config,
 )
-from nydus_console.images.progress import ConvertProgress, StageEvent
+from nydus_console.images.progress import ConvertProgress
 from nydus_console.inventory import NodeSpec
 from nydus_console.transport.base import Transport, TransportError
 from nydus_console.transport.quoting import quote_argv
@@ -55,17 +55,37 @@ DOCKER_CONFIG_SCRIPT = (
 )
 
 
-def wrapped(argv: tuple[str, ...], stdin: str) -> list[str]:
-    """Return the argument list that runs argv under the wrapper."""
-    return ["sh", "-c", WRAPPER, "nydus-console-convert", stdin, *argv]
+def wrapped(
+    argv: tuple[str, ...], stdin: str, name: str = "nydus-console-convert"
+) -> list[str]:
+    """Return the argument list that runs argv under the wrapper.
+
+    `name` is the wrapper's $0, which `ps` shows on the node.
+    """
+    return ["sh", "-c", WRAPPER, name, stdin, *argv]
+
+
+class Progress(Protocol):
+    """What a streamed command's output parser offers the run."""
+
+    notes: list[str]
+
+    def feed(self, raw: str) -> Any:
+        """Take one output line; return the event it reports, or None."""
+
+    def fallback_error(self) -> str:
+        """Return the last error, else the last non-empty line."""
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Return the steps or stages with their state and elapsed time."""
 
 
 @dataclass
 class StepResult:
-    """One nydusify command's outcome: exit status (None if unknown)."""
+    """One streamed command's outcome: exit status (None if unknown)."""
 
     argv: tuple[str, ...]
-    progress: ConvertProgress = field(default_factory=ConvertProgress)
+    progress: Progress = field(default_factory=ConvertProgress)
     exit_status: int | None = None
     cancelled: bool = False
     error: str = ""
@@ -96,19 +116,12 @@ class StepResult:
             "exit_status": self.exit_status,
             "last_error": self.last_error,
             "seconds": round(self.seconds, 3),
-            "stages": {
-                name: {
-                    "state": stage.state,
-                    "elapsed": stage.elapsed,
-                    "cached": stage.cached,
-                }
-                for name, stage in self.progress.stages.items()
-            },
+            "stages": self.progress.summary(),
             "notes": self.progress.notes,
         }
 
 
-OnEvent = Callable[[StageEvent], None]
+OnEvent = Callable[[Any], None]
 OnLine = Callable[[str], None]
 
 
@@ -120,16 +133,19 @@ async def stream_step(
     on_event: OnEvent | None = None,
     on_line: OnLine | None = None,
     cancel: asyncio.Event | None = None,
+    progress: Progress | None = None,
+    name: str = "nydus-console-convert",
 ) -> StepResult:
     """Run argv under the wrapper and follow its output until it ends.
 
+    `progress` parses the output (nydusify's log lines by default).
     Setting `cancel` (or cancelling the awaiting task) closes the stream,
     which ends the remote command. The result's outcome is then `cancelled`.
     """
-    result = StepResult(argv)
+    result = StepResult(argv, progress or ConvertProgress())
     started = time.monotonic()
     reader = asyncio.ensure_future(
-        _read(transport, wrapped(argv, stdin), result, on_event, on_line)
+        _read(transport, wrapped(argv, stdin, name), result, on_event, on_line)
     )
     waiter = asyncio.ensure_future((cancel or asyncio.Event()).wait())
     try:
@@ -257,7 +273,7 @@ async def run_convert(
             cancel=cancel,
         )
     finally:
-        _record(gate, audit, result)
+        record_outcome(gate, audit, result)
     check = None
     if result.ok and plan.check_argv:
         check = await stream_step(
@@ -284,7 +300,10 @@ def history_record(
     }
 
 
-def _record(gate: ActionGate, audit: dict[str, str], result: StepResult | None) -> None:
+def record_outcome(
+    gate: ActionGate, audit: dict[str, str], result: StepResult | None
+) -> None:
+    """Append a streamed action's outcome to the audit log."""
     if result is None:
         gate.record(audit, outcome="cancelled")
         return
