@@ -459,6 +459,31 @@ async def test_verification_failure_reported(tmp_path: Path) -> None:
     assert kills == [("kill", "-TERM", "4242"), ("kill", "-KILL", "4242")]
 
 
+SKIPPED_CHECK = """\
+id = "skipped-check"
+title = "Verify with a check that does not apply to fusedev"
+applies = "tests"
+
+[[step]]
+id = "confirm"
+title = "Confirm the config"
+why = "a test"
+on_failure = "nothing"
+manual = "nothing to do"
+verify = { checks = ["config.fs_driver", "config.fscache_kernel"], ok_if = "pass" }
+verify_timeout = 0
+"""
+
+
+async def test_skipped_check_counts_as_passed(tmp_path: Path) -> None:
+    # config.fscache_kernel is skipped on a fusedev node: it cannot fail there.
+    runbook = parse_runbook("skipped-check.toml", SKIPPED_CHECK)
+    runner = make_runner(runbook, tmp_path, RecordingTransport(), ScriptedHooks())
+    report = await runner.run()
+    assert report.status is RunStatus.COMPLETED, report.results
+    assert report.results[0].status is StepStatus.DONE
+
+
 async def test_several_nodes_stop_at_first_failure(tmp_path: Path) -> None:
     runners = []
     for index, answer in enumerate([failing_second, None, None]):
