@@ -6,8 +6,10 @@ proves that the dry run changed nothing (no action reached the node, the
 audit log is empty, the units and files are as before), then runs it and
 ends with the health checks passing and the units restarted by the node's
 own systemd. Manual steps are done by the test in the operator's place,
-with the files and commands the step's text names. Each test puts the node
-back as it found it, because the fleet is shared.
+with the files and commands the step's text names. One test aborts a run
+between two steps and resumes it; one reboots the node within a run, with
+sshd killed and started again in place of the reboot. Each test puts the
+node back as it found it, because the fleet is shared.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from pathlib import Path
 
 import pytest
 from runbook_doubles import ScriptedHooks
-from test_runbooks_nspawn import findings_of, runner_for, statuses, wait_for_sockets
+from test_runbooks_nspawn import (
+    REBOOT_RUNBOOK,
+    findings_of,
+    runner_for,
+    statuses,
+    wait_for_sockets,
+)
 from testbed.nspawn import Node, NspawnFleet
 from testbed.profiles import (
     CONTAINERD_CONFIG,
@@ -41,6 +49,7 @@ from nydus_console.audit import AuditLog
 from nydus_console.findings import Status
 from nydus_console.fleet import Fleet
 from nydus_console.inventory import load_inventory
+from nydus_console.runbooks import parse_runbook
 from nydus_console.runbooks.report import (
     Choice,
     Decision,
@@ -193,7 +202,7 @@ class Operator(ScriptedHooks):
 # -- snapshotter-not-running ---------------------------------------------------------
 
 
-async def test_snapshotter_not_running_starts_the_stopped_unit(
+async def test_snapshotter_not_running_stopped_unit(
     node: Node, fleet: Fleet, tmp_path: Path
 ) -> None:
     node.systemctl("stop", SNAPSHOTTER_UNIT, check=True)
@@ -250,9 +259,7 @@ def break_config(node: Node) -> None:
     )
 
 
-async def test_bad_config_fixed_and_failed_unit_restarted(
-    node: Node, fleet: Fleet, tmp_path: Path
-) -> None:
+async def test_bad_config_failed_unit(node: Node, fleet: Fleet, tmp_path: Path) -> None:
     break_config(node)
     journal = node.exec(["journalctl", "-u", SNAPSHOTTER_UNIT, "-n", "30"]).stdout
     assert "invalid recover policy" in journal
@@ -345,7 +352,7 @@ def kill_daemon(node: Node) -> tuple[str, str]:
     return daemon_id, socket
 
 
-async def test_daemon_socket_missing_restarts_the_snapshotter(
+async def test_daemon_socket_missing_dead_daemon(
     node: Node, fleet: Fleet, tmp_path: Path
 ) -> None:
     daemon_id, dead_socket = kill_daemon(node)
@@ -411,7 +418,7 @@ def bypass_nydus(node: Node) -> None:
     node.systemctl("stop", SNAPSHOTTER_UNIT, check=True)
 
 
-async def test_bypassed_snapshotter_restores_the_nydus_path(
+async def test_bypassed_snapshotter_without_nydus(
     node: Node, fleet: Fleet, tmp_path: Path
 ) -> None:
     bypass_nydus(node)
@@ -455,7 +462,7 @@ async def test_bypassed_snapshotter_restores_the_nydus_path(
         assert after[check] == Status.OK, check
 
 
-async def test_bypassed_snapshotter_aborted_after_an_edit_resumes(
+async def test_bypassed_snapshotter_abort_and_resume(
     node: Node, fleet: Fleet, tmp_path: Path
 ) -> None:
     bypass_nydus(node)
@@ -495,3 +502,54 @@ async def test_bypassed_snapshotter_aborted_after_an_edit_resumes(
     after = await findings_of(fleet)
     for check in ("containerd.plugin", *BYPASS_CHECKS):
         assert after[check] == Status.OK, check
+
+
+# -- a reboot within one run ---------------------------------------------------------
+
+
+class SshdBouncer(ScriptedHooks):
+    """Stops the node's sshd when the reboot wait begins, starts it once seen down.
+
+    Every SSH connection drops with the kill, as in a reboot, and the same
+    run has to reconnect when sshd is back.
+    """
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(confirmed_by=NODE)
+        self.node = node
+        self.started: asyncio.Task[None] | None = None
+
+    def note(self, node: str, text: str) -> None:
+        super().note(node, text)
+        if text.startswith("waiting up to"):
+            self.node.kill_sshd()
+        elif text == "the node is down":
+            self.started = asyncio.create_task(asyncio.to_thread(self.node.start_sshd))
+
+
+async def test_reboot_step_reconnects_same_run(
+    node: Node, fleet: Fleet, tmp_path: Path
+) -> None:
+    runbook = parse_runbook("reboot-test.toml", REBOOT_RUNBOOK)
+    markers = ["/run/reboot-test-before", "/run/reboot-test-after"]
+    hooks = SshdBouncer(node)
+    try:
+        report = await runner_for(
+            runbook.id, fleet, tmp_path, hooks, runbook=runbook
+        ).run()
+        if hooks.started is not None:
+            await hooks.started
+        created = [node.exec(["test", "-e", m]).returncode == 0 for m in markers]
+    finally:
+        node.start_sshd()
+        node.exec(["rm", "-f", *markers])
+    assert report.status is RunStatus.COMPLETED, report.results
+    assert report.resumed_at == 0
+    assert statuses(report) == {
+        "before": StepStatus.DONE,
+        "reboot": StepStatus.DONE,
+        "after": StepStatus.DONE,
+    }
+    assert hooks.notes.index("the node is down") < hooks.notes.index("the node is back")
+    assert created == [True, True]
+    assert not StateStore(tmp_path / "state").path(runbook.id, NODE).exists()
