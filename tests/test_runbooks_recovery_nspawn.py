@@ -68,9 +68,9 @@ DROP_IN_DIR = f"/etc/systemd/system/{SNAPSHOTTER_UNIT}.d"
 START_LIMIT_DROP_IN = f"{DROP_IN_DIR}/50-test-start-limit.conf"
 SOCKET_DIR = f"{DEFAULT_SNAPSHOTTER_ROOT}/socket"
 LOG_DIR = f"{DEFAULT_SNAPSHOTTER_ROOT}/logs"
-# Programs and systemctl verbs that change a node; a dry run calls none.
-# What a runbook's `needed_if = "fail"` acts on.
+# The statuses a runbook's `needed_if = "fail"` acts on.
 FAILING = (Status.WARN, Status.FAIL)
+# Programs, ctr verbs and systemctl verbs that change a node; a dry run calls none.
 CHANGING_PROGRAMS = {"kill", "rm", "rmdir", "mkdir", "mv", "cp", "tee", "touch"}
 CHANGING_CTR_VERBS = {"rm", "pull", "import", "delete", "remove", "prepare", "commit"}
 CHANGING_VERBS = {
