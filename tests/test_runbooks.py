@@ -315,6 +315,40 @@ async def test_dry_run_shows_resolved_commands(tmp_path: Path) -> None:
     assert not plan["reset-failed"].needed
 
 
+AFTER_EDIT = """\
+id = "after-edit"
+title = "Write a marker, then act on it"
+applies = "tests"
+
+[[step]]
+id = "write"
+title = "Write the marker"
+why = "a test"
+on_failure = "nothing"
+check = { command = ["test", "-e", "/tmp/marker"], needed_if = "fails" }
+action = ["touch", "/tmp/marker"]
+
+[[step]]
+id = "reload"
+title = "Act on the marker"
+why = "a test"
+on_failure = "nothing"
+check = { steps = ["write"], needed_if = "ran" }
+action = ["cat", "/tmp/marker"]
+"""
+
+
+async def test_dry_run_shows_steps_after_a_step_it_would_run(tmp_path: Path) -> None:
+    runbook = parse_runbook("after-edit.toml", AFTER_EDIT)
+    transport = RecordingTransport(lambda argv: result(argv, int(argv[0] == "test")))
+    hooks = ScriptedHooks()
+    runner = make_runner(runbook, tmp_path, transport, hooks, dry_run=True)
+    report = await runner.run()
+    assert [r.status for r in report.results] == [StepStatus.DRY_RUN] * 2
+    assert ("touch", "/tmp/marker") not in transport.calls
+    assert ("cat", "/tmp/marker") not in transport.calls
+
+
 async def test_steps_run_through_the_gate(tmp_path: Path) -> None:
     transport = RecordingTransport()
     report = await make_runner(markers(), tmp_path, transport, ScriptedHooks()).run()
@@ -457,6 +491,31 @@ async def test_verification_failure_reported(tmp_path: Path) -> None:
     assert report.status is RunStatus.FAILED
     kills = [argv for argv in transport.calls if argv[0] == "kill"]
     assert kills == [("kill", "-TERM", "4242"), ("kill", "-KILL", "4242")]
+
+
+SKIPPED_CHECK = """\
+id = "skipped-check"
+title = "Verify with a check that does not apply to fusedev"
+applies = "tests"
+
+[[step]]
+id = "confirm"
+title = "Confirm the config"
+why = "a test"
+on_failure = "nothing"
+manual = "nothing to do"
+verify = { checks = ["config.fs_driver", "config.fscache_kernel"], ok_if = "pass" }
+verify_timeout = 0
+"""
+
+
+async def test_skipped_check_counts_as_passed(tmp_path: Path) -> None:
+    # config.fscache_kernel is skipped on a fusedev node: it cannot fail there.
+    runbook = parse_runbook("skipped-check.toml", SKIPPED_CHECK)
+    runner = make_runner(runbook, tmp_path, RecordingTransport(), ScriptedHooks())
+    report = await runner.run()
+    assert report.status is RunStatus.COMPLETED, report.results
+    assert report.results[0].status is StepStatus.DONE
 
 
 async def test_several_nodes_stop_at_first_failure(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ from nydus_console.transport.base import Transport
 
 QUERY_TIMEOUT = 30.0
 FAILING = (Status.FAIL, Status.WARN, Status.UNKNOWN)
+# A check that does not apply to the node (skip) does not keep it from passing.
+PASSING = (Status.OK, Status.SKIP)
 
 
 class Blocked(Exception):
@@ -135,7 +137,7 @@ def _checks(condition: Condition, view: NodeView) -> tuple[bool, str]:
         states.append((check_id, status, finding))
     shown = ", ".join(f"{check_id} {status}" for check_id, status, _ in states)
     if condition.test == "pass":
-        return all(status == Status.OK for _, status, _ in states), shown
+        return all(status in PASSING for _, status, _ in states), shown
     failing = [f for _, status, f in states if status in FAILING and f is not None]
     detail = "; ".join(f"{f.check}: {f.message}" for f in failing) or shown
     return bool(failing), detail

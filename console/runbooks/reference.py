@@ -54,7 +54,8 @@ SOURCES = {
     "command": "`command = [...]`: a read-only command on the node; "
     "`matches` takes a regular expression in `value`",
     "fact": "`fact = NAME`: a parameter; `equals` and `differs` take `value`",
-    "checks": "`checks = [...]`: health check ids; `fail` means warn, fail or unknown",
+    "checks": "`checks = [...]`: health check ids; `pass` means ok or skipped (the "
+    "check does not apply), `fail` means warn, fail or unknown",
     "unit": "`unit`, optional `socket`: active with the same main PID for 3 s",
     "steps": "`steps = [...]`: earlier steps of this run",
 }

@@ -9,7 +9,8 @@ where it stopped when started again. A finished run removes its state.
 
 An abort is only taken between steps, never while an action runs, so the
 report lists exactly what ran. A dry run calls no action: it probes, checks
-and shows, and saves no state.
+and shows, and saves no state; a later step that runs only after an earlier
+one ran is shown as needed when the earlier one would run.
 """
 
 from __future__ import annotations
@@ -289,6 +290,8 @@ class RunbookRunner:
         if planned.blocked:
             return StepResult(step.id, step.title, StepStatus.FAILED, planned.blocked)
         if self.dry_run:
+            # Steps that depend on this one having run show as they would.
+            self.history.ran.append(step.id)
             return self._dry_run_result(planned)
         decision = await self.hooks.confirm(self.node, planned)
         if decision.choice is Choice.RUN:
