@@ -92,6 +92,33 @@ async def test_https_switch_and_palette_entry(tmp_path: Path) -> None:
         assert "over plain HTTP" in text_of(screen, "#image-status")
 
 
+async def test_errors_name_the_screen_keys_not_the_options(
+    start_registry: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    plain = start_registry()
+    plain.push_nydus_image("team/app", "v1-nydus")
+    locked = start_registry("basic")
+    locked.push_nydus_image("team/app", "v1-nydus")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(
+            pilot, ImageScreen(f"{plain.host}/team/app:v1-nydus")
+        )
+        status = text_of(screen, "#image-status")
+        assert f"cannot reach {plain.host} over HTTPS" in status
+        assert "press ctrl+t to switch to plain HTTP" in status
+        assert "--insecure" not in status
+        await pilot.press("ctrl+t")
+        screen.query_one(Input).value = f"{locked.host}/team/app:v1-nydus"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        status = text_of(screen, "#image-status")
+        assert f"docker login {locked.host}` on this machine, then" in status
+        assert "--password-stdin" not in status
+
+
 def test_every_image_binding_has_an_id() -> None:
     for binding in ImageScreen.BINDINGS:
         assert isinstance(binding, Binding)
