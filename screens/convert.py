@@ -29,6 +29,7 @@ from nydus_console.images.convert import (
     ConvertOptions,
     ConvertPlan,
     plan_convert,
+    plan_lines,
 )
 from nydus_console.images.credentials import CredentialsError, DockerConfig
 from nydus_console.images.history import ConvertHistory
@@ -41,7 +42,6 @@ from nydus_console.images.run import (
     run_convert,
 )
 from nydus_console.transport.base import TransportError
-from nydus_console.transport.quoting import quote_argv
 
 STAGE_TITLES = {"pull": "pull", "convert": "convert", "push": "push"}
 
@@ -92,7 +92,7 @@ def describe_result(result: StepResult | None, check: StepResult | None) -> str:
             lines.append(f"{what}: {step.error or 'output ended without a status'}")
         else:
             lines.append(f"{what} exited with status {step.exit_status}")
-        if step.last_error:
+        if step.last_error and not step.cancelled:
             lines.append(f"last error: {step.last_error}")
     return "\n".join(lines)
 
@@ -207,13 +207,7 @@ class ConvertScreen(Screen[None]):
             except ConvertError as exc:
                 lines = [f"invalid: {exc}"]
             else:
-                lines = [f"command: {quote_argv(self.plan.argv)}"]
-                if self.plan.stdin:
-                    patterns = ", ".join(self.plan.stdin.split())
-                    lines.append(f"prefetch patterns (standard input): {patterns}")
-                if self.plan.check_argv:
-                    lines.append(f"then:    {quote_argv(self.plan.check_argv)}")
-                lines += self._credential_lines(self.plan)
+                lines = plan_lines(self.plan) + self._credential_lines(self.plan)
         self.query_one("#convert-preview", Static).update(Text("\n".join(lines)))
 
     def _credential_lines(self, plan: ConvertPlan) -> list[str]:
@@ -261,7 +255,10 @@ class ConvertScreen(Screen[None]):
             if confirmation:
                 self._start(plan, confirmation)
 
-        app.push_screen(ConfirmActionModal(self.node, spec.address, action), decided)
+        modal = ConfirmActionModal(
+            self.node, spec.address, action, also=plan_lines(plan)[1:]
+        )
+        app.push_screen(modal, decided)
 
     def _start(self, plan: ConvertPlan, confirmation: str) -> None:
         self.running = True
@@ -269,7 +266,7 @@ class ConvertScreen(Screen[None]):
         table = self.query_one(DataTable)
         for stage in STAGES:
             table.update_cell(stage, "state", "waiting")
-            table.update_cell(stage, "reference", "")
+            table.update_cell(stage, "reference", "", update_width=True)
             table.update_cell(stage, "elapsed", "")
         self.query_one("#convert-result", Static).update("running...")
         self._convert(plan, confirmation)
@@ -305,13 +302,23 @@ class ConvertScreen(Screen[None]):
         event = message.event
         table = self.query_one(DataTable)
         finished = event.verb in ("pulled", "converted", "pushed")
-        table.update_cell(event.stage, "state", "done" if finished else event.verb)
-        table.update_cell(event.stage, "reference", event.reference)
+        state = "done" if finished else event.verb
+        table.update_cell(event.stage, "state", state, update_width=True)
+        table.update_cell(event.stage, "reference", event.reference, update_width=True)
         if event.elapsed is not None:
             table.update_cell(event.stage, "elapsed", f"{event.elapsed:.2f} s")
 
     @on(ConvertFinished)
     def finished(self, message: ConvertFinished) -> None:
         self.running = False
+        if message.result is not None:
+            self._end_stages(message.result)
         text = message.error or describe_result(message.result, message.check)
         self.query_one("#convert-result", Static).update(Text(text))
+
+    def _end_stages(self, result: StepResult) -> None:
+        """Show the stages that were running when the run ended as it ended."""
+        table = self.query_one(DataTable)
+        for name, stage in result.progress.stages.items():
+            if stage.state in ("failed", "cancelled"):
+                table.update_cell(name, "state", stage.state, update_width=True)

@@ -87,6 +87,8 @@ class StepResult:
     def last_error(self) -> str:
         if self.ok:
             return ""
+        if self.cancelled:
+            return "cancelled"
         return self.error or self.progress.fallback_error()
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,6 +127,7 @@ async def stream_step(
 
     Setting `cancel` (or cancelling the awaiting task) closes the stream,
     which ends the remote command. The result's outcome is then `cancelled`.
+    A stage still running at the end is marked failed or cancelled.
     """
     result = StepResult(argv)
     started = time.monotonic()
@@ -146,6 +149,8 @@ async def stream_step(
     finally:
         waiter.cancel()
         result.seconds = time.monotonic() - started
+        if not result.ok:
+            result.progress.end("cancelled" if result.cancelled else "failed")
     return result
 
 
