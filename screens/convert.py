@@ -44,6 +44,8 @@ from nydus_console.images.run import (
 from nydus_console.transport.base import TransportError
 
 STAGE_TITLES = {"pull": "pull", "convert": "convert", "push": "push"}
+# How this screen sets the nydusify path, named when nydusify is missing.
+NYDUSIFY_FIELD_HINT = "the nydusify path field of this screen"
 
 
 class ConvertStageReported(Message):
@@ -142,10 +144,11 @@ class ConvertScreen(Screen[None]):
         with Horizontal(id="convert-tuning"):
             yield Input(placeholder="chunk size (0x100000)", id="convert-chunk-size")
             yield Input(
-                placeholder="prefetch paths, comma-separated (/usr/bin,/etc)",
+                placeholder="prefetch: /usr/bin,/etc",
                 id="convert-prefetch",
             )
             yield Input(placeholder="work dir on the node", id="convert-work-dir")
+            yield Input(placeholder="nydusify path", id="convert-nydusify")
         with Horizontal(id="convert-flags"):
             yield Checkbox("all platforms", id="convert-all-platforms")
             yield Checkbox("source over HTTP", id="convert-source-insecure")
@@ -187,6 +190,7 @@ class ConvertScreen(Screen[None]):
                 p.strip() for p in text("#convert-prefetch").split(",") if p.strip()
             ),
             work_dir=text("#convert-work-dir"),
+            nydusify=text("#convert-nydusify") or "nydusify",
             all_platforms=ticked("#convert-all-platforms"),
             source_insecure=ticked("#convert-source-insecure"),
             target_insecure=ticked("#convert-target-insecure"),
@@ -283,6 +287,7 @@ class ConvertScreen(Screen[None]):
                 confirmed_by=confirmation,
                 on_event=self._report_stage,
                 cancel=self.cancel,
+                path_hint=NYDUSIFY_FIELD_HINT,
             )
         except ActionRefused as exc:
             self.post_message(ConvertFinished(None, None, str(exc)))

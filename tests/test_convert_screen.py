@@ -203,6 +203,29 @@ async def test_confirmation_lists_every_command_of_the_preview(
         assert shown[-1].startswith("then:    nydusify check --source")
 
 
+async def test_missing_nydusify_names_the_path_field(
+    double: Path, tmp_path: Path
+) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(pilot)
+        missing = str(tmp_path / "no-such-nydusify")
+        screen.query_one("#convert-nydusify", Input).value = missing
+        await pilot.pause()
+        assert f"command: {missing} convert" in text_of(screen, "#convert-preview")
+        await confirm_run(pilot)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        result = text_of(screen, "#convert-result")
+        assert "exited with status 127" in result
+        assert (
+            f"last error: nydusify ({missing}) is not installed on {NODE} "
+            "(exit 127): install it or set the nydusify path (the nydusify "
+            "path field of this screen)"
+        ) in result
+        assert "not found" not in result
+
+
 def test_every_convert_binding_has_an_id() -> None:
     for binding in ConvertScreen.BINDINGS:
         assert isinstance(binding, Binding)

@@ -312,6 +312,46 @@ def test_failed_push_ends_the_push_stage_as_failed(
     assert result.last_error == "failed to push image: denied"
 
 
+@pytest.mark.parametrize(
+    ("program", "status", "name"),
+    [
+        ("nydusify", 127, "nydusify is not installed"),
+        (
+            "/nonexistent/nydusify",
+            127,
+            "nydusify (/nonexistent/nydusify) is not installed",
+        ),
+        ("{tmp}/plain-file", 126, "nydusify ({tmp}/plain-file) cannot be executed"),
+    ],
+)
+def test_missing_nydusify_is_named_with_the_way_to_set_its_path(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    program: str,
+    status: int,
+    name: str,
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    # sh is found before the wrapper runs; nydusify is looked up in PATH.
+    monkeypatch.setenv("PATH", f"{empty}:/usr/bin:/bin")
+    if program == "nydusify" and any(
+        (Path(d) / "nydusify").exists() for d in ("/usr/bin", "/bin")
+    ):
+        pytest.skip("this machine has a nydusify in /usr/bin or /bin")
+    (tmp_path / "plain-file").write_text("not a program\n")
+    program, name = (text.replace("{tmp}", str(tmp_path)) for text in (program, name))
+    plan = plan_convert(ConvertOptions(source=SOURCE, nydusify=program))
+    result = asyncio.run(
+        stream_step(LocalTransport(), plan.argv, plan.stdin, node="node-a")
+    )
+    assert result.exit_status == status
+    assert result.last_error == (
+        f"{name} on node-a (exit {status}): install it or set the "
+        "nydusify path (--nydusify PATH)"
+    )
+
+
 # --- runs on a booted node over sshd ------------------------------------------
 
 
@@ -425,7 +465,7 @@ def test_failure_shows_exit_status_and_last_error(
 
 
 @pytest.mark.nspawn
-def test_json_after_a_failed_push_ends_the_push_stage(
+def test_json_after_a_failed_push_and_a_missing_nydusify(
     node: Node, control: Any, inventory: Path, tmp_path: Path
 ) -> None:
     control(fail_at="push", error="failed to push image: unauthorized")
@@ -436,6 +476,15 @@ def test_json_after_a_failed_push_ends_the_push_stage(
     convert = json.loads(done.stdout)["convert"]
     assert convert["stages"]["push"]["state"] == "failed"
     assert convert["last_error"] == "failed to push image: unauthorized"
+    missing = "/usr/local/bin/nydusify-absent"
+    done = run_console(
+        "convert", SOURCE, "--inventory", str(inventory), "--node", NODE, "--yes",
+        "--nydusify", missing, home=tmp_path, check_rc=1,
+    )  # fmt: skip
+    assert (
+        f"last error: nydusify ({missing}) is not installed on {NODE} (exit 127): "
+        "install it or set the nydusify path (--nydusify PATH)"
+    ) in done.stdout
 
 
 @pytest.mark.nspawn
