@@ -41,6 +41,7 @@ from nydus_console.images.run import (
     node_docker_config,
     run_convert,
 )
+from nydus_console.screens.textbox import TextBox
 from nydus_console.transport.base import TransportError
 
 STAGE_TITLES = {"pull": "pull", "convert": "convert", "push": "push"}
@@ -123,8 +124,8 @@ class ConvertScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="convert-references"):
-            yield Input(self.source, placeholder="source image", id="convert-source")
-            yield Input(
+            yield TextBox(self.source, placeholder="source image", id="convert-source")
+            yield TextBox(
                 placeholder="target (default: <source tag>-nydus)", id="convert-target"
             )
         with Horizontal(id="convert-options"):
@@ -140,15 +141,15 @@ class ConvertScreen(Screen[None]):
                 allow_blank=False,
                 id="convert-compressor",
             )
-            yield Input(placeholder="platform (os/arch)", id="convert-platform")
+            yield TextBox(placeholder="platform (os/arch)", id="convert-platform")
         with Horizontal(id="convert-tuning"):
-            yield Input(placeholder="chunk size (0x100000)", id="convert-chunk-size")
-            yield Input(
+            yield TextBox(placeholder="chunk size (0x100000)", id="convert-chunk-size")
+            yield TextBox(
                 placeholder="prefetch: /usr/bin,/etc",
                 id="convert-prefetch",
             )
-            yield Input(placeholder="work dir on the node", id="convert-work-dir")
-            yield Input(placeholder="nydusify path", id="convert-nydusify")
+            yield TextBox(placeholder="work dir on the node", id="convert-work-dir")
+            yield TextBox(placeholder="nydusify path", id="convert-nydusify")
         with Horizontal(id="convert-flags"):
             yield Checkbox("all platforms", id="convert-all-platforms")
             yield Checkbox("source over HTTP", id="convert-source-insecure")

@@ -21,6 +21,7 @@ from nydus_console.images.credentials import CredentialsError, load_docker_confi
 from nydus_console.images.inspect import InspectReport, inspect_image
 from nydus_console.images.reference import BadReference, parse_reference
 from nydus_console.images.registry import Controls, RegistryError
+from nydus_console.screens.textbox import TextBox
 
 # Errors name this screen's keys, not the command line's options.
 SCREEN_CONTROLS = Controls(
@@ -93,7 +94,7 @@ class ImageScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(
+        yield TextBox(
             self.reference,
             placeholder="image reference, such as registry.example.com/team/app:v1",
             id="image-reference",

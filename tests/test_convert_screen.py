@@ -25,6 +25,7 @@ from nydus_console.inventory import Inventory, NodeSpec
 from nydus_console.screens.app import NydusConsoleApp
 from nydus_console.screens.confirm import ConfirmActionModal
 from nydus_console.screens.convert import ConvertScreen
+from nydus_console.screens.textbox import TextBox
 
 DOUBLE = Path(__file__).parent / "doubles" / "nydusify_double.py"
 NODE = "this-node"
@@ -224,6 +225,15 @@ async def test_missing_nydusify_names_the_path_field(
             "path field of this screen)"
         ) in result
         assert "not found" not in result
+
+
+async def test_every_text_field_is_a_textbox(double: Path, tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(pilot)
+        fields = list(screen.query(Input))
+        assert len(fields) == 7
+        assert all(isinstance(field, TextBox) for field in fields)
 
 
 def test_every_convert_binding_has_an_id() -> None:

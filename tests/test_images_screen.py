@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
@@ -26,6 +27,7 @@ from nydus_console.images.registry import OCI_MANIFEST
 from nydus_console.inventory import Inventory
 from nydus_console.screens.app import NydusConsoleApp
 from nydus_console.screens.images import ImageInspected, ImageScreen
+from nydus_console.screens.textbox import TextBox
 
 SIZE = (130, 30)
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -117,6 +119,23 @@ async def test_errors_name_the_screen_keys_not_the_options(
         status = text_of(screen, "#image-status")
         assert f"docker login {locked.host}` on this machine, then" in status
         assert "--password-stdin" not in status
+
+
+async def test_reference_field_keeps_fast_editing_keys_in_order(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(pilot, ImageScreen())
+        box = screen.query_one("#image-reference", Input)
+        assert isinstance(box, TextBox)
+        await pilot.press(*"old/app")
+        # ctrl+u, then the new text, then a backspace, queued all at once.
+        keys = [("ctrl+u", None), *[(c, c) for c in "team/appx"], ("backspace", None)]
+        for key, char in keys:
+            app.post_message(events.Key(key, char))
+        await pilot.pause(0.3)
+        assert box.value == "team/app"
 
 
 def test_every_image_binding_has_an_id() -> None:
