@@ -185,8 +185,8 @@ class RegistryClient:
             raise RegistryError("failed", _network_message(self, exc)) from None
         if response.status_code in (401, 403):
             who = f"the token server {realm.host}"
-            what = f"to {ref.path} ({_status(response)})"
-            raise RegistryError("denied", _denied(self, who, what))
+            denied = _denied(self, who, ref.path, _status(response))
+            raise RegistryError("denied", denied)
         if response.status_code != 200:
             raise RegistryError(
                 "failed", f"the token server {realm.host} returned {_status(response)}"
@@ -217,17 +217,20 @@ def _status(response: httpx.Response) -> str:
     return f"{response.status_code} {response.reason_phrase}".strip()
 
 
-def _denied(client: RegistryClient, who: str, what: str) -> str:
-    """Say who refused what, and whose credentials; never the secret."""
+def _denied(client: RegistryClient, who: str, what: str, status: str) -> str:
+    """Say who denied access to what, with whose credentials; never the secret."""
     credentials = client.credentials
     login = f"`docker login {client.api_host}`{client.controls.login}"
     if credentials is None:
-        return f"{who} denied access {what} with no credentials: log in with {login}"
+        return (
+            f"{who} denied access to {what} ({status}) with no credentials: "
+            f"log in with {login}"
+        )
     source = credentials.source or "the credentials given"
     return (
         f"{who} rejected the credentials for {credentials.username} from "
-        f"{source} ({what}): check that user and password, or log in again "
-        f"with {login}"
+        f"{source} ({status} for {what}): check that user and password, or log "
+        f"in again with {login}"
     )
 
 
@@ -244,7 +247,7 @@ def _raise_for_status(
             "accepted the credentials but does not let that user read it",
         )
     if response.status_code in (401, 403):
-        raise RegistryError("denied", _denied(client, host, f"to {what} ({status})"))
+        raise RegistryError("denied", _denied(client, host, what, status))
     if response.status_code != 200:
         raise RegistryError("failed", f"{host} returned {status} for {what}")
 
