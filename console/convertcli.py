@@ -29,6 +29,7 @@ from nydus_console.images.convert import (
     ConvertOptions,
     ConvertPlan,
     plan_convert,
+    plan_lines,
 )
 from nydus_console.images.credentials import CredentialsError
 from nydus_console.images.history import ConvertHistory, HistoryError
@@ -43,7 +44,6 @@ from nydus_console.images.run import (
 from nydus_console.inventory import Inventory, InventoryError, NodeSpec
 from nydus_console.transport.base import Transport, TransportError
 from nydus_console.transport.hostkeys import HostKeyStore
-from nydus_console.transport.quoting import quote_argv
 
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 3
@@ -248,12 +248,8 @@ class ConvertCommand:
         self.say(f"convert on {spec.name} ({spec.address})")
         self.say(f"  source:  {plan.source}")
         self.say(f"  target:  {plan.target}")
-        self.say(f"  command: {quote_argv(plan.argv)}")
-        if plan.stdin:
-            patterns = ", ".join(plan.stdin.split())
-            self.say(f"  prefetch patterns (standard input): {patterns}")
-        if plan.check_argv:
-            self.say(f"  then:    {quote_argv(plan.check_argv)}")
+        for line in plan_lines(plan):
+            self.say(f"  {line}")
 
     async def credentials(
         self, plan: ConvertPlan, spec: NodeSpec, t: Transport
@@ -401,5 +397,5 @@ class ConvertCommand:
                 f"{what} exited with status {result.exit_status} after "
                 f"{result.seconds:.1f} s"
             )
-        if result.last_error:
+        if result.last_error and not result.cancelled:
             self.say(f"last error: {result.last_error}")

@@ -3,7 +3,8 @@
 It reaches the registry from this machine, not a node. Credentials come
 from --username with --password-stdin, else from the docker config
 (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), and are never
-printed.
+printed. With --json a failure prints a JSON object with the error too,
+and the exit status stays that of the failure.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from nydus_console.images.credentials import (
     CredentialsError,
     load_docker_config,
 )
-from nydus_console.images.inspect import InspectReport, inspect_image
+from nydus_console.images.inspect import SCHEMA, InspectReport, inspect_image
 from nydus_console.images.reference import BadReference, parse_reference
 from nydus_console.images.registry import RegistryError
 
@@ -67,24 +68,38 @@ def _credentials(args: argparse.Namespace, domain: str) -> Credentials | None:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise CredentialsError("--password-stdin read an empty password")
-        return Credentials(args.username, password)
+        return Credentials(args.username, password, source="--password-stdin")
     return load_docker_config().lookup(domain)
+
+
+def _failed(args: argparse.Namespace, kind: str, exc: Exception, code: int) -> int:
+    """Report a failure on stderr, and as a JSON object on stdout with --json."""
+    print(f"nydus-console: {exc}", file=sys.stderr)
+    if args.json:
+        document = {
+            "schema": SCHEMA,
+            "reference": args.image,
+            "error": {"kind": kind, "message": str(exc)},
+            "exit_code": code,
+        }
+        print(json.dumps(document, indent=2))
+    return code
 
 
 def run_inspect(args: argparse.Namespace) -> int:
     try:
         ref = parse_reference(args.image)
         credentials = _credentials(args, ref.domain)
-    except (BadReference, CredentialsError) as exc:
-        print(f"nydus-console: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except BadReference as exc:
+        return _failed(args, "usage", exc, EXIT_USAGE)
+    except CredentialsError as exc:
+        return _failed(args, "credentials", exc, EXIT_USAGE)
     try:
         report = asyncio.run(
             inspect_image(ref, credentials=credentials, insecure=args.insecure)
         )
     except RegistryError as exc:
-        print(f"nydus-console: {exc}", file=sys.stderr)
-        return EXIT_UNREADABLE
+        return _failed(args, exc.kind, exc, EXIT_UNREADABLE)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

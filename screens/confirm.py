@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.markup import escape
@@ -27,11 +28,16 @@ class ConfirmActionModal(ModalScreen[str]):
         Binding("escape", "cancel", "Cancel", id="confirm.cancel"),
     ]
 
-    def __init__(self, node: str, address: str, action: Action) -> None:
+    def __init__(
+        self, node: str, address: str, action: Action, *, also: Sequence[str] = ()
+    ) -> None:
         super().__init__()
         self.node = node
         self.address = address
         self.action = action
+        # Lines shown under the command: what else the run does, such as a
+        # command run after it.
+        self.also = tuple(also)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
@@ -41,6 +47,8 @@ class ConfirmActionModal(ModalScreen[str]):
             )
             yield Static("This command will run on the node:")
             yield Static(escape(self.action.command_line), id="confirm-command")
+            if self.also:
+                yield Static(escape("\n".join(self.also)), id="confirm-also")
             if self.action.destructive:
                 yield Static(f"Type the node name ({escape(self.node)}) to confirm:")
                 yield TextBox(id="confirm-name")

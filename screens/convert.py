@@ -29,10 +29,11 @@ from nydus_console.images.convert import (
     ConvertOptions,
     ConvertPlan,
     plan_convert,
+    plan_lines,
 )
 from nydus_console.images.credentials import CredentialsError, DockerConfig
 from nydus_console.images.history import ConvertHistory
-from nydus_console.images.progress import STAGES, StageEvent
+from nydus_console.images.progress import STAGES, ConvertProgress, StageEvent
 from nydus_console.images.run import (
     StepResult,
     credential_report,
@@ -40,10 +41,12 @@ from nydus_console.images.run import (
     node_docker_config,
     run_convert,
 )
+from nydus_console.screens.textbox import TextBox
 from nydus_console.transport.base import TransportError
-from nydus_console.transport.quoting import quote_argv
 
 STAGE_TITLES = {"pull": "pull", "convert": "convert", "push": "push"}
+# How this screen sets the nydusify path, named when nydusify is missing.
+NYDUSIFY_FIELD_HINT = "the nydusify path field of this screen"
 
 
 class ConvertStageReported(Message):
@@ -92,7 +95,7 @@ def describe_result(result: StepResult | None, check: StepResult | None) -> str:
             lines.append(f"{what}: {step.error or 'output ended without a status'}")
         else:
             lines.append(f"{what} exited with status {step.exit_status}")
-        if step.last_error:
+        if step.last_error and not step.cancelled:
             lines.append(f"last error: {step.last_error}")
     return "\n".join(lines)
 
@@ -121,8 +124,8 @@ class ConvertScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="convert-references"):
-            yield Input(self.source, placeholder="source image", id="convert-source")
-            yield Input(
+            yield TextBox(self.source, placeholder="source image", id="convert-source")
+            yield TextBox(
                 placeholder="target (default: <source tag>-nydus)", id="convert-target"
             )
         with Horizontal(id="convert-options"):
@@ -138,14 +141,15 @@ class ConvertScreen(Screen[None]):
                 allow_blank=False,
                 id="convert-compressor",
             )
-            yield Input(placeholder="platform (os/arch)", id="convert-platform")
+            yield TextBox(placeholder="platform (os/arch)", id="convert-platform")
         with Horizontal(id="convert-tuning"):
-            yield Input(placeholder="chunk size (0x100000)", id="convert-chunk-size")
-            yield Input(
-                placeholder="prefetch paths, comma-separated (/usr/bin,/etc)",
+            yield TextBox(placeholder="chunk size (0x100000)", id="convert-chunk-size")
+            yield TextBox(
+                placeholder="prefetch: /usr/bin,/etc",
                 id="convert-prefetch",
             )
-            yield Input(placeholder="work dir on the node", id="convert-work-dir")
+            yield TextBox(placeholder="work dir on the node", id="convert-work-dir")
+            yield TextBox(placeholder="nydusify path", id="convert-nydusify")
         with Horizontal(id="convert-flags"):
             yield Checkbox("all platforms", id="convert-all-platforms")
             yield Checkbox("source over HTTP", id="convert-source-insecure")
@@ -187,6 +191,7 @@ class ConvertScreen(Screen[None]):
                 p.strip() for p in text("#convert-prefetch").split(",") if p.strip()
             ),
             work_dir=text("#convert-work-dir"),
+            nydusify=text("#convert-nydusify") or "nydusify",
             all_platforms=ticked("#convert-all-platforms"),
             source_insecure=ticked("#convert-source-insecure"),
             target_insecure=ticked("#convert-target-insecure"),
@@ -207,13 +212,7 @@ class ConvertScreen(Screen[None]):
             except ConvertError as exc:
                 lines = [f"invalid: {exc}"]
             else:
-                lines = [f"command: {quote_argv(self.plan.argv)}"]
-                if self.plan.stdin:
-                    patterns = ", ".join(self.plan.stdin.split())
-                    lines.append(f"prefetch patterns (standard input): {patterns}")
-                if self.plan.check_argv:
-                    lines.append(f"then:    {quote_argv(self.plan.check_argv)}")
-                lines += self._credential_lines(self.plan)
+                lines = plan_lines(self.plan) + self._credential_lines(self.plan)
         self.query_one("#convert-preview", Static).update(Text("\n".join(lines)))
 
     def _credential_lines(self, plan: ConvertPlan) -> list[str]:
@@ -261,7 +260,10 @@ class ConvertScreen(Screen[None]):
             if confirmation:
                 self._start(plan, confirmation)
 
-        app.push_screen(ConfirmActionModal(self.node, spec.address, action), decided)
+        modal = ConfirmActionModal(
+            self.node, spec.address, action, also=plan_lines(plan)[1:]
+        )
+        app.push_screen(modal, decided)
 
     def _start(self, plan: ConvertPlan, confirmation: str) -> None:
         self.running = True
@@ -269,7 +271,7 @@ class ConvertScreen(Screen[None]):
         table = self.query_one(DataTable)
         for stage in STAGES:
             table.update_cell(stage, "state", "waiting")
-            table.update_cell(stage, "reference", "")
+            table.update_cell(stage, "reference", "", update_width=True)
             table.update_cell(stage, "elapsed", "")
         self.query_one("#convert-result", Static).update("running...")
         self._convert(plan, confirmation)
@@ -286,6 +288,7 @@ class ConvertScreen(Screen[None]):
                 confirmed_by=confirmation,
                 on_event=self._report_stage,
                 cancel=self.cancel,
+                path_hint=NYDUSIFY_FIELD_HINT,
             )
         except ActionRefused as exc:
             self.post_message(ConvertFinished(None, None, str(exc)))
@@ -305,13 +308,26 @@ class ConvertScreen(Screen[None]):
         event = message.event
         table = self.query_one(DataTable)
         finished = event.verb in ("pulled", "converted", "pushed")
-        table.update_cell(event.stage, "state", "done" if finished else event.verb)
-        table.update_cell(event.stage, "reference", event.reference)
+        state = "done" if finished else event.verb
+        table.update_cell(event.stage, "state", state, update_width=True)
+        table.update_cell(event.stage, "reference", event.reference, update_width=True)
         if event.elapsed is not None:
             table.update_cell(event.stage, "elapsed", f"{event.elapsed:.2f} s")
 
     @on(ConvertFinished)
     def finished(self, message: ConvertFinished) -> None:
         self.running = False
+        if message.result is not None:
+            self._end_stages(message.result)
         text = message.error or describe_result(message.result, message.check)
         self.query_one("#convert-result", Static).update(Text(text))
+
+    def _end_stages(self, result: StepResult) -> None:
+        """Show the stages that were running when the run ended as it ended."""
+        table = self.query_one(DataTable)
+        progress = result.progress
+        if not isinstance(progress, ConvertProgress):
+            return
+        for name, stage in progress.stages.items():
+            if stage.state in ("failed", "cancelled"):
+                table.update_cell(name, "state", stage.state, update_width=True)

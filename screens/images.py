@@ -20,8 +20,14 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from nydus_console.images.credentials import CredentialsError, load_docker_config
 from nydus_console.images.inspect import InspectReport, inspect_image
 from nydus_console.images.reference import BadReference, parse_reference
-from nydus_console.images.registry import RegistryError
+from nydus_console.images.registry import Controls, RegistryError
+from nydus_console.screens.textbox import TextBox
 
+# Errors name this screen's keys, not the command line's options.
+SCREEN_CONTROLS = Controls(
+    insecure="press ctrl+t to switch to plain HTTP",
+    login=" on this machine, then press ctrl+r",
+)
 LAYER_COLUMNS = (
     ("platform", "Platform"),
     ("index", "#"),
@@ -88,7 +94,7 @@ class ImageScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(
+        yield TextBox(
             self.reference,
             placeholder="image reference, such as registry.example.com/team/app:v1",
             id="image-reference",
@@ -136,7 +142,10 @@ class ImageScreen(Screen[None]):
             ref = parse_reference(text)
             credentials = load_docker_config().lookup(ref.domain)
             report = await inspect_image(
-                ref, credentials=credentials, insecure=insecure
+                ref,
+                credentials=credentials,
+                insecure=insecure,
+                controls=SCREEN_CONTROLS,
             )
         except (BadReference, CredentialsError, RegistryError) as exc:
             self.post_message(ImageInspectionFailed(str(exc)))

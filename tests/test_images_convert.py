@@ -226,6 +226,26 @@ def test_plain_text_is_kept_as_the_message() -> None:
     assert line.message.startswith("Incorrect Usage")
 
 
+def test_only_error_level_lines_count_as_the_last_error() -> None:
+    progress = ConvertProgress()
+    progress.feed('time="t" level=info msg="converting image a/b:c" module=converter')
+    progress.feed('time="t" level=warning msg="retrying" module=converter')
+    assert progress.fallback_error() == ""
+    progress.feed("sh: 1: nydusify: not found")
+    assert progress.fallback_error() == "sh: 1: nydusify: not found"
+    progress.feed('time="t" level=error msg="cannot push"')
+    progress.feed('time="t" level=info msg="cleaning up"')
+    assert progress.fallback_error() == "cannot push"
+
+
+def test_running_stages_end_as_the_run_ended() -> None:
+    progress = ConvertProgress()
+    progress.feed('time="t" level=info msg="pulling image a/b:c" module=converter')
+    progress.end("failed")
+    assert progress.stages["pull"].state == "failed"
+    assert progress.stages["push"].state == "waiting"
+
+
 # --- runs on this machine through the local transport --------------------------
 
 
@@ -273,6 +293,63 @@ def test_hostile_values_reach_nydusify_verbatim_and_never_a_shell(
     assert call["argv"] == list(plan.argv[1:])
     assert call["stdin"] == plan.stdin
     assert not canary.exists()
+
+
+def test_failed_push_ends_the_push_stage_as_failed(
+    local_double: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "control.json").write_text(
+        json.dumps({"fail_at": "push", "error": "failed to push image: denied"})
+    )
+    plan = plan_convert(ConvertOptions(source=SOURCE, nydusify=str(local_double)))
+    result = asyncio.run(stream_step(LocalTransport(), plan.argv, plan.stdin))
+    stages = result.to_dict()["stages"]
+    assert [stages[s]["state"] for s in ("pull", "convert", "push")] == [
+        "done",
+        "done",
+        "failed",
+    ]
+    assert result.last_error == "failed to push image: denied"
+
+
+@pytest.mark.parametrize(
+    ("program", "status", "name"),
+    [
+        ("nydusify", 127, "nydusify is not installed"),
+        (
+            "/nonexistent/nydusify",
+            127,
+            "nydusify (/nonexistent/nydusify) is not installed",
+        ),
+        ("{tmp}/plain-file", 126, "nydusify ({tmp}/plain-file) cannot be executed"),
+    ],
+)
+def test_missing_nydusify_is_named_with_the_way_to_set_its_path(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    program: str,
+    status: int,
+    name: str,
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    # sh is found before the wrapper runs; nydusify is looked up in PATH.
+    monkeypatch.setenv("PATH", f"{empty}:/usr/bin:/bin")
+    if program == "nydusify" and any(
+        (Path(d) / "nydusify").exists() for d in ("/usr/bin", "/bin")
+    ):
+        pytest.skip("this machine has a nydusify in /usr/bin or /bin")
+    (tmp_path / "plain-file").write_text("not a program\n")
+    program, name = (text.replace("{tmp}", str(tmp_path)) for text in (program, name))
+    plan = plan_convert(ConvertOptions(source=SOURCE, nydusify=program))
+    result = asyncio.run(
+        stream_step(LocalTransport(), plan.argv, plan.stdin, node="node-a")
+    )
+    assert result.exit_status == status
+    assert result.last_error == (
+        f"{name} on node-a (exit {status}): install it or set the "
+        "nydusify path (--nydusify PATH)"
+    )
 
 
 # --- runs on a booted node over sshd ------------------------------------------
@@ -388,6 +465,29 @@ def test_failure_shows_exit_status_and_last_error(
 
 
 @pytest.mark.nspawn
+def test_json_after_a_failed_push_and_a_missing_nydusify(
+    node: Node, control: Any, inventory: Path, tmp_path: Path
+) -> None:
+    control(fail_at="push", error="failed to push image: unauthorized")
+    done = run_console(
+        "convert", SOURCE, "--inventory", str(inventory), "--node", NODE, "--yes",
+        "--json", home=tmp_path, check_rc=1,
+    )  # fmt: skip
+    convert = json.loads(done.stdout)["convert"]
+    assert convert["stages"]["push"]["state"] == "failed"
+    assert convert["last_error"] == "failed to push image: unauthorized"
+    missing = "/usr/local/bin/nydusify-absent"
+    done = run_console(
+        "convert", SOURCE, "--inventory", str(inventory), "--node", NODE, "--yes",
+        "--nydusify", missing, home=tmp_path, check_rc=1,
+    )  # fmt: skip
+    assert (
+        f"last error: nydusify ({missing}) is not installed on {NODE} (exit 127): "
+        "install it or set the nydusify path (--nydusify PATH)"
+    ) in done.stdout
+
+
+@pytest.mark.nspawn
 def test_check_failure_fails_the_command(
     node: Node, control: Any, inventory: Path, tmp_path: Path
 ) -> None:
@@ -497,7 +597,8 @@ def test_cancel_closes_the_channel_and_ends_nydusify(
 
     result = asyncio.run(scenario())
     assert result.cancelled and result.outcome == "cancelled"
-    assert result.progress.stages["convert"].state == "running"
+    assert result.progress.stages["convert"].state == "cancelled"
+    assert result.last_error == "cancelled"
     pid = node_records(node)[0]["pid"]
     deadline = time.monotonic() + 30
     while node.exec(["kill", "-0", str(pid)]).returncode == 0:

@@ -341,7 +341,7 @@ def test_bearer_token_flow_asks_for_the_repository_scope(
     image = f"{registry.host}/team/app:v1"
     code, _, err = run_cli(capsys, image, "--insecure")
     assert code == 1
-    assert "denied access with no credentials" in err
+    assert "with no credentials" in err
     write_docker_config(no_docker_config, registry.host, USER, PASSWORD)
     code, out, err = run_cli(capsys, image, "--insecure")
     assert code == 0, err
@@ -350,6 +350,64 @@ def test_bearer_token_flow_asks_for_the_repository_scope(
     assert asked and asked[0]["query"]["scope"] == ["repository:team/app:pull"]
     assert asked[0]["query"]["service"] == [registry.token_server.service]
     assert PASSWORD not in out + err
+
+
+def test_wrong_password_stdin_is_named_as_rejected(
+    start_registry: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_docker_config: Path,
+) -> None:
+    registry = start_registry("basic")
+    push_oci(registry, "team/app", "v1")
+    monkeypatch.setattr("sys.stdin", io.StringIO("wrong-password\n"))
+    code, out, err = run_cli(
+        capsys,
+        f"{registry.host}/team/app:v1",
+        "--insecure",
+        "--username",
+        USER,
+        "--password-stdin",
+    )
+    assert code == 1
+    assert f"rejected the credentials for {USER} from --password-stdin" in err
+    assert "no credentials" not in err
+    assert "wrong-password" not in out + err
+
+
+def test_wrong_docker_config_password_is_named_as_rejected(
+    start_registry: Any, capsys: pytest.CaptureFixture[str], no_docker_config: Path
+) -> None:
+    config = no_docker_config / "config.json"
+    for kind in ("basic", "token"):
+        registry = start_registry(kind)
+        push_oci(registry, "team/app", "v1")
+        write_docker_config(no_docker_config, registry.host, USER, "wrong-password")
+        code, out, err = run_cli(capsys, f"{registry.host}/team/app:v1", "--insecure")
+        assert code == 1, kind
+        expected = f"rejected the credentials for {USER} from the docker config"
+        assert expected in err, kind
+        assert str(config) in err, kind
+        assert "wrong-password" not in out + err
+    assert "the token server 127.0.0.1 rejected" in err
+
+
+def test_json_failure_prints_the_error_and_keeps_the_status(
+    start_registry: Any, capsys: pytest.CaptureFixture[str], no_docker_config: Path
+) -> None:
+    registry = start_registry()
+    image = f"{registry.host}/team/none:v9"
+    code, out, err = run_cli(capsys, image, "--insecure", "--json")
+    assert code == 1
+    document = json.loads(out)
+    assert document["reference"] == image
+    assert document["error"]["kind"] == "not_found"
+    assert "was not found" in document["error"]["message"]
+    assert document["exit_code"] == 1
+    assert "was not found" in err
+    code, out, _ = run_cli(capsys, "team/$(id)", "--json")
+    assert code == 64
+    assert "$(id)" in json.loads(out)["error"]["message"]
 
 
 def test_anonymous_pull_through_the_token_server(

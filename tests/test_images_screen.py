@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
@@ -26,6 +27,7 @@ from nydus_console.images.registry import OCI_MANIFEST
 from nydus_console.inventory import Inventory
 from nydus_console.screens.app import NydusConsoleApp
 from nydus_console.screens.images import ImageInspected, ImageScreen
+from nydus_console.screens.textbox import TextBox
 
 SIZE = (130, 30)
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -90,6 +92,50 @@ async def test_https_switch_and_palette_entry(tmp_path: Path) -> None:
         await pilot.press("ctrl+t")
         assert screen.insecure
         assert "over plain HTTP" in text_of(screen, "#image-status")
+
+
+async def test_errors_name_the_screen_keys_not_the_options(
+    start_registry: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    plain = start_registry()
+    plain.push_nydus_image("team/app", "v1-nydus")
+    locked = start_registry("basic")
+    locked.push_nydus_image("team/app", "v1-nydus")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(
+            pilot, ImageScreen(f"{plain.host}/team/app:v1-nydus")
+        )
+        status = text_of(screen, "#image-status")
+        assert f"cannot reach {plain.host} over HTTPS" in status
+        assert "press ctrl+t to switch to plain HTTP" in status
+        assert "--insecure" not in status
+        await pilot.press("ctrl+t")
+        screen.query_one(Input).value = f"{locked.host}/team/app:v1-nydus"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        status = text_of(screen, "#image-status")
+        assert f"docker login {locked.host}` on this machine, then" in status
+        assert "--password-stdin" not in status
+
+
+async def test_reference_field_keeps_fast_editing_keys_in_order(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_screen(pilot, ImageScreen())
+        box = screen.query_one("#image-reference", Input)
+        assert isinstance(box, TextBox)
+        await pilot.press(*"old/app")
+        # ctrl+u, then the new text, then a backspace, queued all at once.
+        keys = [("ctrl+u", None), *[(c, c) for c in "team/appx"], ("backspace", None)]
+        for key, char in keys:
+            app.post_message(events.Key(key, char))
+        await pilot.pause(0.3)
+        assert box.value == "team/app"
 
 
 def test_every_image_binding_has_an_id() -> None:

@@ -126,6 +126,12 @@ class BuildProgress:
             return None
         return BuildEvent("status", step.number, step.name, detail=detail)
 
+    def end(self, state: str) -> None:
+        """Mark every step still running as `state` (failed or cancelled)."""
+        for step in self.steps.values():
+            if step.state == "running":
+                step.state = state
+
     def summary(self) -> dict[str, dict[str, Any]]:
         """Return each step by number with its name, state and elapsed time."""
         return {

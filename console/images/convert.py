@@ -19,6 +19,7 @@ from nydus_console.images.reference import (
     ImageReference,
     parse_reference,
 )
+from nydus_console.transport.quoting import quote_argv
 
 FS_VERSIONS = ("5", "6")
 COMPRESSORS = ("none", "lz4_block", "zstd")
@@ -238,3 +239,14 @@ def plan_convert(o: ConvertOptions) -> ConvertPlan:
     check_argv = _check_argv(o, source, target) if o.check else []
     stdin = "".join(p + "\n" for p in patterns)
     return ConvertPlan(o, source, target, tuple(argv), tuple(check_argv), stdin)
+
+
+def plan_lines(plan: ConvertPlan) -> list[str]:
+    """Return every command the plan runs, as the preview and confirmation show."""
+    lines = [f"command: {quote_argv(plan.argv)}"]
+    if plan.stdin:
+        patterns = ", ".join(plan.stdin.split())
+        lines.append(f"prefetch patterns (standard input): {patterns}")
+    if plan.check_argv:
+        lines.append(f"then:    {quote_argv(plan.check_argv)}")
+    return lines

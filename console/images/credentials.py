@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class Credentials:
 
     username: str
     password: str = field(repr=False)
+    # Where they were read, for messages: a docker config or --password-stdin.
+    source: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"{self.username} (password hidden)"
@@ -55,7 +57,13 @@ class DockerConfig:
         return sorted(self.auths)
 
     def lookup(self, domain: str) -> Credentials | None:
-        return self.auths.get(registry_key(domain))
+        found = self.auths.get(registry_key(domain))
+        if found is None:
+            return None
+        where = self.source
+        if not where.startswith("the docker config"):
+            where = f"the docker config {where}"
+        return replace(found, source=where)
 
     def helper_for(self, domain: str) -> str:
         key = registry_key(domain)

@@ -26,6 +26,7 @@ from nydus_console.images.registry import (
     INDEX_TYPES,
     OCI_INDEX,
     OCI_MANIFEST,
+    Controls,
     RegistryClient,
     RegistryError,
 )
@@ -105,10 +106,14 @@ async def inspect_image(
     credentials: Credentials | None = None,
     insecure: bool = False,
     client: RegistryClient | None = None,
+    controls: Controls | None = None,
 ) -> InspectReport:
-    """Read the image's manifests; raise RegistryError when it cannot be read."""
+    """Read the image's manifests; raise RegistryError when it cannot be read.
+
+    `controls` words the errors with the caller's options or keys.
+    """
     registry = client or RegistryClient(
-        ref.api_host, credentials=credentials, insecure=insecure
+        ref.api_host, credentials=credentials, insecure=insecure, controls=controls
     )
     try:
         return await _inspect(registry, ref)

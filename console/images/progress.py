@@ -7,7 +7,9 @@ logs, in order: `pulling image SRC`, `pulled image SRC [(cached N/M)], elapse
 DUR`, `converting image SRC`, `converted image TARGET [...], elapse DUR`,
 `pushing image TARGET`, `pushed image TARGET, elapse DUR`; build cache lines
 (`pulling cache`, `pushed cache`, ...) may come between. Errors end the run
-with `level=fatal` (exit status 1).
+with `level=fatal` (exit status 1); only lines at level error, fatal or
+panic count as an error. When a run ends, a stage still running ends as
+failed or cancelled.
 """
 
 from __future__ import annotations
@@ -170,11 +172,22 @@ class ConvertProgress:
             for name, stage in self.stages.items()
         }
 
+    def end(self, state: str) -> None:
+        """Mark every stage still running as `state` (failed or cancelled)."""
+        for stage in self.stages.values():
+            if stage.state == "running":
+                stage.state = state
+
     def fallback_error(self) -> str:
-        """Return the last error, else the last non-empty output line."""
+        """Return the last error-level line, else the last line outside logrus.
+
+        Info and warning lines are progress, not errors; a line without a
+        logrus level is text such as the shell's `nydusify: not found`.
+        """
         if self.last_error:
             return self.last_error
         for raw in reversed(self.tail):
-            if raw.strip():
-                return parse_line(raw).message
+            line = parse_line(raw)
+            if raw.strip() and not line.level:
+                return line.message
         return ""

@@ -5,6 +5,8 @@ response names how to log in in its WWW-Authenticate header: `Basic`, or
 `Bearer realm=...,service=...,scope=...`, for which a token is fetched from
 the realm, with the credentials when there are any, and sent on the retry.
 URLs are built from a checked ImageReference only, path segment by segment.
+Error messages name the caller's own controls (command-line options or a
+screen's keys) through Controls.
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ class RegistryError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+@dataclass(frozen=True)
+class Controls:
+    """How the user reaches plain HTTP and logs in, as error messages say it."""
+
+    # Completes "for a registry on plain HTTP, ...".
+    insecure: str = "give --insecure"
+    # Completes "log in with `docker login HOST`...".
+    login: str = " or pass --username and --password-stdin"
 
 
 @dataclass(frozen=True)
@@ -76,10 +88,12 @@ class RegistryClient:
         credentials: Credentials | None = None,
         insecure: bool = False,
         client: httpx.AsyncClient | None = None,
+        controls: Controls | None = None,
     ) -> None:
         self.api_host = api_host
         self.scheme = "http" if insecure else "https"
         self.credentials = credentials
+        self.controls = controls or Controls()
         self._client = client or httpx.AsyncClient(
             timeout=TIMEOUT_SECONDS, follow_redirects=False
         )
@@ -103,7 +117,7 @@ class RegistryClient:
         what = f"{ref.name}:{reference or ref.reference}"
         if response.status_code == 404:
             raise RegistryError("not_found", f"{what} was not found on {self.api_host}")
-        _raise_for_status(response, what, self.api_host)
+        _raise_for_status(self, response, what)
         return _fetched(response, what)
 
     async def referrers(self, ref: ImageReference, digest: str) -> Fetched | None:
@@ -112,7 +126,7 @@ class RegistryClient:
         response = await self._get(url, {"Accept": OCI_INDEX}, ref)
         if response.status_code in (404, 405):
             return None
-        _raise_for_status(response, f"referrers of {digest}", self.api_host)
+        _raise_for_status(self, response, f"referrers of {digest}")
         return _fetched(response, f"referrers of {digest}")
 
     async def _get(
@@ -154,7 +168,8 @@ class RegistryClient:
             raise RegistryError(
                 "failed",
                 f"the token realm {str(realm)!r} of {self.api_host} is not an "
-                "https URL; use --insecure only for a registry you trust on HTTP",
+                f"https URL; for a registry you trust on plain HTTP, "
+                f"{self.controls.insecure}",
             )
         params = {
             "scope": challenge.params.get("scope") or f"repository:{ref.path}:pull"
@@ -169,7 +184,9 @@ class RegistryClient:
         except httpx.HTTPError as exc:
             raise RegistryError("failed", _network_message(self, exc)) from None
         if response.status_code in (401, 403):
-            raise RegistryError("denied", _denied(self, realm.host))
+            who = f"the token server {realm.host}"
+            denied = _denied(self, who, ref.path, _status(response))
+            raise RegistryError("denied", denied)
         if response.status_code != 200:
             raise RegistryError(
                 "failed", f"the token server {realm.host} returned {_status(response)}"
@@ -200,23 +217,39 @@ def _status(response: httpx.Response) -> str:
     return f"{response.status_code} {response.reason_phrase}".strip()
 
 
-def _denied(client: RegistryClient, host: str) -> str:
-    who = "the credentials given" if client.credentials else "no credentials"
+def _denied(client: RegistryClient, who: str, what: str, status: str) -> str:
+    """Say who denied access to what, with whose credentials; never the secret."""
+    credentials = client.credentials
+    login = f"`docker login {client.api_host}`{client.controls.login}"
+    if credentials is None:
+        return (
+            f"{who} denied access to {what} ({status}) with no credentials: "
+            f"log in with {login}"
+        )
+    source = credentials.source or "the credentials given"
     return (
-        f"{host} denied access with {who}: log in with `docker login "
-        f"{client.api_host}` or pass --username and --password-stdin"
+        f"{who} rejected the credentials for {credentials.username} from "
+        f"{source} ({status} for {what}): check that user and password, or log "
+        f"in again with {login}"
     )
 
 
-def _raise_for_status(response: httpx.Response, what: str, host: str) -> None:
-    if response.status_code in (401, 403):
+def _raise_for_status(
+    client: RegistryClient, response: httpx.Response, what: str
+) -> None:
+    host = client.api_host
+    status = _status(response)
+    if response.status_code == 403 and client.credentials is not None:
+        user = client.credentials.username
         raise RegistryError(
             "denied",
-            f"{host} denied access to {what} ({_status(response)}): log in with "
-            f"`docker login {host}` or pass --username and --password-stdin",
+            f"{host} denied {user} access to {what} ({status}): the registry "
+            "accepted the credentials but does not let that user read it",
         )
+    if response.status_code in (401, 403):
+        raise RegistryError("denied", _denied(client, host, what, status))
     if response.status_code != 200:
-        raise RegistryError("failed", f"{host} returned {_status(response)} for {what}")
+        raise RegistryError("failed", f"{host} returned {status} for {what}")
 
 
 def _fetched(response: httpx.Response, what: str) -> Fetched:
@@ -243,7 +276,7 @@ def _network_message(client: RegistryClient, exc: httpx.HTTPError) -> str:
     text = str(exc) or type(exc).__name__
     hint = ""
     if client.scheme == "https" and "SSL" in text.upper():
-        hint = "; a registry on plain HTTP needs --insecure"
+        hint = f"; for a registry on plain HTTP, {client.controls.insecure}"
     elif client.scheme == "http":
         hint = "; check the host and port"
     return f"cannot reach {client.api_host} over {client.scheme.upper()}: {text}{hint}"

@@ -4,7 +4,8 @@ nydusify runs under a small wrapper. The wrapper feeds it the prefetch
 patterns on standard input and forwards SIGTERM to it. The stream ends the
 wrapper when the channel closes, so closing the channel cancels the
 conversion. The wrapper prints nydusify's exit status as the last line,
-because the stream itself does not carry it.
+because the stream itself does not carry it. The shell's exit status 127
+(126) means nydusify was not found (could not be executed) on the node.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ if [ -n "$cancelled" ]; then wait "$child"; status=$?; fi
 echo "{EXIT_MARKER} $status"
 exit "$status"
 """
+# How the command line sets the nydusify path; the screen names its own field.
+NYDUSIFY_PATH_HINT = "--nydusify PATH"
+_NOT_RUN = {127: "is not installed on", 126: "cannot be executed on"}
 DOCKER_CONFIG_SCRIPT = (
     'f="${DOCKER_CONFIG:-$HOME/.docker}/config.json"; '
     '[ -e "$f" ] || exit 3; exec cat -- "$f"'
@@ -69,6 +73,7 @@ class Progress(Protocol):
     """What a streamed command's output parser offers the run."""
 
     notes: list[str]
+    last_error: str
 
     def feed(self, raw: str) -> Any:
         """Take one output line; return the event it reports, or None."""
@@ -78,6 +83,9 @@ class Progress(Protocol):
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Return the steps or stages with their state and elapsed time."""
+
+    def end(self, state: str) -> None:
+        """Mark what still runs as `state` (failed or cancelled)."""
 
 
 @dataclass
@@ -90,6 +98,8 @@ class StepResult:
     cancelled: bool = False
     error: str = ""
     seconds: float = 0.0
+    node: str = ""
+    path_hint: str = NYDUSIFY_PATH_HINT
 
     @property
     def ok(self) -> bool:
@@ -107,7 +117,20 @@ class StepResult:
     def last_error(self) -> str:
         if self.ok:
             return ""
+        if self.cancelled:
+            return "cancelled"
+        if self.exit_status in _NOT_RUN and not self.progress.last_error:
+            return self._not_run(self.exit_status)
         return self.error or self.progress.fallback_error()
+
+    def _not_run(self, status: int) -> str:
+        program = self.argv[0] if self.argv else "nydusify"
+        name = "nydusify" if program == "nydusify" else f"nydusify ({program})"
+        where = self.node or "the node"
+        return (
+            f"{name} {_NOT_RUN[status]} {where} (exit {status}): install it or "
+            f"set the nydusify path ({self.path_hint})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,14 +158,19 @@ async def stream_step(
     cancel: asyncio.Event | None = None,
     progress: Progress | None = None,
     name: str = "nydus-console-convert",
+    node: str = "",
+    path_hint: str = NYDUSIFY_PATH_HINT,
 ) -> StepResult:
     """Run argv under the wrapper and follow its output until it ends.
 
     `progress` parses the output (nydusify's log lines by default).
     Setting `cancel` (or cancelling the awaiting task) closes the stream,
     which ends the remote command. The result's outcome is then `cancelled`.
+    A stage still running at the end is marked failed or cancelled.
     """
-    result = StepResult(argv, progress or ConvertProgress())
+    result = StepResult(
+        argv, progress or ConvertProgress(), node=node, path_hint=path_hint
+    )
     started = time.monotonic()
     reader = asyncio.ensure_future(
         _read(transport, wrapped(argv, stdin, name), result, on_event, on_line)
@@ -162,6 +190,8 @@ async def stream_step(
     finally:
         waiter.cancel()
         result.seconds = time.monotonic() - started
+        if not result.ok:
+            result.progress.end("cancelled" if result.cancelled else "failed")
     return result
 
 
@@ -258,8 +288,13 @@ async def run_convert(
     on_event: OnEvent | None = None,
     on_line: OnLine | None = None,
     cancel: asyncio.Event | None = None,
+    path_hint: str = NYDUSIFY_PATH_HINT,
 ) -> tuple[StepResult, StepResult | None]:
-    """Run the conversion as an audited action, then the check if planned."""
+    """Run the conversion as an audited action, then the check if planned.
+
+    `path_hint` names how the caller sets the nydusify path, for the error
+    shown when nydusify is not on the node.
+    """
     action = Action(f"convert {plan.source} to {plan.target}", plan.argv)
     audit = gate.authorize(action, spec, confirmed_by=confirmed_by)
     result: StepResult | None = None
@@ -271,13 +306,20 @@ async def run_convert(
             on_event=on_event,
             on_line=on_line,
             cancel=cancel,
+            node=spec.name,
+            path_hint=path_hint,
         )
     finally:
         record_outcome(gate, audit, result)
     check = None
     if result.ok and plan.check_argv:
         check = await stream_step(
-            transport, plan.check_argv, on_line=on_line, cancel=cancel
+            transport,
+            plan.check_argv,
+            on_line=on_line,
+            cancel=cancel,
+            node=spec.name,
+            path_hint=path_hint,
         )
     return result, check
 
