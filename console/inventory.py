@@ -5,6 +5,7 @@ With none of these, the console manages the machine it runs on.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import ipaddress
 import re
@@ -272,6 +273,26 @@ def load_inventory(path: Path) -> Inventory:
     return parse_inventory(data, str(path))
 
 
+def _nodes_from_tables(
+    tables: Mapping[str, Any], defaults: Mapping[str, Any], source: str
+) -> list[NodeSpec]:
+    """Read every [nodes.NAME] table; report the problems of all nodes at once."""
+    nodes: list[NodeSpec] = []
+    problems: list[str] = []
+    for name, table in tables.items():
+        try:
+            checked = _table(table, f"nodes.{name}", source)
+            nodes.append(_node_from_table(name, checked, defaults, source))
+        except InventoryError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise InventoryError(problems[0])
+    if problems:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise InventoryError(f"{len(problems)} nodes are invalid:\n{listed}")
+    return nodes
+
+
 def parse_inventory(data: Mapping[str, Any], source: str) -> Inventory:
     unknown = set(data) - {"defaults", "nodes", "metrics", "kubernetes"}
     if unknown:
@@ -282,10 +303,7 @@ def parse_inventory(data: Mapping[str, Any], source: str) -> Inventory:
     defaults = _table(data.get("defaults", {}), "defaults", source)
     _reject_unknown(defaults, _DEFAULT_KEYS, "[defaults]", source)
     nodes_table = _table(data.get("nodes", {}), "nodes", source)
-    nodes = [
-        _node_from_table(name, _table(table, f"nodes.{name}", source), defaults, source)
-        for name, table in nodes_table.items()
-    ]
+    nodes = _nodes_from_tables(nodes_table, defaults, source)
     cluster = None
     if "kubernetes" in data:
         table = _table(data["kubernetes"], "kubernetes", source)
@@ -360,9 +378,16 @@ def _reject_unknown(
             f"{source}: known_hosts in {where} is allowed only in [defaults]"
         )
     if unknown:
+        names = sorted(allowed)
+        hints = []
+        for key in unknown:
+            match = difflib.get_close_matches(key, names, n=1)
+            if match:
+                hints.append(f"{match[0]} for {key}")
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise InventoryError(
-            f"{source}: unknown key(s) {unknown} in {where}; "
-            f"allowed: {', '.join(sorted(allowed))}"
+            f"{source}: unknown key(s) {unknown} in {where}{hint}; "
+            f"allowed: {', '.join(names)}"
         )
 
 

@@ -332,3 +332,18 @@ def test_inventory_type_errors(tmp_path: Path, text: str, message: str) -> None:
 def test_inventory_directory(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="is a directory"):
         load_inventory(tmp_path)
+
+
+def test_every_invalid_node_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[nodes.a]\naddress = "10.0.0.1"\nport = "22"\n'
+        '[nodes.b]\naddres = "10.0.0.2"\n'
+        '[nodes.c]\naddress = "10.0.0.3"\n',
+    )
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path)
+    message = str(caught.value)
+    assert message.startswith("2 nodes are invalid:")
+    assert "[nodes.a] port must be a number without quotes" in message
+    assert "in [nodes.b] (did you mean address for addres?)" in message
