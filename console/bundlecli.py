@@ -38,7 +38,8 @@ def add_bundle_parser(
         "MANIFEST.json and a README.md. Progress goes to standard error, the "
         "path of the bundle to standard output. Exit status: 0, 1 when some "
         "part could not be collected, 3 when a node could not be reached, "
-        f"{EXIT_USAGE} invalid arguments or an existing output file.",
+        f"{EXIT_USAGE} invalid arguments, an existing output file or a missing "
+        "output folder.",
     )
     parser.add_argument(
         "--lines",
@@ -52,7 +53,8 @@ def add_bundle_parser(
         "--output",
         type=Path,
         metavar="PATH",
-        help="the tar.gz to write; never replaced if it exists (default: "
+        help="the tar.gz to write, in a folder that exists; never replaced if "
+        "it exists (default: "
         f"{locations.state_dir()}/bundles/nydus-bundle-NODES-TIME.tar.gz)",
     )
 
@@ -86,6 +88,9 @@ def run_bundle(
             "never replaces a file",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    if args.output is not None and (problem := locations.missing_folder(args.output)):
+        print(f"nydus-console: {problem}", file=sys.stderr)
         return EXIT_USAGE
     nodes = asyncio.run(collect_bundle(inventory, args.lines, _progress))
     try:

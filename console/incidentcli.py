@@ -41,7 +41,8 @@ def add_report_parser(
         "top. The nodes involved (or the --node ones) are checked now and their "
         "findings are added, marked as found at report time. Exit status: 0, "
         "3 when a node could not be reached (the report is still written), "
-        f"{EXIT_USAGE} invalid arguments or an existing output file.",
+        f"{EXIT_USAGE} invalid arguments, an existing output file or a "
+        "missing output folder.",
     )
     parser.add_argument(
         "--since",
@@ -60,8 +61,8 @@ def add_report_parser(
         "--output",
         type=Path,
         metavar="FILE",
-        help="write the report to FILE, which must not exist (default: "
-        "standard output)",
+        help="write the report to FILE, which must not exist, in a folder that "
+        "does (default: standard output)",
     )
     parser.add_argument(
         "--no-check",
@@ -82,6 +83,9 @@ def run_report(
         return EXIT_USAGE
     if args.output is not None and args.output.exists():
         print(_exists(args.output), file=sys.stderr)
+        return EXIT_USAGE
+    if args.output is not None and (problem := locations.missing_folder(args.output)):
+        print(f"nydus-console: {problem}", file=sys.stderr)
         return EXIT_USAGE
     data = _gather(args, inventory, since, until, now)
     text = render_report(data)

@@ -40,3 +40,20 @@ def log_file() -> Path:
 def expand(path: str) -> str:
     """Expand `~` and environment variables in a user-supplied path."""
     return os.path.expandvars(os.path.expanduser(path))
+
+
+def missing_folder(path: Path) -> str:
+    """Return why `path` cannot be written to its folder, or "" when it can.
+
+    A given output file's folder must exist: creating it would hide a typo
+    in the path. Only the console's default folders are created for it.
+    """
+    folder = path.absolute().parent
+    if folder.is_dir():
+        return ""
+    if folder.exists():
+        return f"{folder} (the folder of --output {path}) is not a folder"
+    return (
+        f"folder {folder} of --output {path} does not exist; create it first "
+        f"(mkdir -p {folder}) or give a path in an existing folder"
+    )

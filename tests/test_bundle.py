@@ -82,3 +82,14 @@ def test_bad_lines_is_a_usage_error(
         main(["bundle", "--lines", value])
     assert exit_info.value.code == 64
     assert f"--lines {value!r}" in capsys.readouterr().err
+
+
+def test_output_in_a_missing_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "typo" / "b.tar.gz"
+    assert main(["bundle", "--output", str(output)]) == 64
+    err = capsys.readouterr().err
+    assert f"folder {tmp_path / 'typo'} of --output" in err
+    assert "create it first" in err
+    assert not (tmp_path / "typo").exists()

@@ -125,3 +125,15 @@ def test_window_order_nodes_and_bad_lines(tmp_path: Path) -> None:
     assert text.index("b: first") < text.index("a: second")
     assert "- Actions: 1 ran (1 succeeded, 0 failed), 1 refused." in text
     assert "- Audit lines that could not be read: 1." in text
+
+
+def test_output_in_a_missing_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "typo" / "incident.md"
+    code = main(["report", "--since", "1h", "--no-check", "--output", str(output)])
+    assert code == 64
+    err = capsys.readouterr().err
+    assert f"folder {tmp_path / 'typo'} of --output" in err
+    assert "create it first" in err
+    assert not (tmp_path / "typo").exists()
