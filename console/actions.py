@@ -117,6 +117,19 @@ class ActionGate:
         self._check(base, spec, confirmed_by, destructive=action.destructive)
         return base
 
+    def note(self, spec: NodeSpec, name: str, event: str, **fields: Any) -> None:
+        """Audit what followed an action without being one: a step's
+        verification or the end of a runbook run. `event` names which."""
+        self.audit.append(
+            {
+                "node": spec.name,
+                "address": spec.address,
+                "action": name,
+                "event": event,
+                **fields,
+            }
+        )
+
     def record(self, base: dict[str, str], **outcome: Any) -> None:
         """Append the outcome of an authorized action to the audit log."""
         self.audit.append({**base, **outcome})

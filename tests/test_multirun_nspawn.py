@@ -78,5 +78,6 @@ async def test_runbook_on_two_nodes_at_once(
     assert [r.status for r in screen.reports] == ["completed", "completed"]
     for name in NODES:
         assert markers.node(name).exec(["test", "-e", MARKER]).returncode == 0
-    ran = [(e["node"], e["command"]) for e in app.gate.audit.entries()]
+    entries = app.gate.audit.entries()
+    ran = [(e["node"], e["command"]) for e in entries if "event" not in e]
     assert sorted(ran) == [(n, f"touch {MARKER}") for n in NODES]

@@ -114,7 +114,7 @@ async def test_destructive_step_needs_typed_name(tmp_path: Path) -> None:
         assert screen.report is not None
         assert screen.report.ok, screen.report.results
     assert ("kill", "-TERM", str(STRAY)) in transport.calls
-    (entry,) = app.gate.audit.entries()
+    (entry,) = [e for e in app.gate.audit.entries() if "event" not in e]
     assert entry["command"] == f"kill -TERM {STRAY}"
     assert entry["outcome"] == "ran"
 
@@ -133,7 +133,9 @@ async def test_cancel_then_abort_runs_nothing(tmp_path: Path) -> None:
         assert screen.report is not None
         assert str(screen.report.status) == "aborted"
     assert not [argv for argv in transport.calls if argv[0] == "kill"]
-    assert app.gate.audit.entries() == []
+    # No action ran; only the abort of the run is audited.
+    (end,) = app.gate.audit.entries()
+    assert (end["event"], end["outcome"]) == ("runbook run", "aborted")
 
 
 async def refuse_first_step(pilot: Pilot[Any]) -> RunbookScreen:

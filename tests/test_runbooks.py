@@ -261,6 +261,11 @@ def test_param_assignments_parsed() -> None:
 
 
 def audit_of(tmp_path: Path) -> list[dict[str, object]]:
+    """Return the audit entries of the actions, without verifications and run ends."""
+    return [e for e in events_of(tmp_path) if "event" not in e]
+
+
+def events_of(tmp_path: Path) -> list[dict[str, object]]:
     return AuditLog(tmp_path / "audit.jsonl").entries()
 
 
@@ -491,6 +496,51 @@ async def test_verification_failure_reported(tmp_path: Path) -> None:
     assert report.status is RunStatus.FAILED
     kills = [argv for argv in transport.calls if argv[0] == "kill"]
     assert kills == [("kill", "-TERM", "4242"), ("kill", "-KILL", "4242")]
+    # The kills exited 0; the audit log records that their verification failed
+    # and that the run failed.
+    entries = events_of(tmp_path)
+    assert [e.get("event", e["outcome"]) for e in entries] == [
+        "ran",
+        "verification",
+        "ran",
+        "verification",
+        "runbook run",
+    ]
+    verification = entries[1]
+    assert verification["action"] == entries[0]["action"]
+    assert verification["outcome"] == "verification failed"
+    assert verification["step"] == first.step
+    assert verification["runbook"] == "duplicate-snapshotter"
+    assert "4242" in str(verification["detail"])
+    end = entries[-1]
+    assert end["action"] == "duplicate-snapshotter"
+    assert end["outcome"] == "failed"
+    assert end["stopped_at"] == report.stopped_at
+    assert "stopped after a failure" in str(end["detail"])
+
+
+async def test_completed_run_is_audited(tmp_path: Path) -> None:
+    report = await make_runner(
+        markers(), tmp_path, RecordingTransport(), ScriptedHooks()
+    ).run()
+    assert report.status is RunStatus.COMPLETED
+    end = events_of(tmp_path)[-1]
+    assert (end["event"], end["action"], end["outcome"]) == (
+        "runbook run",
+        "markers",
+        "completed",
+    )
+
+
+async def test_aborted_run_is_audited(tmp_path: Path) -> None:
+    hooks = ScriptedHooks([Choice.RUN, Choice.ABORT])
+    await make_runner(markers(), tmp_path, RecordingTransport(), hooks).run()
+    end = events_of(tmp_path)[-1]
+    assert (end["event"], end["outcome"], end["stopped_at"]) == (
+        "runbook run",
+        "aborted",
+        2,
+    )
 
 
 SKIPPED_CHECK = """\

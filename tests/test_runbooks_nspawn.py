@@ -174,11 +174,16 @@ def test_duplicate_snapshotter_cli(
     assert steps["restart"]["status"] == "done"
     assert node.exec(["test", "-e", f"/proc/{stray}"]).returncode == 1
     assert node.unit_property(SNAPSHOTTER_UNIT, "ActiveState") == "active"
-    audit = AuditLog(tmp_path / ".state" / "nydus-console" / "audit.jsonl").entries()
+    logged = AuditLog(tmp_path / ".state" / "nydus-console" / "audit.jsonl").entries()
+    # Verifications and the run's end are audited as events, without a command.
+    audit = [entry for entry in logged if "event" not in entry]
     commands = [entry["command"] for entry in audit]
     assert f"kill -TERM {stray}" in commands
     assert f"systemctl restart {SNAPSHOTTER_UNIT}" in commands
     assert all(entry["outcome"] == "ran" for entry in audit)
+    verified = [e for e in logged if e.get("event") == "verification"]
+    assert {e["step"]: e["outcome"] for e in verified}["restart"] == "verified"
+    assert (logged[-1]["event"], logged[-1]["outcome"]) == ("runbook run", "completed")
 
 
 def test_read_only_cli_reports_refused_step(
@@ -334,7 +339,8 @@ async def test_cri_snapshotter_toggle_restarts_containerd(
     assert [r.status for r in report.results] == [StepStatus.DONE] * 4
     assert node.read_file(CONTAINERD_CONFIG) == original
     assert node.unit_property("containerd.service", "MainPID") != before_pid
-    audit = AuditLog(tmp_path / "audit.jsonl").entries()
+    logged = AuditLog(tmp_path / "audit.jsonl").entries()
+    audit = [entry for entry in logged if "event" not in entry]
     restarts = [
         e for e in audit if e["command"] == "systemctl restart containerd.service"
     ]

@@ -145,6 +145,7 @@ class RunbookRunner:
         report.status = RunStatus.COMPLETED
         if not self.dry_run:
             self.store.clear(self.runbook.id, self.node)
+        self._audit_end(report)
         return report
 
     async def _snapshotter_absent(self) -> str:
@@ -165,6 +166,20 @@ class RunbookRunner:
             f"{self.runbook.id} does not apply; set the node up first: "
             f"nydus-console setup --node {self.node}"
         )
+
+    def _audit_end(self, report: RunReport) -> None:
+        """Audit how a run ended, so a report can tell a failed run from a good one.
+
+        A refusal by read-only mode is audited by the gate already.
+        """
+        if self.dry_run or report.status in (RunStatus.REFUSED, RunStatus.NOT_STARTED):
+            return
+        fields: dict[str, object] = {"outcome": str(report.status)}
+        if report.stopped_at:
+            fields["stopped_at"] = report.stopped_at
+        if report.message:
+            fields["detail"] = report.message
+        self.gate.note(self.spec, self.runbook.id, "runbook run", **fields)
 
     def _start(self, report: RunReport) -> None:
         if self.dry_run:
@@ -207,6 +222,11 @@ class RunbookRunner:
         self.store.save(state)
 
     def _stopped(self, report: RunReport, index: int, result: StepResult) -> RunReport:
+        self._fill_stopped(report, index, result)
+        self._audit_end(report)
+        return report
+
+    def _fill_stopped(self, report: RunReport, index: int, result: StepResult) -> None:
         report.unreachable = self.unreachable
         report.stopped_at = index + 1
         if result.status is StepStatus.REFUSED:
@@ -215,7 +235,7 @@ class RunbookRunner:
                 f"read-only mode refused step {index + 1}, which did not run; run "
                 "the runbook again without read-only mode to continue there"
             )
-            return report
+            return
         aborted = result.status is StepStatus.ABORTED
         report.status = RunStatus.ABORTED if aborted else RunStatus.FAILED
         how = "aborted" if aborted else "stopped after a failure"
@@ -223,7 +243,6 @@ class RunbookRunner:
             f"{how} at step {index + 1}; run the runbook again to continue there, "
             "or with --fresh to start over"
         )
-        return report
 
     # -- one step ----------------------------------------------------------------
 
@@ -382,6 +401,7 @@ class RunbookRunner:
             self.hooks.note(self.node, f"waiting {step.settle:g} s before verifying")
             await self.sleep(step.settle)
         problem = await self._verify(planned)
+        self._audit_verification(planned, problem)
         if problem:
             self.history.failed.append(step.id)
             detail = f"verification failed: {problem}"
@@ -390,6 +410,26 @@ class RunbookRunner:
         if step.id in self.history.failed:
             self.history.failed.remove(step.id)
         return replace(result, detail=result.detail or "verified")
+
+    def _audit_verification(self, planned: PlannedStep, problem: str) -> None:
+        """Audit the outcome of a step's verification under the step's action name.
+
+        The action's own entry has only its exit status: a restart that
+        exits 0 can still leave the service down.
+        """
+        step = planned.step
+        if not step.verify or self.dry_run:
+            return
+        name = planned.action.name if planned.action else ""
+        self.gate.note(
+            self.spec,
+            name or f"{self.runbook.id}: {step.title}",
+            "verification",
+            runbook=self.runbook.id,
+            step=step.id,
+            outcome="verification failed" if problem else "verified",
+            detail=problem or "every verify condition holds",
+        )
 
     async def _verify(self, planned: PlannedStep) -> str:
         """Poll the step's verification until it holds; return "" or what failed."""
