@@ -89,12 +89,27 @@ def _moment(value: str, now: datetime.datetime) -> datetime.datetime:
     return moment.astimezone(UTC)
 
 
+# What an audit entry came to, for the summary's counts.
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+REFUSED = "refused"
+NOT_COMPLETED = "not completed"
+# The `event` of the entries that follow an action without being one.
+VERIFICATION = "verification"
+RUN_END = "runbook run"
+
+
 @dataclass
 class AuditEntry:
-    """One audit line in a window, with its time parsed."""
+    """One audit line in a window, with its time parsed.
+
+    `verification` is the audited outcome of the step's verification that
+    followed this action, when there was one.
+    """
 
     time: datetime.datetime
     data: dict[str, Any]
+    verification: AuditEntry | None = None
 
     @property
     def node(self) -> str:
@@ -105,28 +120,119 @@ class AuditEntry:
         return str(self.data.get("action", "?"))
 
     @property
+    def event(self) -> str:
+        return str(self.data.get("event", ""))
+
+    @property
     def runbook(self) -> str:
         """Return the runbook of a runbook step (`RUNBOOK: step title`), or ""."""
+        if self.event == RUN_END:
+            return self.action
+        if self.data.get("runbook"):
+            return str(self.data["runbook"])
         head, sep, _ = self.action.partition(": ")
         return head if sep and " " not in head else ""
 
     @property
-    def result(self) -> str:
+    def state(self) -> str:
+        """Return SUCCEEDED, FAILED, REFUSED or NOT_COMPLETED.
+
+        An action that exited 0 but whose verification failed has failed.
+        A conversion is audited with outcome `succeeded` or `failed` and its
+        exit status; without an exit status it did not complete.
+        """
         outcome = str(self.data.get("outcome", ""))
-        if outcome == "ran" and "exit_status" in self.data:
-            status = self.data["exit_status"]
-            return "succeeded" if status == 0 else f"failed (exit status {status})"
-        if outcome == "refused":
-            return f"refused: {self.data.get('reason', '')}"
-        if outcome == "failed":
-            return f"not completed: {self.data.get('error', '')}"
-        return outcome or "recorded"
+        if self.event:
+            return _event_state(self.event, outcome)
+        if outcome == REFUSED:
+            return REFUSED
+        if outcome in ("ran", SUCCEEDED, FAILED) and _exit_status(self.data) != 0:
+            return FAILED if _exit_status(self.data) is not None else NOT_COMPLETED
+        if outcome not in ("ran", SUCCEEDED):
+            return NOT_COMPLETED
+        if self.verification is not None and self.verification.state != SUCCEEDED:
+            return FAILED
+        return SUCCEEDED
+
+    @property
+    def result(self) -> str:
+        state = self.state
+        data = self.data
+        if self.event:
+            return _event_result(self)
+        if state == REFUSED:
+            return f"refused: {data.get('reason', '')}"
+        if state == NOT_COMPLETED:
+            why = data.get("error") or data.get("outcome") or "no outcome recorded"
+            return f"not completed: {why}"
+        status = _exit_status(data)
+        if state == FAILED and status != 0:
+            error = f": {data['error']}" if data.get("error") else ""
+            return f"failed (exit status {status}){error}"
+        if state == FAILED and self.verification is not None:
+            return f"failed: {_verification_text(self.verification)}"
+        return SUCCEEDED
 
     @property
     def ok(self) -> bool:
-        return self.data.get("outcome") == "ran" and self.data.get(
-            "exit_status", 0
-        ) in (0, None)
+        return self.state == SUCCEEDED
+
+
+def _exit_status(data: dict[str, Any]) -> int | None:
+    """Return the recorded exit status: 0 when an action ran without one."""
+    status = data.get("exit_status")
+    if status is None and data.get("outcome") == "ran":
+        return 0
+    return status if isinstance(status, int) else None
+
+
+def _event_state(event: str, outcome: str) -> str:
+    if event == VERIFICATION:
+        return SUCCEEDED if outcome == "verified" else FAILED
+    if event == RUN_END:
+        return SUCCEEDED if outcome == "completed" else FAILED
+    return SUCCEEDED
+
+
+def _event_result(entry: AuditEntry) -> str:
+    data = entry.data
+    if entry.event == VERIFICATION:
+        return _verification_text(entry)
+    if entry.event == RUN_END:
+        outcome = str(data.get("outcome", "ended"))
+        where = f" at step {data['stopped_at']}" if data.get("stopped_at") else ""
+        return f"{outcome}{where}"
+    return str(data.get("outcome", "recorded"))
+
+
+def _verification_text(entry: AuditEntry) -> str:
+    outcome = str(entry.data.get("outcome", "verification"))
+    detail = str(entry.data.get("detail", ""))
+    if entry.state == SUCCEEDED:
+        return "verified"
+    return f"{outcome}: {detail}" if detail else outcome
+
+
+def attach_verifications(entries: list[AuditEntry]) -> list[AuditEntry]:
+    """Join each verification to the action it verified; return the other entries.
+
+    A verification follows the run of its step's action on the same node,
+    under the same action name. One without such an action (a manual step)
+    stays an entry of its own.
+    """
+    kept: list[AuditEntry] = []
+    last: dict[tuple[str, str], AuditEntry] = {}
+    for entry in entries:
+        key = (entry.node, entry.action)
+        if entry.event == VERIFICATION:
+            action = last.pop(key, None)
+            if action is not None:
+                action.verification = entry
+                continue
+        elif not entry.event:
+            last[key] = entry
+        kept.append(entry)
+    return kept
 
 
 @dataclass
@@ -164,6 +270,7 @@ def read_window(
         if since <= entry.time <= until and (not wanted or entry.node in wanted):
             window.entries.append(entry)
     window.entries.sort(key=lambda e: e.time)
+    window.entries = attach_verifications(window.entries)
     return window
 
 
@@ -227,13 +334,13 @@ def _summary(data: ReportInput) -> list[str]:
     nodes = ", ".join(f"{n} ({c} entries)" for n, c in per_node.items())
     lines.append(f"- Nodes: {nodes or 'none in the audit log'}.")
     lines.append(f"- Actions: {_action_counts(entries)}.")
-    runbooks = dict.fromkeys(f"{e.runbook} on {e.node}" for e in entries if e.runbook)
+    runbooks = _runbook_runs(entries)
     if runbooks:
         lines.append(f"- Runbooks: {', '.join(runbooks)}.")
     operators = sorted({str(e.data.get("operator", "?")) for e in entries})
     if operators:
         lines.append(f"- Operators: {', '.join(operators)}.")
-    failed = [e for e in entries if not e.ok]
+    failed = [e for e in entries if not e.ok and e.event != RUN_END]
     if failed:
         last = failed[-1]
         lines.append(
@@ -249,13 +356,29 @@ def _summary(data: ReportInput) -> list[str]:
     return lines
 
 
+def _runbook_runs(entries: list[AuditEntry]) -> list[str]:
+    """Return each runbook run on a node, with how it ended when that was audited."""
+    runs: dict[str, str] = {}
+    for entry in entries:
+        if not entry.runbook:
+            continue
+        run = f"{entry.runbook} on {entry.node}"
+        if entry.event == RUN_END:
+            runs[run] = f"{run} ({entry.result})"
+        else:
+            runs.setdefault(run, run)
+    return list(runs.values())
+
+
 def _action_counts(entries: list[AuditEntry]) -> str:
-    if not entries:
+    actions = [e for e in entries if e.event != RUN_END]
+    if not actions:
         return "none"
-    ran = [e for e in entries if e.data.get("outcome") == "ran"]
-    succeeded = sum(e.ok for e in ran)
-    refused = sum(e.data.get("outcome") == "refused" for e in entries)
-    broken = sum(e.data.get("outcome") == "failed" for e in entries)
+    states = Counter(e.state for e in actions)
+    ran = [e for e in actions if e.state in (SUCCEEDED, FAILED)]
+    succeeded = states[SUCCEEDED]
+    refused = states[REFUSED]
+    broken = states[NOT_COMPLETED]
     parts = [f"{len(ran)} ran ({succeeded} succeeded, {len(ran) - succeeded} failed)"]
     if refused:
         parts.append(f"{refused} refused")
@@ -297,8 +420,17 @@ def _timeline(data: ReportInput) -> list[str]:
 
 
 def _entry_lines(entry: AuditEntry) -> list[str]:
-    lines = [f"### {_clock(entry.time)} {entry.node or '-'}: {entry.action}", ""]
+    title = entry.action
+    if entry.event == RUN_END:
+        title = f"runbook {entry.action} ended"
+    elif entry.event == VERIFICATION:
+        title = f"{entry.action}: verification"
+    lines = [f"### {_clock(entry.time)} {entry.node or '-'}: {title}", ""]
     lines.append(f"- Result: {entry.result}")
+    if entry.verification is not None:
+        lines.append(f"- Verification: {_verification_text(entry.verification)}")
+    if entry.event == RUN_END and entry.data.get("detail"):
+        lines.append(f"- Detail: {entry.data['detail']}")
     lines.append(f"- Operator: {entry.data.get('operator', '?')}")
     if entry.data.get("command"):
         lines.append(f"- Command: `{_inline(str(entry.data['command']))}`")

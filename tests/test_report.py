@@ -96,6 +96,14 @@ def test_since_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--since" in capsys.readouterr().err
 
 
+def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Give the console an empty home; return where its audit log goes."""
+    for name, sub in (("HOME", "home"), ("XDG_CONFIG_HOME", "config")):
+        monkeypatch.setenv(name, str(tmp_path / sub))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state" / "nydus-console" / "audit.jsonl"
+
+
 def _line(minutes: int, node: str, action: str, **fields: object) -> str:
     moment = NOW - datetime.timedelta(minutes=minutes)
     entry = {"time": moment.isoformat(), "node": node, "action": action, **fields}
@@ -128,8 +136,9 @@ def test_window_order_nodes_and_bad_lines(tmp_path: Path) -> None:
 
 
 def test_output_in_a_missing_folder_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    isolate(tmp_path, monkeypatch)
     output = tmp_path / "typo" / "incident.md"
     code = main(["report", "--since", "1h", "--no-check", "--output", str(output)])
     assert code == 64
@@ -137,3 +146,72 @@ def test_output_in_a_missing_folder_is_refused(
     assert f"folder {tmp_path / 'typo'} of --output" in err
     assert "create it first" in err
     assert not (tmp_path / "typo").exists()
+
+
+def _report_of(tmp_path: Path, lines: list[str]) -> str:
+    path = tmp_path / "audit.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    window = read_window(path, NOW - datetime.timedelta(hours=1), NOW)
+    return render_report(ReportInput(window, path, NOW))
+
+
+def test_failed_verification_fails_the_step(tmp_path: Path) -> None:
+    restart = "snapshotter-not-running: Restart the snapshotter service"
+    text = _report_of(
+        tmp_path,
+        [
+            _line(30, "n1", restart, outcome="ran", exit_status=0),
+            _line(
+                29,
+                "n1",
+                restart,
+                event="verification",
+                runbook="snapshotter-not-running",
+                step="restart",
+                outcome="verification failed",
+                detail="nydus-snapshotter.service was not active and steady "
+                "within 45 s (last state failed/failed)",
+            ),
+            _line(
+                29,
+                "n1",
+                "snapshotter-not-running",
+                event="runbook run",
+                outcome="failed",
+                stopped_at=2,
+                detail="stopped after a failure at step 2",
+            ),
+            _line(20, "n1", restart, outcome="ran", exit_status=0),
+            _line(
+                19, "n1", restart, event="verification", outcome="verified", step="x"
+            ),
+        ],
+    )
+    assert "- Actions: 2 ran (1 succeeded, 1 failed)." in text
+    assert (
+        "- Result: failed: verification failed: nydus-snapshotter.service was "
+        "not active and steady within 45 s" in text
+    )
+    assert "- Verification: verified" in text
+    assert "- Runbooks: snapshotter-not-running on n1 (failed at step 2)." in text
+    assert "n1: runbook snapshotter-not-running ended" in text
+    assert "- Last failed or refused: 2026-03-01 11:30:00 n1: " + restart in text
+    # The verifications are part of their action's entry, not entries of their own.
+    assert text.count(f"n1: {restart}\n") == 2
+
+
+def test_failed_conversions_count_as_failed(tmp_path: Path) -> None:
+    convert = "convert r/app:1 to r/app:1-nydus"
+    text = _report_of(
+        tmp_path,
+        [
+            _line(40, "n1", convert, outcome="failed", exit_status=1, error="denied"),
+            _line(30, "n1", convert, outcome="failed", exit_status=127, error=""),
+            _line(20, "n1", convert, outcome="succeeded", exit_status=0, error=""),
+            _line(10, "n1", convert, outcome="connection lost", exit_status=None),
+        ],
+    )
+    assert "- Actions: 3 ran (1 succeeded, 2 failed), 1 not completed." in text
+    assert "- Result: failed (exit status 1): denied" in text
+    assert "- Result: failed (exit status 127)\n" in text
+    assert "- Result: not completed: connection lost" in text

@@ -125,7 +125,7 @@ def test_report_lists_the_run_in_order(home: Path) -> None:
     assert 'login password="***"' in text
     assert "no registry" in text
     summary = text.split("## Timeline")[0]
-    assert f"- Runbooks: duplicate-snapshotter on {NODE}." in summary
+    assert f"- Runbooks: duplicate-snapshotter on {NODE} (completed)." in summary
     assert "1 refused" in summary
     assert "1 failed" in summary
     assert f"{NODE} ok" in summary or f"{NODE} 1 warning" in summary
