@@ -243,6 +243,9 @@ class AuditWindow:
     until: datetime.datetime
     entries: list[AuditEntry] = field(default_factory=list)
     unreadable: int = 0
+    # Entries of the window left out because their node was not asked for.
+    left_out: int = 0
+    left_out_nodes: list[str] = field(default_factory=list)
 
     @property
     def nodes(self) -> list[str]:
@@ -255,7 +258,10 @@ def read_window(
     until: datetime.datetime,
     nodes: Iterable[str] = (),
 ) -> AuditWindow:
-    """Read the audit entries of [since, until], of `nodes` when given, in order."""
+    """Read the audit entries of [since, until], of `nodes` when given, in order.
+
+    The entries of the window that name another node are counted as left out.
+    """
     wanted = set(nodes)
     window = AuditWindow(since, until)
     try:
@@ -267,8 +273,14 @@ def read_window(
         if entry is None:
             window.unreadable += bool(line.strip())
             continue
-        if since <= entry.time <= until and (not wanted or entry.node in wanted):
+        if not since <= entry.time <= until:
+            continue
+        if not wanted or entry.node in wanted:
             window.entries.append(entry)
+            continue
+        window.left_out += 1
+        if entry.node not in window.left_out_nodes:
+            window.left_out_nodes.append(entry.node)
     window.entries.sort(key=lambda e: e.time)
     window.entries = attach_verifications(window.entries)
     return window
@@ -299,6 +311,9 @@ class ReportInput:
     now: datetime.datetime
     # The nodes as checked at report time; None when no node was reached.
     examination: Examination | None = None
+    # Where the nodes of the report come from, when the window was limited to
+    # them: "inventory /path" or "the --node selection".
+    scope: str = ""
 
     @property
     def checked(self) -> list[NodeReport] | None:
@@ -351,9 +366,22 @@ def _summary(data: ReportInput) -> list[str]:
     if seen:
         lines.append(f"- Seen in the journals: {'; '.join(seen)}.")
     lines.append(f"- Now: {_now_summary(data.checked)}.")
+    if window.left_out:
+        lines.append(_left_out(data))
     if window.unreadable:
         lines.append(f"- Audit lines that could not be read: {window.unreadable}.")
     return lines
+
+
+def _left_out(data: ReportInput) -> str:
+    window = data.window
+    count = len(window.left_out_nodes)
+    nodes = "node" if count == 1 else "nodes"
+    scope = f" outside {data.scope}" if data.scope else ""
+    return (
+        f"- Left out: {window.left_out} audit entries of {count} other {nodes}"
+        f"{scope}; the audit log is shared by every inventory used on this machine."
+    )
 
 
 def _runbook_runs(entries: list[AuditEntry]) -> list[str]:
@@ -670,10 +698,12 @@ async def write_last_hour(fleet: Fleet, audit_path: Path) -> Path:
     """
     now = datetime.datetime.now(UTC)
     since = now - datetime.timedelta(hours=1)
-    window = read_window(audit_path, since, now)
+    window = read_window(audit_path, since, now, fleet.specs)
     examination = await fleet_examination(fleet, window.nodes, since, now)
     path = default_report_path(now)
-    text = render_report(ReportInput(window, audit_path, now, examination))
+    scope = f"the console's nodes ({fleet.inventory.source})"
+    data = ReportInput(window, audit_path, now, examination, scope)
+    text = render_report(data)
     await asyncio.to_thread(write_report, path, text)
     return path
 

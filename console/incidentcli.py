@@ -22,7 +22,7 @@ from nydus_console.incident import (
     render_report,
     write_report,
 )
-from nydus_console.inventory import Inventory, InventoryError
+from nydus_console.inventory import LOCAL_SOURCE, Inventory, InventoryError
 
 EXIT_UNREACHABLE = 3
 EXIT_USAGE = 64
@@ -38,7 +38,9 @@ def add_report_parser(
         description="Write a Markdown timeline of the actions and runbook steps "
         "of the audit log between --since and --until: what ran on which node, "
         "its command, the end of its output and its result, with a summary on "
-        "top. The nodes involved (or the --node ones) are checked now and their "
+        "top. With an inventory or --node, only the entries of its nodes are "
+        "listed, and the summary counts the entries of other nodes it left out. "
+        "The nodes involved (or the --node ones) are checked now and their "
         "findings are added, marked as found at report time. Exit status: 0, "
         "3 when a node could not be reached (the report is still written), "
         f"{EXIT_USAGE} invalid arguments, an existing output file or a "
@@ -128,15 +130,30 @@ def _gather(
     until: datetime.datetime,
     now: datetime.datetime,
 ) -> ReportInput:
-    """Read the audit window, then examine the nodes involved unless --no-check."""
+    """Read the audit window, then examine the nodes involved unless --no-check.
+
+    With an inventory or --node, only the entries of those nodes are read,
+    and only those nodes are reached: the audit log also holds the nodes of
+    every other inventory used on this machine.
+    """
     selected = bool(args.node or getattr(args, "node_after", []))
-    names = [spec.name for spec in inventory.nodes] if selected else []
+    scope = _scope(inventory, selected)
+    names = [spec.name for spec in inventory.nodes] if scope else []
     window = read_window(locations.audit_log_file(), since, until, names)
     examination = None
     if not args.no_check:
         specs = involved_specs(window, inventory, selected)
         examination = asyncio.run(examine_nodes(inventory, specs, since, until))
-    return ReportInput(window, locations.audit_log_file(), now, examination)
+    return ReportInput(window, locations.audit_log_file(), now, examination, scope)
+
+
+def _scope(inventory: Inventory, selected: bool) -> str:
+    """Name the nodes the report is limited to, or "" for every node of the log."""
+    if selected:
+        return "the --node selection"
+    if inventory.source == LOCAL_SOURCE:
+        return ""
+    return f"inventory {inventory.source}"
 
 
 def _exists(path: Path) -> str:

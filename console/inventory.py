@@ -28,6 +28,10 @@ _UNIT = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|target)$")
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_.:@\[\]-]{1,128}$")
 
 
+# The source of the inventory used when neither a file nor a node is given.
+LOCAL_SOURCE = "this machine (nothing configured)"
+
+
 class InventoryError(ValueError):
     """An invalid node specification; the message names the value and the fix."""
 
@@ -172,7 +176,7 @@ class Inventory:
 def local_inventory() -> Inventory:
     """Return an inventory with this machine as its only node."""
     node = NodeSpec(name=socket.gethostname() or "localhost", local=True)
-    return Inventory(nodes=[node], source="this machine (nothing configured)")
+    return Inventory(nodes=[node], source=LOCAL_SOURCE)
 
 
 def parse_node_argument(text: str) -> NodeSpec:

@@ -215,3 +215,49 @@ def test_failed_conversions_count_as_failed(tmp_path: Path) -> None:
     assert "- Result: failed (exit status 1): denied" in text
     assert "- Result: failed (exit status 127)\n" in text
     assert "- Result: not completed: connection lost" in text
+
+
+def _recent(minutes: int, node: str, action: str, **fields: object) -> str:
+    moment = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=minutes)
+    entry = {"time": moment.isoformat(), "node": node, "action": action, **fields}
+    return json.dumps(entry)
+
+
+def test_inventory_limits_the_report_to_its_nodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = isolate(tmp_path, monkeypatch)
+    audit.parent.mkdir(parents=True)
+    # Another inventory's node, at an address where nothing listens: reaching
+    # it would fail and make the report exit 3.
+    other = {"address": "root@127.0.0.1:1", "outcome": "ran", "exit_status": 0}
+    audit.write_text(
+        "\n".join(
+            [
+                _recent(30, "elsewhere", "restart containerd.service", **other),
+                _recent(20, "elsewhere", "restart containerd.service", **other),
+                _recent(10, "gpu-1", "restart kubelet", outcome="refused", reason="x"),
+            ]
+        )
+        + "\n"
+    )
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(
+        '[nodes.gpu-1]\naddress = "root@127.0.0.1:1"\nread_only = true\n'
+    )
+    code = main(["report", "--inventory", str(inventory), "--since", "1h"])
+    out = capsys.readouterr().out
+    assert "elsewhere" not in out
+    assert "gpu-1: restart kubelet" in out
+    assert (
+        f"- Left out: 2 audit entries of 1 other node outside inventory {inventory}"
+        in out
+    )
+    # gpu-1 is reached (and cannot be), the other inventory's node never.
+    assert code == 3
+    assert "### gpu-1: unreachable" in out
+    code = main(["report", "--since", "1h", "--node", "gpu-1", "--no-check"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "elsewhere" not in out
+    assert "outside the --node selection" in out
