@@ -43,6 +43,9 @@ class Action:
     # Standard input of the command, such as the content of a file to write.
     # The audit log records its size and sha256, never the text.
     stdin: str | None = None
+    # More fields for its audit entries, such as the path and the keys a
+    # config write changes (credentials masked by whoever builds it).
+    audit: tuple[tuple[str, str], ...] = ()
 
     @property
     def command_line(self) -> str:
@@ -87,14 +90,7 @@ class ActionGate:
         """Audit an action that was refused before it reached confirmation."""
         log.warning("refused %s on %s: %s", action.name, spec.name, reason)
         self.audit.append(
-            {
-                "node": spec.name,
-                "address": spec.address,
-                "action": action.name,
-                "command": action.command_line,
-                "outcome": "refused",
-                "reason": reason,
-            }
+            {**_base(action, spec), "outcome": "refused", "reason": reason}
         )
 
     def authorize(
@@ -106,14 +102,7 @@ class ActionGate:
         the command themselves, such as a streamed conversion, append its
         outcome with `record(fields, ...)`.
         """
-        base = {
-            "node": spec.name,
-            "address": spec.address,
-            "action": action.name,
-            "command": action.command_line,
-        }
-        if action.stdin is not None:
-            base["input"] = action.input_summary()
+        base = _base(action, spec)
         self._check(base, spec, confirmed_by, destructive=action.destructive)
         return base
 
@@ -143,14 +132,7 @@ class ActionGate:
         confirmed_by: str,
     ) -> CommandResult:
         """Run a confirmed action; raise ActionRefused or TransportError."""
-        base = {
-            "node": spec.name,
-            "address": spec.address,
-            "action": action.name,
-            "command": action.command_line,
-        }
-        if action.stdin is not None:
-            base["input"] = action.input_summary()
+        base = _base(action, spec)
         self._check(base, spec, confirmed_by, destructive=action.destructive)
         try:
             result = await transport.run(
@@ -223,6 +205,20 @@ class ActionGate:
             self.audit.append({**base, "outcome": "failed", "error": str(exc)})
             raise
         self.audit.append({**base, "outcome": "ran", "exit_status": 0})
+
+
+def _base(action: Action, spec: NodeSpec) -> dict[str, str]:
+    """Return the audit fields every entry of an action has."""
+    base = {
+        "node": spec.name,
+        "address": spec.address,
+        "action": action.name,
+        "command": action.command_line,
+    }
+    if action.stdin is not None:
+        base["input"] = action.input_summary()
+    base.update(action.audit)
+    return base
 
 
 @dataclass(frozen=True)

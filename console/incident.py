@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -460,12 +461,34 @@ def _entry_lines(entry: AuditEntry) -> list[str]:
     if entry.event == RUN_END and entry.data.get("detail"):
         lines.append(f"- Detail: {entry.data['detail']}")
     lines.append(f"- Operator: {entry.data.get('operator', '?')}")
-    if entry.data.get("command"):
+    written = written_path(entry.data)
+    if written:
+        lines.append(f"- Wrote: {written}")
+        if entry.data.get("changes"):
+            lines.append(f"- Changed: {entry.data['changes']}")
+    elif entry.data.get("command"):
         lines.append(f"- Command: `{_inline(str(entry.data['command']))}`")
     for key, label in (("input", "Input"), ("key", "Host key")):
         if entry.data.get(key):
             lines.append(f"- {label}: {entry.data[key]}")
     return lines + _output(entry)
+
+
+def written_path(data: dict[str, Any]) -> str:
+    """Return the file a config write replaced, or "" for other entries.
+
+    The path is an audit field; older entries have it only in the write
+    script's command line (`sh -c SCRIPT write-file PATH ...`).
+    """
+    if data.get("path"):
+        return str(data["path"])
+    try:
+        argv = shlex.split(str(data.get("command", "")))
+    except ValueError:
+        return ""
+    if argv[:2] == ["sh", "-c"] and argv[3:4] == ["write-file"] and len(argv) > 4:
+        return argv[4]
+    return ""
 
 
 def _sighting_lines(sighting: Sighting) -> list[str]:

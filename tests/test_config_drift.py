@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from nydus_console.configedit.document import Document, load_document
-from nydus_console.configedit.drift import ABSENT, align, compare, flatten
+from nydus_console.configedit.drift import (
+    ABSENT,
+    align,
+    compare,
+    describe_changes,
+    flatten,
+)
 
 BASE = """\
 version = 1
@@ -93,3 +99,17 @@ def test_align_removes_a_key_most_nodes_lack() -> None:
     (drift,) = compare("snapshotter", docs).keys
     align(docs["c"], drift)
     assert "127.0.0.1:9110" not in docs["c"].dumps()
+
+
+def test_changes_name_keys_and_mask_secrets() -> None:
+    edited = BASE.replace("threads_number = 4\n", "") + '\n[log]\nlevel = "debug"\n'
+    assert describe_changes("snapshotter", BASE, edited) == (
+        'log.level = "debug"; daemon.threads_number unset'
+    )
+    assert describe_changes("snapshotter", BASE, BASE) == ""
+    assert describe_changes("snapshotter", BASE, "not [toml") == ""
+    nydusd = '{"device": {"backend": {"type": "registry", "config": {"auth": "%s"}}}}'
+    changes = describe_changes("nydusd", nydusd % "b2xk", nydusd % "c2VjcmV0MQ==")
+    assert changes == "device.backend.config.auth = ***"
+    many = "".join(f"k{i} = {i}\n" for i in range(10))
+    assert describe_changes("snapshotter", None, many).endswith("; and 2 more keys")

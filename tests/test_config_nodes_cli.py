@@ -128,9 +128,21 @@ def test_set_writes_restarts_and_audits(
     assert 'level = "debug"' in restore.read_file(SNAPSHOTTER_CONFIG)
     assert f"ok     verify {SNAPSHOTTER_UNIT}" in result.stdout
     audit = (tmp_path / ".state" / "nydus-console" / "audit.jsonl").read_text()
-    actions = [json.loads(line)["action"] for line in audit.splitlines()]
+    entries = [json.loads(line) for line in audit.splitlines()]
+    actions = [entry["action"] for entry in entries]
     assert actions[0] == f"write {SNAPSHOTTER_CONFIG}"
     assert f"restart {SNAPSHOTTER_UNIT}" in actions
+    assert entries[0]["path"] == SNAPSHOTTER_CONFIG
+    assert entries[0]["changes"] == 'log.level = "debug"'
+    # The report shows what was written, not the write script.
+    report = run_console(
+        "report", "--since", "1h", "--no-check", "--inventory", str(one_node),
+        home=tmp_path,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert f"- Wrote: {SNAPSHOTTER_CONFIG}\n" in report.stdout
+    assert '- Changed: log.level = "debug"\n' in report.stdout
+    assert "set -eu" not in report.stdout
 
 
 def test_read_only_refuses_and_audits(

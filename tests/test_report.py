@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nydus_console.cli import main
+from nydus_console.configedit.apply import write_action
 from nydus_console.incident import (
     ReportInput,
     TimeError,
@@ -261,3 +262,22 @@ def test_inventory_limits_the_report_to_its_nodes(
     assert code == 0
     assert "elsewhere" not in out
     assert "outside the --node selection" in out
+
+
+def test_config_writes_show_path_and_changes(tmp_path: Path) -> None:
+    path = "/etc/nydus/config.toml"
+    write = write_action(path, "new\n", "old\n", "20260301T110000Z")
+    old_style = {"command": write.command_line, "outcome": "ran", "exit_status": 0}
+    new_style = dict(old_style, path=path, changes='log.level = "debug"')
+    text = _report_of(
+        tmp_path,
+        [
+            _line(30, "n1", f"write {path}", **old_style),
+            _line(20, "n1", f"write {path}", **new_style),
+        ],
+    )
+    assert text.count(f"- Wrote: {path}\n") == 2
+    assert text.count("- Changed: ") == 1
+    assert '- Changed: log.level = "debug"\n' in text
+    assert "set -eu" not in text
+    assert "- Command:" not in text

@@ -46,14 +46,19 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def write_action(path: str, content: str, old_text: str | None, stamp: str) -> Action:
+def write_action(
+    path: str, content: str, old_text: str | None, stamp: str, changes: str = ""
+) -> Action:
     """The action that replaces `path` with `content` if it still holds `old_text`.
 
-    `old_text` None means the file must not exist yet.
+    `old_text` None means the file must not exist yet. Its audit entries
+    name the path and, when given, `changes`: the keys changed, with
+    credentials masked.
     """
     old_sum = "absent" if old_text is None else sha256_text(old_text)
     argv = ("sh", "-c", WRITE_SCRIPT, "write-file", path, sha256_text(content))
-    return Action(f"write {path}", (*argv, old_sum, stamp), stdin=content)
+    audit = (("path", path), ("changes", changes)) if changes else (("path", path),)
+    return Action(f"write {path}", (*argv, old_sum, stamp), stdin=content, audit=audit)
 
 
 def backup_stamp(now: datetime.datetime | None = None) -> str:
@@ -80,6 +85,8 @@ class ConfigChange:
     unit: str = ""
     # A unix socket the service must listen on again after its restart.
     socket: str = ""
+    # The keys the new text changes, credentials masked, for the audit log.
+    changes: str = ""
 
 
 @dataclass
@@ -122,7 +129,9 @@ class ConfigApplier:
     async def apply(self, change: ConfigChange) -> ApplyReport:
         report = ApplyReport(self.spec.name, change.path)
         stamp = backup_stamp()
-        action = write_action(change.path, change.new_text, change.old_text, stamp)
+        action = write_action(
+            change.path, change.new_text, change.old_text, stamp, change.changes
+        )
         if not await self._write(report, action, f"write {change.path}"):
             return report
         if not change.unit:
@@ -186,7 +195,13 @@ class ConfigApplier:
         # Its own stamp: the restore keeps the rejected content as a backup
         # too, and must not overwrite the backup of the original.
         rejected = f"{stamp}-rejected"
-        restore = write_action(change.path, change.old_text, change.new_text, rejected)
+        restore = write_action(
+            change.path,
+            change.old_text,
+            change.new_text,
+            rejected,
+            "restored the content from before the change",
+        )
         name = f"restore {change.path} from the backup"
         if await self._write(report, restore, name):
             await self._restart_and_verify(report, change)

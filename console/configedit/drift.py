@@ -15,11 +15,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from nydus_console.configedit.document import Document
+from nydus_console.configedit.document import Document, load_document
 from nydus_console.configedit.keys import KeyPath, format_key
 from nydus_console.configedit.values import display_value
 
 ABSENT = "(not set)"
+# Keys named in the description of one change; the rest are counted.
+CHANGES_SHOWN = 8
 
 
 @dataclass
@@ -133,3 +135,26 @@ def align(document: Document, drift: KeyDrift) -> None:
         document.unset(drift.key)
     else:
         document.set(drift.key, drift.majority_value)
+
+
+def describe_changes(kind: str, old_text: str | None, new_text: str) -> str:
+    """Return the keys `new_text` changes as `key = value`, secrets as ***.
+
+    Return "" when either text is not a config of `kind`. A new file
+    (`old_text` None) names every key it sets.
+    """
+    try:
+        after = load_document(kind, new_text)
+        flat_before = {} if old_text is None else flatten(load_document(kind, old_text))
+    except ValueError:
+        return ""
+    parts = []
+    for key, value in sorted(flatten(after).items()):
+        if key in flat_before and flat_before[key] == value:
+            continue
+        parts.append(f"{key} = {display_value(after.entry(key), key, value)}")
+    parts += [f"{key} unset" for key in sorted(flat_before) if not after.has(key)]
+    if len(parts) > CHANGES_SHOWN:
+        rest = len(parts) - CHANGES_SHOWN
+        parts = [*parts[:CHANGES_SHOWN], f"and {rest} more keys"]
+    return "; ".join(parts)

@@ -17,6 +17,7 @@ from nydus_console.configedit.document import (
     Document,
     load_document,
 )
+from nydus_console.configedit.drift import describe_changes
 from nydus_console.configedit.validate import (
     Problem,
     ValidationContext,
@@ -155,4 +156,5 @@ def plan_change(
     restart: bool,
 ) -> ConfigChange:
     unit, socket = restart_target(config.kind, spec, facts) if restart else ("", "")
-    return ConfigChange(config.path, config.text, new_text, unit, socket)
+    changes = describe_changes(config.kind, config.text, new_text)
+    return ConfigChange(config.path, config.text, new_text, unit, socket, changes)
