@@ -48,6 +48,9 @@ def _bundle(tmp_path: Path) -> Path:
         "findings.txt", "FAIL copied failed to mount\n", "findings", diagnose=False
     )
     node.missing("/var/log/other.log", "exit status 1: No such file")
+    node.without_entries(
+        "journal of kubelet.service", "kubelet.service is not installed on n1"
+    )
     path = tmp_path / "b.tar.gz"
     write_bundle(path, [node], 100, NOW)
     return path
@@ -85,11 +88,37 @@ def test_bad_lines_is_a_usage_error(
 
 
 def test_output_in_a_missing_folder_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
     output = tmp_path / "typo" / "b.tar.gz"
     assert main(["bundle", "--output", str(output)]) == 64
     err = capsys.readouterr().err
     assert f"folder {tmp_path / 'typo'} of --output" in err
     assert "create it first" in err
     assert not (tmp_path / "typo").exists()
+
+
+def test_sources_without_entries_are_listed_not_stored(tmp_path: Path) -> None:
+    path = _bundle(tmp_path)
+    with tarfile.open(path) as archive:
+        manifest = json.loads(_text(archive, "b/MANIFEST.json"))
+        readme = _text(archive, "b/README.md")
+    (node,) = manifest["nodes"]
+    assert node["no_entries"] == [
+        {
+            "item": "journal of kubelet.service",
+            "reason": "kubelet.service is not installed on n1",
+        }
+    ]
+    assert (
+        "Read, with nothing in them (no file in the bundle):\n"
+        "- journal of kubelet.service: kubelet.service is not installed on n1"
+    ) in readme
+
+
+def _text(archive: tarfile.TarFile, name: str) -> str:
+    member = archive.extractfile(name)
+    assert member is not None
+    return member.read().decode()

@@ -157,6 +157,8 @@ def test_bundle_members_of_a_node(bundle: Bundle, node: str) -> None:
         f"configs{CONTAINERD_CONFIG}",
         "logs/journal/nydus-snapshotter.service.json",
         "logs/journal/containerd.service.json",
+        "units/nydus-snapshotter.service",
+        "units/containerd.service",
         "facts/ps.txt",
         "facts/sockets.txt",
         "facts/mounts.txt",
@@ -225,6 +227,33 @@ def test_diagnose_reads_the_bundle(bundle: Bundle, home: Path, tmp_path: Path) -
     extracted = run_console("diagnose", "--json", str(tmp_path), home=home)
     again = json.loads(extracted.stdout)
     assert {f["check"] for f in again["findings"] if f["status"] == "fail"} == failed
+
+
+def test_healthy_node_bundle_diagnoses_clean(
+    inventory: Path, home: Path, tmp_path: Path
+) -> None:
+    """No empty files: the journal of a unit that is not installed is listed."""
+    output = tmp_path / "healthy.tar.gz"
+    result = run_console(
+        "bundle", "--inventory", str(inventory), "--node", "nc-node1",
+        "--output", str(output), home=home,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    members = read_bundle(output)
+    assert [name for name, data in members.items() if not data] == []
+    assert "nc-node1/logs/journal/kubelet.service.json" not in members
+    (node,) = json.loads(members["MANIFEST.json"])["nodes"]
+    kubelet = "kubelet.service is not installed on nc-node1"
+    assert {"item": "journal of kubelet.service", "reason": kubelet} in node[
+        "no_entries"
+    ]
+    assert f"- journal of kubelet.service: {kubelet}" in members["README.md"].decode()
+    snapshotter = members["nc-node1/units/nydus-snapshotter.service"].decode()
+    assert snapshotter.startswith("# /")
+    assert "ExecStart=" in snapshotter
+    assert "ExecStart=" in members["nc-node1/units/containerd.service"].decode()
+    diagnosed = run_console("diagnose", str(output), home=home)
+    assert diagnosed.returncode == 0, diagnosed.stdout + diagnosed.stderr
 
 
 def _listed(bundle: Bundle, failure: dict[str, Any]) -> bool:

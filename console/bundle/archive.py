@@ -92,6 +92,7 @@ def _node_entry(node: NodeBundle) -> dict[str, Any]:
         for m in node.members
     ]
     entry["not_collected"] = [{"item": g.item, "reason": g.reason} for g in node.gaps]
+    entry["no_entries"] = [{"item": g.item, "reason": g.reason} for g in node.empty]
     entry["notes"] = node.notes
     entry["findings"] = {
         status: sum(1 for f in node.findings if f.status == status)
@@ -129,6 +130,9 @@ def readme(document: dict[str, Any]) -> str:
         if node["not_collected"]:
             lines += ["", "Not collected:"]
             lines += [f"- {g['item']}: {g['reason']}" for g in node["not_collected"]]
+        if node["no_entries"]:
+            lines += ["", "Read, with nothing in them (no file in the bundle):"]
+            lines += [f"- {g['item']}: {g['reason']}" for g in node["no_entries"]]
         if node["notes"]:
             lines += ["", "Notes:"]
             lines += [f"- {note}" for note in node["notes"]]

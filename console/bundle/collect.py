@@ -1,9 +1,12 @@
 """Collect one node's support data with read-only commands.
 
 The probe gives the facts, configs and findings. The collector then reads
-the `--version` output of the three programs, /etc/os-release, /proc/mounts
-and the last lines of every log source. A source that cannot be read is
-recorded as a gap and the rest is still collected.
+the `--version` output of the three programs, /etc/os-release, /proc/mounts,
+the snapshotter and containerd unit files with their drop-ins (`systemctl
+cat`) and the last lines of every log source. A source that cannot be read
+is recorded as a gap and the rest is still collected. A source with nothing
+in it, such as the journal of a unit that is not installed, is listed as
+such instead of stored as an empty file.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from nydus_console.diagnose import diagnose_texts, fold_findings
 from nydus_console.facts import NodeFacts, ProcessInfo
 from nydus_console.findings import Finding, Status
 from nydus_console.fleet import Fleet, NodeReport
-from nydus_console.logs.follow import LogSource, rejects_output_fields
+from nydus_console.logs.follow import LogSource, check_unit, rejects_output_fields
 from nydus_console.logs.sources import plan_node_sources
 from nydus_console.transport.base import CommandResult, Transport, TransportError
 
@@ -72,6 +75,7 @@ class NodeCollector:
         self.configs()
         self.facts_files()
         await self.mounts()
+        await self.unit_files()
         await self.logs(lines)
 
     async def run(self, argv: list[str]) -> CommandResult:
@@ -148,6 +152,25 @@ class NodeCollector:
         else:
             self.bundle.missing("/proc/mounts", _reason(result))
 
+    async def unit_files(self) -> None:
+        """Add the snapshotter's and containerd's unit files and drop-ins."""
+        if not self.facts.systemd_running:
+            self.bundle.notes.append("no unit files: systemd is not running")
+            return
+        paths = self.report.spec.paths
+        for unit in dict.fromkeys((paths.snapshotter_unit, paths.containerd_unit)):
+            result = await self.run(["systemctl", "cat", "--", unit])
+            item = f"systemctl cat {unit}"
+            if result.ok and result.stdout.strip():
+                about = f"{item}: the unit file and its drop-ins"
+                self.bundle.add(f"units/{unit}", result.stdout, about)
+                continue
+            state, why = await check_unit(self.transport, unit)
+            if state == "no unit":
+                self.bundle.without_entries(item, why)
+            else:
+                self.bundle.missing(item, why or _reason(result))
+
     # -- findings --------------------------------------------------------------
 
     def add_findings(self) -> None:
@@ -189,10 +212,21 @@ class NodeCollector:
         if not result.ok:
             self.bundle.missing(item, _reason(result))
             return
+        if not result.stdout.strip():
+            self.bundle.without_entries(item, await self._why_empty(source))
+            return
         count = len(result.stdout.splitlines())
         self.bundle.add(
             log_member(source), result.stdout, f"{item}, last {count} lines"
         )
+
+    async def _why_empty(self, source: LogSource) -> str:
+        if source.kind != "journal":
+            return f"{source.target} is empty"
+        state, why = await check_unit(self.transport, source.target)
+        if state == "no unit":
+            return why
+        return f"the journal has no entries of {source.target}"
 
 
 def log_member(source: LogSource) -> str:

@@ -45,6 +45,9 @@ class NodeBundle:
     address: str
     members: list[Member] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
+    # Sources that were read but had nothing in them, such as the journal of
+    # a unit that is not installed: listed instead of stored as empty files.
+    empty: list[Gap] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     error: TransportError | None = None
@@ -60,6 +63,9 @@ class NodeBundle:
 
     def missing(self, item: str, reason: str) -> None:
         self.gaps.append(Gap(item, reason))
+
+    def without_entries(self, item: str, reason: str) -> None:
+        self.empty.append(Gap(item, reason))
 
 
 def mask(text: str) -> str:
