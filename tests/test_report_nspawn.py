@@ -169,6 +169,48 @@ def test_broken_node_journal_is_seen(home: Path) -> None:
     assert "**FAIL**" in text
 
 
+BREAK_DROP_IN = f"/run/systemd/system/{SNAPSHOTTER_UNIT}.d/zz-report-test.conf"
+
+
+def test_failed_verification_is_a_failed_step(
+    nspawn_fleet: NspawnFleet, tmp_path: Path
+) -> None:
+    """A restart that exits 0 but leaves the service down is reported failed."""
+    node = nspawn_fleet.node("nc-node1")
+    inventory = str(nspawn_fleet.write_inventory(tmp_path / "inventory.toml"))
+    node.exec(["mkdir", "-p", BREAK_DROP_IN.rsplit("/", 1)[0]], check=True)
+    node.write_file(BREAK_DROP_IN, "[Service]\nExecStart=\nExecStart=/bin/false\n")
+    try:
+        node.systemctl("daemon-reload", check=True)
+        node.systemctl("stop", SNAPSHOTTER_UNIT, check=True)
+        run = run_console(
+            "runbook", "run", "snapshotter-not-running", "--inventory", inventory,
+            "--node", "nc-node1", "--yes", home=tmp_path,
+        )  # fmt: skip
+    finally:
+        node.exec(["rm", "-f", BREAK_DROP_IN], check=True)
+        node.systemctl("daemon-reload", check=True)
+        node.systemctl("reset-failed", SNAPSHOTTER_UNIT)
+        node.systemctl("restart", SNAPSHOTTER_UNIT, check=True)
+        wait_for_sockets(node)
+    assert run.returncode != 0, run.stdout + run.stderr
+    assert "verification failed" in run.stdout + run.stderr
+    result = run_console(
+        "report", "--since", "1h", "--no-check", "--inventory", inventory,
+        home=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    restart = "snapshotter-not-running: Restart the snapshotter service"
+    block = text.split(f"nc-node1: {restart}\n", 1)[1].split("###", 1)[0]
+    assert "- Result: failed: verification failed: " in block
+    assert "succeeded" not in block
+    summary = text.split("## Timeline")[0]
+    assert "0 failed" not in summary
+    assert "1 failed)" in summary
+    assert "snapshotter-not-running on nc-node1 (failed at step " in summary
+
+
 # -- the console's palette command -------------------------------------------------
 
 
