@@ -347,6 +347,9 @@ async def test_cri_snapshotter_toggle_restarts_containerd(
     writes = [e for e in audit if e["action"].endswith(f"write {CONTAINERD_CONFIG}")]
     assert len(restarts) == 2
     assert len(writes) == 2
+    key = 'plugins."io.containerd.grpc.v1.cri".containerd.snapshotter'
+    assert [w["changes"] for w in writes] == [f'{key} = ""', f'{key} = "nydus"']
+    assert {w["path"] for w in writes} == {CONTAINERD_CONFIG}
     findings = await findings_of(fleet)
     assert findings["containerd.cri_snapshotter"] == Status.OK
     assert findings["containerd.plugin"] == Status.OK

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from nydus_console.actions import Action
 from nydus_console.configedit.apply import backup_stamp, write_action
 from nydus_console.configedit.document import ConfigEditError
+from nydus_console.configedit.drift import describe_changes
 from nydus_console.configedit.remote import (
     ConfigReadError,
     load_node_config,
@@ -82,7 +83,8 @@ async def prepare_edit(
         messages = "; ".join(f"{p.key or p.file}: {p.message}" for p in new_errors)
         return PreparedWrite(None, diff, problem=f"the edit brings errors: {messages}")
     text = document.dumps()
-    action = write_action(config.path, text, config.text, backup_stamp())
+    changes = describe_changes(config.kind, config.text, text)
+    action = write_action(config.path, text, config.text, backup_stamp(), changes)
     return PreparedWrite(action, diff)
 
 
