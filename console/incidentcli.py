@@ -153,6 +153,8 @@ def _scope(inventory: Inventory, selected: bool) -> str:
         return "the --node selection"
     if inventory.source == LOCAL_SOURCE:
         return ""
+    if inventory.source == "command line":
+        return "the nodes given on the command line"
     return f"inventory {inventory.source}"
 
 
