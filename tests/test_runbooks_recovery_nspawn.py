@@ -179,7 +179,9 @@ def dry_run_steps(report: RunReport) -> list[str]:
 
 
 def audited(tmp_path: Path) -> list[str]:
-    return [entry["command"] for entry in AuditLog(tmp_path / "audit.jsonl").entries()]
+    """Return the commands of the audited actions, without verifications and ends."""
+    entries = AuditLog(tmp_path / "audit.jsonl").entries()
+    return [entry["command"] for entry in entries if "event" not in entry]
 
 
 class Operator(ScriptedHooks):
