@@ -278,7 +278,7 @@ def load_inventory(path: Path) -> Inventory:
 
 
 def _nodes_from_tables(
-    tables: Mapping[str, Any], defaults: Mapping[str, Any], source: str
+    tables: Mapping[str, Any], defaults: dict[str, Any], source: str
 ) -> list[NodeSpec]:
     """Read every [nodes.NAME] table; report the problems of all nodes at once."""
     nodes: list[NodeSpec] = []
