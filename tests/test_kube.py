@@ -153,6 +153,52 @@ def test_forbidden_names_the_missing_permission() -> None:
     assert "ClusterRole" in error.next_step
 
 
+def forbidden(text: str) -> KubeError:
+    body = json.dumps({"kind": "Status", "message": text, "code": 403})
+    return api_error(403, body, "viewer", "a request")
+
+
+def test_forbidden_in_a_namespace_suggests_a_role_for_that_resource() -> None:
+    error = forbidden(
+        'deployments.apps is forbidden: User "viewer" cannot list resource '
+        '"deployments" in API group "apps" in the namespace "shop"'
+    )
+    assert 'may not list deployments in API group "apps" in namespace "shop"' in (
+        error.message
+    )
+    step = error.next_step
+    assert "Role in namespace shop that allows get,list,watch on deployments.apps" in (
+        step
+    )
+    assert (
+        "kubectl create role nydus-console-deployments --namespace=shop "
+        "--verb=get,list,watch --resource=deployments.apps"
+    ) in step
+    assert (
+        "kubectl create rolebinding nydus-console-deployments --namespace=shop "
+        "--role=nydus-console-deployments --user=viewer"
+    ) in step
+    assert "clusterrole" not in step.lower()
+    assert "nodes" not in step
+
+
+def test_forbidden_at_the_cluster_scope_suggests_a_cluster_role() -> None:
+    error = forbidden(
+        'User "system:serviceaccount:ci:runner" cannot create resource "pods/exec" '
+        'in API group "" at the cluster scope'
+    )
+    step = error.next_step
+    assert (
+        "kubectl create clusterrole nydus-console-pods-exec --verb=create "
+        "--resource=pods/exec"
+    ) in step
+    assert (
+        "kubectl create clusterrolebinding nydus-console-pods-exec "
+        "--clusterrole=nydus-console-pods-exec --serviceaccount=ci:runner"
+    ) in step
+    assert "--namespace" not in step
+
+
 def test_unauthorized_points_at_the_credentials() -> None:
     error = api_error(401, b'{"message": "Unauthorized"}', "prod", "list nodes")
     assert error.kind == KubeErrorKind.UNAUTHORIZED
