@@ -207,3 +207,28 @@ def grant(server: KubeApiServer, namespace: str, resource: str) -> None:
         ],
     }
     server.request("POST", f"{base}/rolebindings", binding)
+
+
+def test_dry_run_says_nothing_was_sent(
+    kube_apiserver: KubeApiServer,
+    namespace: str,
+    audit: AuditLog,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ("create", "--image", IMAGE, "-n", namespace, "--dry-run")
+    code, out = console(kube_apiserver, *args)
+    assert code == 0
+    assert out.rstrip().endswith("dry run: nothing was sent to the API server")
+    capsys.readouterr()
+    # With --json the changes are one JSON document and the note goes to stderr.
+    code, out = console(kube_apiserver, *args, "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["dry_run"] is True
+    (change,) = document["changes"]
+    assert change["action"] == f"create Deployment {namespace}/nydus-test"
+    containers = change["manifest"]["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == IMAGE
+    assert "dry run: nothing was sent to the API server" in capsys.readouterr().err
+    assert workloads(kube_apiserver, namespace) == []
+    assert audit.entries() == []
