@@ -103,6 +103,14 @@ class NydusConsoleApp(App[None]):
             message, title=title, severity=severity, timeout=timeout, markup=markup
         )
 
+    def action_help_quit(self) -> None:
+        """Tell what quits on ctrl+c, which copies text and does not quit.
+
+        Textual's own message is markup, which this app's plain notify would
+        show as it is written.
+        """
+        self.notify("Press q to quit nydus-console.", title="Do you want to quit?")
+
     def on_mount(self) -> None:
         if self.read_only:
             self.sub_title = "read-only"

@@ -361,6 +361,17 @@ async def test_markup_in_node_data_is_text(tmp_path: Path) -> None:
         assert "containerd has no [proxy_plugins.nydus]" in screen
 
 
+async def test_ctrl_c_names_the_quit_key_in_plain_text(tmp_path: Path) -> None:
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        (note,) = list(pilot.app._notifications)
+        assert note.message == "Press q to quit nydus-console."
+        assert not note.markup
+
+
 class SlowProber(RecordedProber):
     """Returns its facts after the fleet screen has drawn its first rows."""
 
