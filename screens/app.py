@@ -115,6 +115,12 @@ class NydusConsoleApp(App[None]):
         if self.read_only:
             self.sub_title = "read-only"
         self.push_screen(FleetScreen())
+        for name, reason in self.fleet.inventory.left_out.items():
+            self.notify(
+                f"cluster node {name} is left out of the fleet: {reason}",
+                severity="warning",
+                timeout=30,
+            )
         self.refresh_all(force=True, full=True)
         self._timer = self.set_interval(self.probe_interval, self._tick)
 

@@ -270,7 +270,12 @@ def test_cluster_template_turns_nodes_into_ssh_targets(tmp_path: Path) -> None:
     assert (spec.name, spec.address) == ("n1", "ops@10.0.0.1:2222")
     assert spec.sudo and spec.jump_host == "bastion"
     assert spec.identity_file == str(tmp_path / "id")
-    assert "no internal-ip address" in targets.skipped["n2"]
+    assert targets.left_out == {"n2": targets.skipped["n2"]}
+    assert targets.left_out["n2"] == (
+        'its Node reports no InternalIP address (address = "internal-ip"); it '
+        'reports Hostname n2.lan: set address = "hostname" in the [kubernetes] '
+        "table of fleet.toml, or add a [nodes.n2] table with its address"
+    )
 
 
 def test_cluster_template_by_hostname_and_inventory_nodes_win(tmp_path: Path) -> None:
@@ -280,6 +285,8 @@ def test_cluster_template_by_hostname_and_inventory_nodes_win(tmp_path: Path) ->
     targets = cluster_targets(nodes, template, own)
     assert [s.address for s in targets.specs] == ["ops@n2.lan"]
     assert "[nodes] table is used" in targets.skipped["n1"]
+    # n1 is in the fleet through its [nodes] table: it is not left out.
+    assert targets.left_out == {}
 
 
 def test_cluster_template_rejects_bad_values(tmp_path: Path) -> None:

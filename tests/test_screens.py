@@ -372,6 +372,18 @@ async def test_ctrl_c_names_the_quit_key_in_plain_text(tmp_path: Path) -> None:
         assert not note.markup
 
 
+async def test_cluster_nodes_left_out_are_named(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    reason = "its Node reports no InternalIP address (address = \"internal-ip\")"
+    app.fleet.inventory.left_out = {"bare-1": reason}
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        status = str(app.screen.query_one("#fleet-status").render())
+        assert "left out of the fleet: bare-1 (see log)" in status
+        messages = [n.message for n in app._notifications if n.severity == "warning"]
+        assert f"cluster node bare-1 is left out of the fleet: {reason}" in messages
+
+
 class SlowProber(RecordedProber):
     """Returns its facts after the fleet screen has drawn its first rows."""
 
