@@ -86,6 +86,9 @@ class KubePodsScreen(Screen[None]):
         self.include_all = False
         self.pods: dict[str, PodReport] = {}
         self.status_line = ""
+        # Until the first list is read the cursor stays on the first row;
+        # after it, it follows its pod while rows come and go.
+        self.synced = False
         self._source: PodSource | None = None
         self._lock = threading.Lock()
 
@@ -112,6 +115,7 @@ class KubePodsScreen(Screen[None]):
         self._stop_source()
         self.sub_title = f"cluster pods: {self.context}"
         self.status_line = f"reading the pods of {self.context}…"
+        self.synced = False
         self.pods.clear()
         self.rebuild()
         self._show_status()
@@ -170,6 +174,7 @@ class KubePodsScreen(Screen[None]):
             self.status_line = f"reading the cluster failed: {update.error}"
         elif update.kind == "synced":
             self.status_line = f"watching the pods of {self.context}"
+            self.synced = True
         elif update.pod is not None:
             self._apply(update)
         self._show_status()
@@ -197,7 +202,7 @@ class KubePodsScreen(Screen[None]):
     def rebuild(self) -> None:
         """Redraw every row, keeping the cursor on the same pod."""
         table = self.query_one(DataTable)
-        current = self.selected_pod()
+        current = self.selected_pod() if self.synced else None
         table.clear()
         for pod in self.visible_pods():
             known = pod.signatures[0] if pod.signatures else "-"

@@ -71,6 +71,29 @@ async def test_detail_names_the_runbook(tmp_path: Path) -> None:
         )
 
 
+async def test_cursor_starts_on_the_first_row(tmp_path: Path) -> None:
+    def reversed_watch(context: str) -> RecordedPodWatch:
+        # The pods come last first, as a live watch may report them.
+        watch = RecordedPodWatch()
+        watch.pods.reverse()
+        return watch
+
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = KubePodsScreen(reversed_watch, "prod")
+        await pilot.app.push_screen(screen)
+        await wait_for(pilot, lambda: "watching" in status(screen))
+        assert rows(screen) == ["shop/init", "shop/sandbox", "shop/mount", "shop/pull"]
+        assert screen.query_one(DataTable).cursor_row == 0
+        selected = screen.selected_pod()
+        assert selected is not None and selected.key == "shop/init"
+        # After the first list the cursor follows its pod.
+        await pilot.press("down")
+        await pilot.press("a")
+        selected = screen.selected_pod()
+        assert selected is not None and selected.key == "shop/sandbox"
+
+
 def test_snapshot_kube_pods(snap_compare: Any, tmp_path: Path) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         screen = await open_recorded(pilot)
