@@ -300,7 +300,8 @@ class NydusConsoleApp(App[None]):
             config = load_kubeconfig(kubeconfig or None)
             context = config.pick(template.context if template else None)
         except KubeError as error:
-            self.notify(f"Cluster pods not opened: {error}", severity="error")
+            text = error.screen_text()
+            self.notify(f"Cluster pods not opened: {text}", severity="error")
             return
         screen = KubePodsScreen(
             cluster_source(kubeconfig), context, list(config.contexts)

@@ -171,13 +171,19 @@ class KubePodsScreen(Screen[None]):
             return  # a late change of the context shown before
         update = message.update
         if update.kind == "error":
-            self.status_line = f"reading the cluster failed: {update.error}"
+            self.status_line = f"reading the cluster failed: {error_text(update)}"
         elif update.kind == "synced":
-            self.status_line = f"watching the pods of {self.context}"
+            self.status_line = f"watching the pods of {self.context}{self._where()}"
             self.synced = True
         elif update.pod is not None:
             self._apply(update)
         self._show_status()
+
+    def _where(self) -> str:
+        """Return " in namespace shop" when the watch reads one namespace."""
+        with self._lock:
+            namespace = getattr(self._source, "namespace", "")
+        return f" in namespace {namespace}" if namespace else ""
 
     def _apply(self, update: PodUpdate) -> None:
         pod = update.pod
@@ -240,6 +246,12 @@ class KubePodsScreen(Screen[None]):
         self._show_status()
 
 
+def error_text(update: PodUpdate) -> str:
+    """The error of an update, its next step worded with the screen's keys."""
+    error = update.error
+    return error.screen_text() if error is not None else "unknown error"
+
+
 def detail_text(pod: PodReport) -> Text:
     """Return the pod's lines as kubectl shows them, then each known failure."""
     text = Text()
@@ -262,13 +274,17 @@ def detail_text(pod: PodReport) -> Text:
 
 
 def cluster_source(kubeconfig: str) -> Callable[[str], PodSource]:
-    """Return a factory of PodWatch per context of the kubeconfig (blocking)."""
+    """Return a factory of PodWatch per context of the kubeconfig (blocking).
+
+    Each watch reads its context's namespace, or every namespace when the
+    context names none.
+    """
 
     def open_watch(context: str) -> PodSource:
         from nydus_console.kube.client import KubeClient
         from nydus_console.kube.watch import PodWatch
 
         client = KubeClient.from_kubeconfig(kubeconfig or None, context or None)
-        return PodWatch(client)
+        return PodWatch(client, client.config.namespace_of(client.context))
 
     return open_watch

@@ -387,3 +387,47 @@ def test_node_without_internal_ip_is_named_on_stderr(
     assert good not in stderr
     assert list(quiet.left_out) == [bare]
     assert tui_stderr == ""
+
+
+# -- the context's namespace -------------------------------------------------------
+
+
+def namespaced_kubeconfig(server: KubeApiServer, path: Path, namespace: str) -> Path:
+    """The testbed's kubeconfig with the viewer context set to namespace."""
+    config = json.loads(server.kubeconfig.read_text())
+    for context in config["contexts"]:
+        if context["name"] == VIEWER_CONTEXT:
+            context["context"]["namespace"] = namespace
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_pods_read_the_context_namespace_unless_told_otherwise(
+    kube_apiserver: KubeApiServer,
+    cluster: ClusterWriter,
+    namespace: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cluster.grant(VIEWER_USER, "read-pods", ["pods", "events"], namespace)
+    config = namespaced_kubeconfig(kube_apiserver, tmp_path / "kc", namespace)
+
+    def viewer(*args: str) -> tuple[int, str]:
+        argv = ["kube", *args, "--kubeconfig", str(config)]
+        argv += ["--context", VIEWER_CONTEXT]
+        out = io.StringIO()
+        return run_kube(build_parser().parse_args(argv), out), out.getvalue()
+
+    code, out = viewer("pods")
+    assert code == 0, capsys.readouterr().err
+    assert f"in namespace {namespace} of context {VIEWER_CONTEXT}" in out
+    code, out = viewer("pods", "--json")
+    assert json.loads(out)["namespace"] == namespace
+    # --all-namespaces reads the cluster scope, which the viewer may not list.
+    code, _ = viewer("pods", "--all-namespaces")
+    assert code == 3
+    assert "at the cluster scope" in capsys.readouterr().err
+    # Test workloads default to the context's namespace too.
+    code, _ = viewer("workload", "list")
+    assert code == 3
+    assert f'in namespace "{namespace}"' in capsys.readouterr().err

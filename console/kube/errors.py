@@ -18,18 +18,34 @@ class KubeErrorKind(enum.StrEnum):
 
 
 class KubeError(Exception):
-    """A Kubernetes call that failed; `message` says what, `next_step` what to do."""
+    """A Kubernetes call that failed; `message` says what, `next_step` what to do.
 
-    def __init__(self, kind: KubeErrorKind, message: str, next_step: str = "") -> None:
+    `next_step` is worded for the command line (its options); `screen_step`,
+    when the step differs in the console, for its screens and keys.
+    """
+
+    def __init__(
+        self,
+        kind: KubeErrorKind,
+        message: str,
+        next_step: str = "",
+        screen_step: str = "",
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.next_step = next_step
+        self.screen_step = screen_step
 
     def __str__(self) -> str:
         if self.next_step:
             return f"{self.message}; next step: {self.next_step}"
         return self.message
+
+    def screen_text(self) -> str:
+        """The error as the console's screens show it."""
+        step = self.screen_step or self.next_step
+        return f"{self.message}; next step: {step}" if step else self.message
 
 
 # 'pods is forbidden: User "x" cannot list resource "pods" in API group "" at
@@ -122,6 +138,8 @@ def api_error(status: int, body: Any, context: str, what: str) -> KubeError:
             f"the API server rejected the credentials of context {context} ({message})",
             "renew the token or client certificate in the kubeconfig, or pick "
             "another context with --context",
+            "renew the token or client certificate in the kubeconfig, or press c "
+            "to switch to the next context",
         )
     if status == 403:
         return forbidden_error(message, context)
