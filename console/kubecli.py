@@ -219,7 +219,8 @@ def run_kube(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if args.kube_command == "contexts":
             return _contexts(args, template, out)
         client = _client(args, template)
-        args.namespace = pick_namespace(args, client)
+        if hasattr(args, "namespace"):
+            args.namespace = pick_namespace(args, client)
         try:
             if args.kube_command == "nodes":
                 return _nodes(client, args, template, out)
