@@ -276,6 +276,15 @@ def test_cluster_template_turns_nodes_into_ssh_targets(tmp_path: Path) -> None:
         'reports Hostname n2.lan: set address = "hostname" in the [kubernetes] '
         "table of fleet.toml, or add a [nodes.n2] table with its address"
     )
+    bare = raw_node("n3", "")
+    bare["status"]["addresses"] = []
+    targets = cluster_targets([parse_node(bare)], template, [])
+    assert targets.left_out["n3"] == (
+        'its Node reports no InternalIP address (address = "internal-ip"); it '
+        "reports no address: add a [nodes.n3] table to fleet.toml with the address "
+        'to reach it at, or set node_access = "pod" in [kubernetes] to reach it '
+        "through a node-shell pod"
+    )
 
 
 def test_cluster_template_by_hostname_and_inventory_nodes_win(tmp_path: Path) -> None:

@@ -105,7 +105,8 @@ def missing_address(node: ClusterNode, template: ClusterTemplate) -> str:
     else:
         text += (
             f"; it reports no address: add a [nodes.{node.name}] table to "
-            f"{template.source} with the address to reach it at"
+            f"{template.source} with the address to reach it at, or set "
+            'node_access = "pod" in [kubernetes] to reach it through a node-shell pod'
         )
     return text
 
