@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
@@ -110,6 +110,18 @@ class NydusConsoleApp(App[None]):
         show as it is written.
         """
         self.notify("Press q to quit nydus-console.", title="Do you want to quit?")
+
+    def on_delivery_complete(self, event: events.DeliveryComplete) -> None:
+        """Tell where a saved screenshot went, in plain text.
+
+        Textual's own message is markup too; preventing the default keeps it
+        from being shown as well.
+        """
+        if event.name != "screenshot":
+            return
+        event.prevent_default()
+        where = f" to {event.path}" if event.path is not None else ""
+        self.notify(f"Saved screenshot{where}", title="Screenshot")
 
     def on_mount(self) -> None:
         if self.read_only:
