@@ -402,3 +402,34 @@ def test_build_script_returns_cached_binary(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(binary)
     assert not (tmp_path / "kube-apiserver" / "build.log").exists()
+
+
+def test_console_log_names_left_out_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from nydus_console import cli, locations
+    from nydus_console.inventory import Inventory
+    from nydus_console.screens.app import NydusConsoleApp
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(NydusConsoleApp, "run", lambda self: None)
+    inventory = Inventory(nodes=[], source="fleet.toml")
+    inventory.left_out = {"bare-1": "its Node reports no InternalIP address"}
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        cli.run_tui(inventory, read_only=False, refresh=0)
+    finally:
+        # run_tui adds a file handler to the root logger: remove it again.
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                handler.close()
+                root.removeHandler(handler)
+        root.setLevel(level)
+    text = locations.log_file().read_text()
+    assert (
+        "WARNING nydus_console: cluster node bare-1 is left out of the fleet: its "
+        "Node reports no InternalIP address"
+    ) in text
