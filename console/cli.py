@@ -11,7 +11,7 @@ import logging.handlers
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from nydus_console import __version__, locations
 from nydus_console.buildcli import add_build_parser, run_build_command
@@ -213,6 +213,9 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
             inventory = default
     if inventory is not None:
         add_cluster_nodes(inventory, read_only=bool(getattr(args, "read_only", False)))
+        if args.command is not None:
+            # The console logs them and shows them on the fleet screen.
+            warn_left_out(inventory, sys.stderr)
         given = _select_inventory_nodes(inventory, given)
     extra = [parse_node_argument(text) for text in given]
     if args.ssh_hosts:
@@ -237,6 +240,16 @@ def resolve_inventory(args: argparse.Namespace) -> Inventory:
         seen.add(node.name)
     inventory.nodes += extra
     return inventory
+
+
+def warn_left_out(inventory: Inventory, out: TextIO) -> None:
+    """Name each cluster node left out of the fleet, why, and what to set."""
+    for name, reason in inventory.left_out.items():
+        print(
+            f"nydus-console: warning: cluster node {name} is left out of the "
+            f"fleet: {reason}",
+            file=out,
+        )
 
 
 def _select_inventory_nodes(inventory: Inventory, given: list[str]) -> list[str]:
@@ -369,6 +382,8 @@ def run_tui(inventory: Inventory, *, read_only: bool, refresh: float) -> int:
         inventory.source,
         " (read-only)" if read_only else "",
     )
+    for name, reason in inventory.left_out.items():
+        log.warning("cluster node %s is left out of the fleet: %s", name, reason)
     app.run()
     log.info("stopped")
     return app.return_code or 0

@@ -171,6 +171,8 @@ class Inventory:
     prometheus_url: str = ""
     metrics_interval: float = DEFAULT_METRICS_INTERVAL
     kubernetes: ClusterTemplate | None = None
+    # Cluster nodes that are not in the fleet, by name, with why and the fix.
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 def local_inventory() -> Inventory:

@@ -100,12 +100,19 @@ def _add_pods(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
         f"could not be read, {EXIT_USAGE} invalid arguments.",
     )
     _options(pods)
-    pods.add_argument(
+    where = pods.add_mutually_exclusive_group()
+    where.add_argument(
         "--namespace",
         "-n",
-        default="",
+        default=None,
         metavar="NS",
-        help="only this namespace (default: all)",
+        help="only this namespace (default: the context's namespace, else all)",
+    )
+    where.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="every namespace, whatever the context's namespace",
     )
     pods.add_argument(
         "--all",
@@ -163,9 +170,9 @@ def _add_workload(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> N
         parser.add_argument(
             "--namespace",
             "-n",
-            default="default",
+            default=None,
             metavar="NS",
-            help="the namespace (default: default)",
+            help="the namespace (default: the context's namespace, else default)",
         )
     for parser in (listing, delete):
         parser.add_argument(
@@ -212,6 +219,8 @@ def run_kube(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if args.kube_command == "contexts":
             return _contexts(args, template, out)
         client = _client(args, template)
+        if hasattr(args, "namespace"):
+            args.namespace = pick_namespace(args, client)
         try:
             if args.kube_command == "nodes":
                 return _nodes(client, args, template, out)
@@ -249,6 +258,28 @@ def _client(args: argparse.Namespace, template: ClusterTemplate | None) -> KubeC
     kubeconfig = args.kubeconfig or (template.kubeconfig if template else None)
     context = args.context or (template.context if template else None)
     return KubeClient(load_kubeconfig(kubeconfig or None), context or None)
+
+
+def pick_namespace(args: argparse.Namespace, client: KubeClient) -> str:
+    """Return -n, else "" for --all-namespaces, else the context's namespace.
+
+    Without any, `kube pods` reads every namespace ("") and `kube workload`
+    uses namespace default, as kubectl does.
+    """
+    if getattr(args, "namespace", None):
+        return str(args.namespace)
+    if getattr(args, "all_namespaces", False):
+        return ""
+    namespace = client.config.namespace_of(client.context)
+    if namespace or args.kube_command == "pods":
+        return namespace
+    return "default"
+
+
+def where_text(client: KubeClient, namespace: str) -> str:
+    """Say which pods are read: "namespace shop of context prod"."""
+    scope = f"namespace {namespace}" if namespace else "all namespaces"
+    return f"{scope} of context {client.context}"
 
 
 def _contexts(
@@ -368,6 +399,7 @@ def _pods(client: KubeClient, args: argparse.Namespace, out: TextIO) -> int:
             "schema": "nydus-console/kube-pods/v1",
             "version": __version__,
             "context": client.context,
+            "namespace": args.namespace,
             "exit_code": code,
             "nodes": [g.to_dict() for g in groups],
         }
@@ -375,7 +407,7 @@ def _pods(client: KubeClient, args: argparse.Namespace, out: TextIO) -> int:
         return code
     if not groups:
         what = "failing" if args.all_failing else "failing with a Nydus cause"
-        print(f"no pods {what} in context {client.context}", file=out)
+        print(f"no pods {what} in {where_text(client, args.namespace)}", file=out)
     for group in groups:
         print(render_node_pods(group), file=out)
     return code
@@ -413,6 +445,7 @@ def _pod_lines(pod: PodReport) -> list[str]:
 def _watch(client: KubeClient, args: argparse.Namespace, out: TextIO) -> int:
     watch = PodWatch(client, args.namespace)
     printer = WatchPrinter(out, as_json=args.json, include_all=args.all_failing)
+    printer.where = where_text(client, args.namespace)
     try:
         for update in watch.updates():
             printer.show(update)
@@ -434,6 +467,8 @@ class WatchPrinter:
         self.include_all = include_all
         self.failing: set[str] = set()
         self.last_error = ""
+        # Which pods are watched, "namespace shop of context prod".
+        self.where = ""
 
     def show(self, update: PodUpdate) -> None:
         if update.kind == "error":
@@ -446,7 +481,9 @@ class WatchPrinter:
         if update.kind == "synced":
             if not self.as_json:
                 count = len(self.failing)
-                print(f"-- watching ({count} failing)", file=self.out, flush=True)
+                where = f" {self.where}" if self.where else ""
+                line = f"-- watching{where} ({count} failing)"
+                print(line, file=self.out, flush=True)
             return
         if update.pod is not None:
             self._show_pod(update.pod, deleted=update.kind == "deleted")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TextIO
 
 from nydus_console import locations
 from nydus_console.audit import AuditLog
+from nydus_console.configs import mask_secrets
 from nydus_console.inventory import ClusterTemplate
 from nydus_console.kube.actions import (
     MANAGED_BY,
@@ -24,6 +26,7 @@ from nydus_console.kube.client import KubeClient
 from nydus_console.kube.nodeshell import NODE_SHELL_LABEL, cleanup_node_shells
 
 EXIT_FAILED = 2
+DRY_RUN_NOTE = "dry run: nothing was sent to the API server"
 _KINDS = {"deployment": "Deployment", "daemonset": "DaemonSet"}
 
 
@@ -68,21 +71,49 @@ def _apply(
     args: argparse.Namespace,
     out: TextIO,
 ) -> int:
-    for action in actions:
-        print(f"context {client.context}: {action.preview()}", file=out)
+    """Show the changes, then send them if --yes; --json keeps stdout one document.
+
+    With --json the changes are printed as JSON and every line about them
+    (dry run, not sent, refused, done) goes to standard error.
+    """
+    notes = sys.stderr if args.json else out
+    _show(actions, client, args, out)
     if args.dry_run:
+        print(DRY_RUN_NOTE, file=notes)
         return 0
     if not args.yes:
-        print("not sent: add --yes to send the change shown above", file=out)
+        print("not sent: add --yes to send the change shown above", file=notes)
         return EXIT_FAILED
     for action in actions:
         try:
             gate.run(action, client, confirmed_by="--yes on the command line")
         except ApiActionRefused as exc:
-            print(f"nydus-console: {exc}", file=out)
+            print(f"nydus-console: {exc}", file=notes)
             return EXIT_FAILED
-        print(f"done: {action.summary}", file=out)
+        print(f"done: {action.summary}", file=notes)
     return 0
+
+
+def _show(
+    actions: list[ApiAction],
+    client: KubeClient,
+    args: argparse.Namespace,
+    out: TextIO,
+) -> None:
+    if not args.json:
+        for action in actions:
+            print(f"context {client.context}: {action.preview()}", file=out)
+        return
+    document = {
+        "context": client.context,
+        "server": client.server,
+        "dry_run": bool(args.dry_run),
+        "changes": [
+            {"action": action.summary, "manifest": action.manifest}
+            for action in actions
+        ],
+    }
+    print(mask_secrets(json.dumps(document, indent=2)), file=out)
 
 
 def _list(client: KubeClient, args: argparse.Namespace, out: TextIO) -> int:

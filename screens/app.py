@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
@@ -103,10 +103,36 @@ class NydusConsoleApp(App[None]):
             message, title=title, severity=severity, timeout=timeout, markup=markup
         )
 
+    def action_help_quit(self) -> None:
+        """Tell what quits on ctrl+c, which copies text and does not quit.
+
+        Textual's own message is markup, which this app's plain notify would
+        show as it is written.
+        """
+        self.notify("Press q to quit nydus-console.", title="Do you want to quit?")
+
+    def on_delivery_complete(self, event: events.DeliveryComplete) -> None:
+        """Tell where a saved screenshot went, in plain text.
+
+        Textual's own message is markup too; preventing the default keeps it
+        from being shown as well.
+        """
+        if event.name != "screenshot":
+            return
+        event.prevent_default()
+        where = f" to {event.path}" if event.path is not None else ""
+        self.notify(f"Saved screenshot{where}", title="Screenshot")
+
     def on_mount(self) -> None:
         if self.read_only:
             self.sub_title = "read-only"
         self.push_screen(FleetScreen())
+        for name, reason in self.fleet.inventory.left_out.items():
+            self.notify(
+                f"cluster node {name} is left out of the fleet: {reason}",
+                severity="warning",
+                timeout=30,
+            )
         self.refresh_all(force=True, full=True)
         self._timer = self.set_interval(self.probe_interval, self._tick)
 
@@ -286,7 +312,8 @@ class NydusConsoleApp(App[None]):
             config = load_kubeconfig(kubeconfig or None)
             context = config.pick(template.context if template else None)
         except KubeError as error:
-            self.notify(f"Cluster pods not opened: {error}", severity="error")
+            text = error.screen_text()
+            self.notify(f"Cluster pods not opened: {text}", severity="error")
             return
         screen = KubePodsScreen(
             cluster_source(kubeconfig), context, list(config.contexts)

@@ -219,6 +219,9 @@ class FleetScreen(Screen[None]):
             f"{len(reports)} {noun}: {', '.join(parts)}  |  sort: {self.sort_mode}"
             f"  |  {auto}  |  {source}{mode}"
         )
+        left_out = app.fleet.inventory.left_out  # type: ignore[attr-defined]
+        if left_out:
+            line += f"  |  left out of the fleet: {', '.join(left_out)} (see log)"
         if self.marked:
             line += f"  |  {len(self.marked)} marked (b: runbook, l: logs)"
         if self.filter_text:

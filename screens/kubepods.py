@@ -86,6 +86,9 @@ class KubePodsScreen(Screen[None]):
         self.include_all = False
         self.pods: dict[str, PodReport] = {}
         self.status_line = ""
+        # Until the first list is read the cursor stays on the first row;
+        # after it, it follows its pod while rows come and go.
+        self.synced = False
         self._source: PodSource | None = None
         self._lock = threading.Lock()
 
@@ -112,6 +115,7 @@ class KubePodsScreen(Screen[None]):
         self._stop_source()
         self.sub_title = f"cluster pods: {self.context}"
         self.status_line = f"reading the pods of {self.context}…"
+        self.synced = False
         self.pods.clear()
         self.rebuild()
         self._show_status()
@@ -167,12 +171,19 @@ class KubePodsScreen(Screen[None]):
             return  # a late change of the context shown before
         update = message.update
         if update.kind == "error":
-            self.status_line = f"reading the cluster failed: {update.error}"
+            self.status_line = f"reading the cluster failed: {error_text(update)}"
         elif update.kind == "synced":
-            self.status_line = f"watching the pods of {self.context}"
+            self.status_line = f"watching the pods of {self.context}{self._where()}"
+            self.synced = True
         elif update.pod is not None:
             self._apply(update)
         self._show_status()
+
+    def _where(self) -> str:
+        """Return " in namespace shop" when the watch reads one namespace."""
+        with self._lock:
+            namespace = getattr(self._source, "namespace", "")
+        return f" in namespace {namespace}" if namespace else ""
 
     def _apply(self, update: PodUpdate) -> None:
         pod = update.pod
@@ -197,7 +208,7 @@ class KubePodsScreen(Screen[None]):
     def rebuild(self) -> None:
         """Redraw every row, keeping the cursor on the same pod."""
         table = self.query_one(DataTable)
-        current = self.selected_pod()
+        current = self.selected_pod() if self.synced else None
         table.clear()
         for pod in self.visible_pods():
             known = pod.signatures[0] if pod.signatures else "-"
@@ -235,6 +246,12 @@ class KubePodsScreen(Screen[None]):
         self._show_status()
 
 
+def error_text(update: PodUpdate) -> str:
+    """The error of an update, its next step worded with the screen's keys."""
+    error = update.error
+    return error.screen_text() if error is not None else "unknown error"
+
+
 def detail_text(pod: PodReport) -> Text:
     """Return the pod's lines as kubectl shows them, then each known failure."""
     text = Text()
@@ -257,13 +274,17 @@ def detail_text(pod: PodReport) -> Text:
 
 
 def cluster_source(kubeconfig: str) -> Callable[[str], PodSource]:
-    """Return a factory of PodWatch per context of the kubeconfig (blocking)."""
+    """Return a factory of PodWatch per context of the kubeconfig (blocking).
+
+    Each watch reads its context's namespace, or every namespace when the
+    context names none.
+    """
 
     def open_watch(context: str) -> PodSource:
         from nydus_console.kube.client import KubeClient
         from nydus_console.kube.watch import PodWatch
 
         client = KubeClient.from_kubeconfig(kubeconfig or None, context or None)
-        return PodWatch(client)
+        return PodWatch(client, client.config.namespace_of(client.context))
 
     return open_watch

@@ -153,6 +153,52 @@ def test_forbidden_names_the_missing_permission() -> None:
     assert "ClusterRole" in error.next_step
 
 
+def forbidden(text: str) -> KubeError:
+    body = json.dumps({"kind": "Status", "message": text, "code": 403})
+    return api_error(403, body, "viewer", "a request")
+
+
+def test_forbidden_in_a_namespace_suggests_a_role_for_that_resource() -> None:
+    error = forbidden(
+        'deployments.apps is forbidden: User "viewer" cannot list resource '
+        '"deployments" in API group "apps" in the namespace "shop"'
+    )
+    assert 'may not list deployments in API group "apps" in namespace "shop"' in (
+        error.message
+    )
+    step = error.next_step
+    assert "Role in namespace shop that allows get,list,watch on deployments.apps" in (
+        step
+    )
+    assert (
+        "kubectl create role nydus-console-deployments --namespace=shop "
+        "--verb=get,list,watch --resource=deployments.apps"
+    ) in step
+    assert (
+        "kubectl create rolebinding nydus-console-deployments --namespace=shop "
+        "--role=nydus-console-deployments --user=viewer"
+    ) in step
+    assert "clusterrole" not in step.lower()
+    assert "nodes" not in step
+
+
+def test_forbidden_at_the_cluster_scope_suggests_a_cluster_role() -> None:
+    error = forbidden(
+        'User "system:serviceaccount:ci:runner" cannot create resource "pods/exec" '
+        'in API group "" at the cluster scope'
+    )
+    step = error.next_step
+    assert (
+        "kubectl create clusterrole nydus-console-pods-exec --verb=create "
+        "--resource=pods/exec"
+    ) in step
+    assert (
+        "kubectl create clusterrolebinding nydus-console-pods-exec "
+        "--clusterrole=nydus-console-pods-exec --serviceaccount=ci:runner"
+    ) in step
+    assert "--namespace" not in step
+
+
 def test_unauthorized_points_at_the_credentials() -> None:
     error = api_error(401, b'{"message": "Unauthorized"}', "prod", "list nodes")
     assert error.kind == KubeErrorKind.UNAUTHORIZED
@@ -224,7 +270,21 @@ def test_cluster_template_turns_nodes_into_ssh_targets(tmp_path: Path) -> None:
     assert (spec.name, spec.address) == ("n1", "ops@10.0.0.1:2222")
     assert spec.sudo and spec.jump_host == "bastion"
     assert spec.identity_file == str(tmp_path / "id")
-    assert "no internal-ip address" in targets.skipped["n2"]
+    assert targets.left_out == {"n2": targets.skipped["n2"]}
+    assert targets.left_out["n2"] == (
+        'its Node reports no InternalIP address (address = "internal-ip"); it '
+        'reports Hostname n2.lan: set address = "hostname" in the [kubernetes] '
+        "table of fleet.toml, or add a [nodes.n2] table with its address"
+    )
+    bare = raw_node("n3", "")
+    bare["status"]["addresses"] = []
+    targets = cluster_targets([parse_node(bare)], template, [])
+    assert targets.left_out["n3"] == (
+        'its Node reports no InternalIP address (address = "internal-ip"); it '
+        "reports no address: add a [nodes.n3] table to fleet.toml with the address "
+        'to reach it at, or set node_access = "pod" in [kubernetes] to reach it '
+        "through a node-shell pod"
+    )
 
 
 def test_cluster_template_by_hostname_and_inventory_nodes_win(tmp_path: Path) -> None:
@@ -234,6 +294,8 @@ def test_cluster_template_by_hostname_and_inventory_nodes_win(tmp_path: Path) ->
     targets = cluster_targets(nodes, template, own)
     assert [s.address for s in targets.specs] == ["ops@n2.lan"]
     assert "[nodes] table is used" in targets.skipped["n1"]
+    # n1 is in the fleet through its [nodes] table: it is not left out.
+    assert targets.left_out == {}
 
 
 def test_cluster_template_rejects_bad_values(tmp_path: Path) -> None:
@@ -340,3 +402,34 @@ def test_build_script_returns_cached_binary(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(binary)
     assert not (tmp_path / "kube-apiserver" / "build.log").exists()
+
+
+def test_console_log_names_left_out_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from nydus_console import cli, locations
+    from nydus_console.inventory import Inventory
+    from nydus_console.screens.app import NydusConsoleApp
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(NydusConsoleApp, "run", lambda self: None)
+    inventory = Inventory(nodes=[], source="fleet.toml")
+    inventory.left_out = {"bare-1": "its Node reports no InternalIP address"}
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        cli.run_tui(inventory, read_only=False, refresh=0)
+    finally:
+        # run_tui adds a file handler to the root logger: remove it again.
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                handler.close()
+                root.removeHandler(handler)
+        root.setLevel(level)
+    text = locations.log_file().read_text()
+    assert (
+        "WARNING nydus_console: cluster node bare-1 is left out of the fleet: its "
+        "Node reports no InternalIP address"
+    ) in text

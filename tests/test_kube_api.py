@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from testbed.kube import VIEWER_CONTEXT, VIEWER_USER, ClusterWriter, KubeApiServer
 
-from nydus_console.cli import build_parser
+from nydus_console.cli import build_parser, resolve_inventory
 from nydus_console.kube.client import KubeClient
 from nydus_console.kube.errors import KubeError, KubeErrorKind
 from nydus_console.kube.watch import PodUpdate, PodWatch
@@ -341,3 +341,93 @@ def test_pods_watch_prints_failing_then_ok(
 
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# -- cluster nodes in the fleet ------------------------------------------------
+
+
+def test_node_without_internal_ip_is_named_on_stderr(
+    kube_apiserver: KubeApiServer,
+    cluster: ClusterWriter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    suffix = uuid.uuid4().hex[:6]
+    good, bare = f"good-{suffix}", f"bare-{suffix}"
+    cluster.node(good, "127.0.0.1", labels={"fleet": suffix})
+    cluster.node(bare, "", hostname=f"{bare}.lan", labels={"fleet": suffix})
+    inventory = tmp_path / "fleet.toml"
+    inventory.write_text(
+        "[kubernetes]\n"
+        f'kubeconfig = "{kube_apiserver.kubeconfig}"\n'
+        f'label_selector = "fleet={suffix}"\n'
+        'address = "internal-ip"\n'
+    )
+    try:
+        args = build_parser().parse_args(["doctor", "--inventory", str(inventory)])
+        nodes = resolve_inventory(args).nodes
+        stderr = capsys.readouterr().err
+        # The console's own run (no command) shows them on its fleet screen.
+        args = build_parser().parse_args(["--inventory", str(inventory)])
+        quiet = resolve_inventory(args)
+        tui_stderr = capsys.readouterr().err
+    finally:
+        cluster.delete_node(good)
+        cluster.delete_node(bare)
+    assert [n.name for n in nodes] == [good]
+    assert (
+        f"nydus-console: warning: cluster node {bare} is left out of the fleet: its "
+        'Node reports no InternalIP address (address = "internal-ip"); it reports '
+        f'Hostname {bare}.lan: set address = "hostname" in the [kubernetes] table '
+        f"of {inventory}"
+    ) in stderr
+    assert good not in stderr
+    assert list(quiet.left_out) == [bare]
+    assert tui_stderr == ""
+
+
+# -- the context's namespace -------------------------------------------------------
+
+
+def namespaced_kubeconfig(server: KubeApiServer, path: Path, namespace: str) -> Path:
+    """The testbed's kubeconfig with the viewer context set to namespace."""
+    config = json.loads(server.kubeconfig.read_text())
+    for context in config["contexts"]:
+        if context["name"] == VIEWER_CONTEXT:
+            context["context"]["namespace"] = namespace
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_pods_read_the_context_namespace_unless_told_otherwise(
+    kube_apiserver: KubeApiServer,
+    cluster: ClusterWriter,
+    namespace: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cluster.grant(VIEWER_USER, "read-pods", ["pods", "events"], namespace)
+    config = namespaced_kubeconfig(kube_apiserver, tmp_path / "kc", namespace)
+
+    def viewer(*args: str) -> tuple[int, str]:
+        argv = ["kube", *args, "--kubeconfig", str(config)]
+        argv += ["--context", VIEWER_CONTEXT]
+        out = io.StringIO()
+        return run_kube(build_parser().parse_args(argv), out), out.getvalue()
+
+    code, out = viewer("pods")
+    assert code == 0, capsys.readouterr().err
+    assert f"in namespace {namespace} of context {VIEWER_CONTEXT}" in out
+    code, out = viewer("pods", "--json")
+    assert json.loads(out)["namespace"] == namespace
+    # --all-namespaces reads the cluster scope, which the viewer may not list.
+    code, _ = viewer("pods", "--all-namespaces")
+    assert code == 3
+    assert "at the cluster scope" in capsys.readouterr().err
+    # Test workloads default to the context's namespace too.
+    code, _ = viewer("workload", "list")
+    assert code == 3
+    assert f'in namespace "{namespace}"' in capsys.readouterr().err

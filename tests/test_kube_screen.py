@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -12,11 +13,11 @@ import pytest
 from doubles.recorded_kube import RecordedPodWatch
 from test_kube_api import SANDBOX_ERROR
 from test_screens import SIZE, make_app, settle
-from testbed.kube import ClusterWriter, KubeApiServer
+from testbed.kube import VIEWER_CONTEXT, VIEWER_USER, ClusterWriter, KubeApiServer
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from nydus_console.screens.kubepods import KubePodsScreen
+from nydus_console.screens.kubepods import KubePodsScreen, cluster_source
 
 
 async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool]) -> None:
@@ -71,6 +72,29 @@ async def test_detail_names_the_runbook(tmp_path: Path) -> None:
         )
 
 
+async def test_cursor_starts_on_the_first_row(tmp_path: Path) -> None:
+    def reversed_watch(context: str) -> RecordedPodWatch:
+        # The pods come last first, as a live watch may report them.
+        watch = RecordedPodWatch()
+        watch.pods.reverse()
+        return watch
+
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = KubePodsScreen(reversed_watch, "prod")
+        await pilot.app.push_screen(screen)
+        await wait_for(pilot, lambda: "watching" in status(screen))
+        assert rows(screen) == ["shop/init", "shop/sandbox", "shop/mount", "shop/pull"]
+        assert screen.query_one(DataTable).cursor_row == 0
+        selected = screen.selected_pod()
+        assert selected is not None and selected.key == "shop/init"
+        # After the first list the cursor follows its pod.
+        await pilot.press("down")
+        await pilot.press("a")
+        selected = screen.selected_pod()
+        assert selected is not None and selected.key == "shop/sandbox"
+
+
 def test_snapshot_kube_pods(snap_compare: Any, tmp_path: Path) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         screen = await open_recorded(pilot)
@@ -117,3 +141,53 @@ async def test_live_pod_appears_and_recovers(
         )
         assert rows(screen) == []
         await pilot.press("escape")
+
+
+@pytest.mark.kube
+async def test_screen_reads_the_context_namespace_and_words_errors_with_keys(
+    kube_apiserver: KubeApiServer, tmp_path: Path
+) -> None:
+    writer = ClusterWriter(kube_apiserver)
+    namespace = f"v-{uuid.uuid4().hex[:8]}"
+    writer.namespace(namespace)
+    writer.grant(VIEWER_USER, "read-pods", ["pods", "events"], namespace)
+    config = json.loads(kube_apiserver.kubeconfig.read_text())
+    config["contexts"][1]["context"]["namespace"] = namespace
+    # A context whose token the API server does not know.
+    config["users"].append({"name": "stale", "user": {"token": "expired"}})
+    config["contexts"].append(
+        {"name": "stale", "context": {"cluster": "nc-testbed", "user": "stale"}}
+    )
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = KubePodsScreen(
+            cluster_source(str(path)), VIEWER_CONTEXT, [VIEWER_CONTEXT, "stale"]
+        )
+        await pilot.app.push_screen(screen)
+        await wait_for(pilot, lambda: "watching" in status(screen))
+        assert f"watching the pods of {VIEWER_CONTEXT} in namespace {namespace}" in (
+            status(screen)
+        )
+        await pilot.press("c")
+        await wait_for(pilot, lambda: "failed" in status(screen))
+        assert "rejected the credentials of context stale" in status(screen)
+        assert "press c to switch to the next context" in status(screen)
+        assert "--context" not in status(screen)
+        await pilot.press("escape")
+
+
+async def test_unopened_screen_names_what_to_set_in_the_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await pilot.press("p")
+        await pilot.pause()
+        (note,) = [n for n in pilot.app._notifications if n.severity == "error"]
+        assert "Cluster pods not opened: no kubeconfig file at" in note.message
+        assert "kubeconfig in the inventory's [kubernetes] table" in note.message
+        assert "--kubeconfig" not in note.message

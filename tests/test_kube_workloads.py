@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from testbed.kube import ClusterWriter, KubeApiServer
+from testbed.kube import VIEWER_CONTEXT, VIEWER_USER, ClusterWriter, KubeApiServer
 
 from nydus_console.audit import AuditLog
 from nydus_console.cli import build_parser
@@ -146,3 +146,89 @@ def test_invalid_name_is_a_usage_error(
     code, _ = console(kube_apiserver, "create", "--image", IMAGE, "--name", "Bad_Name")
     assert code == 64
     assert "invalid workload name 'Bad_Name'" in capsys.readouterr().err
+
+
+def test_denied_list_suggests_the_role_that_grants_it(
+    kube_apiserver: KubeApiServer,
+    namespace: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ("list", "-n", namespace, "--context", VIEWER_CONTEXT)
+    code, _ = console(kube_apiserver, *args)
+    stderr = capsys.readouterr().err
+    assert code == 3
+    assert (
+        f'may not list deployments in API group "apps" in namespace "{namespace}"'
+    ) in stderr
+    assert (
+        f"kubectl create role nydus-console-deployments --namespace={namespace} "
+        "--verb=get,list,watch --resource=deployments.apps"
+    ) in stderr
+    assert f"--role=nydus-console-deployments --user={VIEWER_USER}" in stderr
+    assert "--resource=nodes" not in stderr
+    # The Role the suggestion creates lets the viewer list Deployments: the
+    # next denial is about DaemonSets.
+    grant(kube_apiserver, namespace, "deployments")
+    code, _ = console(kube_apiserver, *args)
+    stderr = capsys.readouterr().err
+    assert code == 3
+    assert "may not list daemonsets" in stderr
+    grant(kube_apiserver, namespace, "daemonsets")
+    code, out = console(kube_apiserver, *args)
+    assert code == 0, capsys.readouterr().err
+    assert f"no test workloads in namespace {namespace}" in out
+
+
+def grant(server: KubeApiServer, namespace: str, resource: str) -> None:
+    """Create what the suggested `kubectl create role|rolebinding` create."""
+    name = f"nydus-console-{resource}"
+    base = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    rule = {
+        "apiGroups": ["apps"],
+        "resources": [resource],
+        "verbs": ["get", "list", "watch"],
+    }
+    server.request(
+        "POST", f"{base}/roles", {"metadata": {"name": name}, "rules": [rule]}
+    )
+    binding = {
+        "metadata": {"name": name},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": name,
+        },
+        "subjects": [
+            {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "User",
+                "name": VIEWER_USER,
+            }
+        ],
+    }
+    server.request("POST", f"{base}/rolebindings", binding)
+
+
+def test_dry_run_says_nothing_was_sent(
+    kube_apiserver: KubeApiServer,
+    namespace: str,
+    audit: AuditLog,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ("create", "--image", IMAGE, "-n", namespace, "--dry-run")
+    code, out = console(kube_apiserver, *args)
+    assert code == 0
+    assert out.rstrip().endswith("dry run: nothing was sent to the API server")
+    capsys.readouterr()
+    # With --json the changes are one JSON document and the note goes to stderr.
+    code, out = console(kube_apiserver, *args, "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["dry_run"] is True
+    (change,) = document["changes"]
+    assert change["action"] == f"create Deployment {namespace}/nydus-test"
+    containers = change["manifest"]["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == IMAGE
+    assert "dry run: nothing was sent to the API server" in capsys.readouterr().err
+    assert workloads(kube_apiserver, namespace) == []
+    assert audit.entries() == []

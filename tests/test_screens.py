@@ -361,6 +361,43 @@ async def test_markup_in_node_data_is_text(tmp_path: Path) -> None:
         assert "containerd has no [proxy_plugins.nydus]" in screen
 
 
+async def test_ctrl_c_names_the_quit_key_in_plain_text(tmp_path: Path) -> None:
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        (note,) = list(pilot.app._notifications)
+        assert note.message == "Press q to quit nydus-console."
+        assert not note.markup
+
+
+async def test_saved_screenshot_path_in_plain_text(tmp_path: Path) -> None:
+    async with make_app(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        path = tmp_path / "shot.svg"
+        pilot.app.post_message(
+            events.DeliveryComplete(key="k", path=path, name="screenshot")
+        )
+        await pilot.pause()
+        (note,) = list(pilot.app._notifications)
+        assert note.message == f"Saved screenshot to {path}"
+        assert not note.markup
+
+
+async def test_cluster_nodes_left_out_are_named(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    reason = 'its Node reports no InternalIP address (address = "internal-ip")'
+    app.fleet.inventory.left_out = {"bare-1": reason}
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        status = str(app.screen.query_one("#fleet-status").render())
+        assert "left out of the fleet: bare-1 (see log)" in status
+        messages = [n.message for n in app._notifications if n.severity == "warning"]
+        assert f"cluster node bare-1 is left out of the fleet: {reason}" in messages
+
+
 class SlowProber(RecordedProber):
     """Returns its facts after the fleet screen has drawn its first rows."""
 

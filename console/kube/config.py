@@ -18,6 +18,15 @@ from nydus_console.kube.errors import KubeError, KubeErrorKind
 from nydus_console.locations import expand
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
+# The console has no --kubeconfig once it runs: its steps name the inventory.
+_SCREEN_KUBECONFIG = (
+    "set kubeconfig in the inventory's [kubernetes] table, or KUBECONFIG before "
+    "starting the console"
+)
+_SCREEN_FIX_FILE = (
+    "fix the file, or set kubeconfig in the inventory's [kubernetes] table to "
+    "another one"
+)
 
 
 @dataclass(frozen=True)
@@ -86,14 +95,21 @@ class KubeConfig:
                 KubeErrorKind.CONFIG,
                 f"{self.describe()} sets no current-context",
                 f"pass --context NAME (known contexts: {known})",
+                f"set context in the inventory's [kubernetes] table (known "
+                f"contexts: {known})",
             )
         if chosen not in self.contexts:
             raise KubeError(
                 KubeErrorKind.CONFIG,
                 f"context {chosen!r} is not in {self.describe()}",
                 f"pick one of: {known}",
+                f"set context in the inventory's [kubernetes] table to one of: {known}",
             )
         return chosen
+
+    def namespace_of(self, context: str) -> str:
+        """Return the context's namespace, "" when it sets none."""
+        return str(self.contexts.get(context, {}).get("namespace", "") or "")
 
     def server_of(self, context: str) -> str:
         cluster = str(self.contexts.get(context, {}).get("cluster", ""))
@@ -121,6 +137,7 @@ def load_kubeconfig(explicit: str | None = None) -> KubeConfig:
             f"no kubeconfig file at {' or '.join(wanted)}",
             "pass --kubeconfig FILE, set KUBECONFIG, or set kubeconfig in the "
             "inventory's [kubernetes] table",
+            _SCREEN_KUBECONFIG,
         )
     merged = KubeConfig(existing)
     for path in existing:
@@ -131,6 +148,7 @@ def load_kubeconfig(explicit: str | None = None) -> KubeConfig:
                 KubeErrorKind.CONFIG,
                 f"cannot read kubeconfig {path}: {exc}",
                 "fix the file or point --kubeconfig at another one",
+                _SCREEN_FIX_FILE,
             ) from None
         _merge(merged, document or {}, path)
     return merged
@@ -142,6 +160,7 @@ def _merge(merged: KubeConfig, document: Any, path: str) -> None:
             KubeErrorKind.CONFIG,
             f"kubeconfig {path} is not a mapping of clusters, users and contexts",
             "fix the file or point --kubeconfig at another one",
+            _SCREEN_FIX_FILE,
         )
     for entry in _entries(document, "contexts"):
         merged.contexts.setdefault(entry["name"], _body(entry, "context"))

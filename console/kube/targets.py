@@ -4,7 +4,8 @@ Each Node of the cluster (those matching label_selector) becomes a node of
 the fleet named like the Node, reached at its InternalIP, ExternalIP or
 Hostname address with the table's SSH settings. A [nodes.NAME] table of the
 same name, or one with the same address, wins: it can give one node other
-settings. Nodes without the chosen address are left out and named.
+settings. Nodes without the chosen address are left out, named in
+`Inventory.left_out` with the setting that would add them.
 """
 
 from __future__ import annotations
@@ -25,12 +26,30 @@ from nydus_console.kube.nodes import ClusterNode, parse_node
 log = logging.getLogger(__name__)
 
 
+# The Node address types as the API names them, by the inventory's words.
+ADDRESS_TYPES = {
+    "internal-ip": "InternalIP",
+    "external-ip": "ExternalIP",
+    "hostname": "Hostname",
+}
+
+
 @dataclass
 class ClusterTargets:
-    """The SSH targets of the cluster's nodes and the nodes left out, with why."""
+    """The SSH targets of the cluster's nodes and the nodes without one, with why.
+
+    `skipped` holds every node without a target of its own; `left_out` those
+    of them that are not in the fleet at all (an inventory node does not
+    stand for them), which the operator must be told about.
+    """
 
     specs: list[NodeSpec] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
+
+    def leave_out(self, name: str, reason: str) -> None:
+        self.skipped[name] = reason
+        self.left_out[name] = reason
 
 
 def cluster_targets(
@@ -55,7 +74,7 @@ def cluster_targets(
         if node.name in names:
             result.skipped[node.name] = "its [nodes] table is used instead"
         elif not address:
-            result.skipped[node.name] = f"it reports no {template.address} address"
+            result.leave_out(node.name, missing_address(node, template))
         elif address in hosts:
             result.skipped[node.name] = f"{address} is already an inventory node"
         else:
@@ -63,8 +82,33 @@ def cluster_targets(
                 spec = template.node_spec(node.name, address, read_only=read_only)
                 result.specs.append(spec)
             except InventoryError as exc:
-                result.skipped[node.name] = str(exc)
+                result.leave_out(node.name, str(exc))
     return result
+
+
+def missing_address(node: ClusterNode, template: ClusterTemplate) -> str:
+    """Say which address the node lacks and what to set instead."""
+    wanted = ADDRESS_TYPES.get(template.address, template.address)
+    others = [
+        (key, kind, node.address(key))
+        for key, kind in ADDRESS_TYPES.items()
+        if key != template.address and node.address(key)
+    ]
+    text = f'its Node reports no {wanted} address (address = "{template.address}")'
+    if others:
+        reported = ", ".join(f"{kind} {value}" for _, kind, value in others)
+        text += (
+            f'; it reports {reported}: set address = "{others[0][0]}" in the '
+            f"[kubernetes] table of {template.source}, or add a "
+            f"[nodes.{node.name}] table with its address"
+        )
+    else:
+        text += (
+            f"; it reports no address: add a [nodes.{node.name}] table to "
+            f"{template.source} with the address to reach it at, or set "
+            'node_access = "pod" in [kubernetes] to reach it through a node-shell pod'
+        )
+    return text
 
 
 def add_cluster_nodes(inventory: Inventory, *, read_only: bool = False) -> Inventory:
@@ -95,7 +139,11 @@ def add_cluster_nodes(inventory: Inventory, *, read_only: bool = False) -> Inven
         [parse_node(n) for n in raw], template, inventory.nodes, read_only=read_only
     )
     for name, reason in targets.skipped.items():
-        log.warning("cluster node %s is not added to the fleet: %s", name, reason)
+        if name not in targets.left_out:
+            log.info("cluster node %s has no target of its own: %s", name, reason)
+    for name, reason in targets.left_out.items():
+        log.warning("cluster node %s is left out of the fleet: %s", name, reason)
+    inventory.left_out.update(targets.left_out)
     inventory.nodes += targets.specs
     if not inventory.nodes:
         raise InventoryError(
@@ -105,6 +153,9 @@ def add_cluster_nodes(inventory: Inventory, *, read_only: bool = False) -> Inven
                 f" matching {template.label_selector!r}"
                 if template.label_selector
                 else ""
+            )
+            + "".join(
+                f"; {name} is left out: {why}" for name, why in targets.left_out.items()
             )
         )
     return inventory

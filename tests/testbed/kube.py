@@ -382,11 +382,12 @@ class ClusterWriter:
                 "lastTransitionTime": now,
             }
         )
+        addresses = [{"type": "Hostname", "address": hostname or name}]
+        if internal_ip:
+            # Without one the Node reports no InternalIP, as some cloud nodes do.
+            addresses.insert(0, {"type": "InternalIP", "address": internal_ip})
         status = {
-            "addresses": [
-                {"type": "InternalIP", "address": internal_ip},
-                {"type": "Hostname", "address": hostname or name},
-            ],
+            "addresses": addresses,
             "conditions": conditions,
             "nodeInfo": {
                 "kubeletVersion": "v1.20.2",
