@@ -14,24 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from nydus_console import locations
-from nydus_console.actions import ActionGate, ActionRefused
-from nydus_console.audit import AuditLog
-from nydus_console.convertcli import (
-    EXIT_FAILED,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    Resolver,
-    UsageError,
-)
+from nydus_console.actions import ActionRefused
+from nydus_console.convertcli import Resolver
 from nydus_console.fleet import make_transport
 from nydus_console.images.build import (
     DEFAULT_SOCKET,
@@ -53,7 +43,15 @@ from nydus_console.images.buildrun import (
 from nydus_console.images.credentials import CredentialsError
 from nydus_console.images.history import ConvertHistory, HistoryError
 from nydus_console.images.run import StepResult, node_docker_config
-from nydus_console.inventory import Inventory, InventoryError, NodeSpec
+from nydus_console.inventory import InventoryError, NodeSpec
+from nydus_console.streamcli import (
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    StreamedCommand,
+    UsageError,
+    one_node,
+)
 from nydus_console.transport.base import Transport, TransportError
 from nydus_console.transport.hostkeys import HostKeyStore
 from nydus_console.transport.quoting import quote_argv
@@ -137,7 +135,7 @@ def run_build_command(
             return command.list_history()
         plan = plan_build(_options_or_rerun(args, history))
         inventory = resolve(args)
-        spec = _one_node(inventory)
+        spec = one_node(inventory, "build")
     except (UsageError, BuildError, HistoryError, InventoryError) as exc:
         print(f"nydus-console: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -166,50 +164,9 @@ def _options_or_rerun(
     return options
 
 
-def _one_node(inventory: Inventory) -> NodeSpec:
-    if len(inventory.nodes) != 1:
-        names = ", ".join(n.name for n in inventory.nodes)
-        raise UsageError(
-            f"build runs on one node; give --node NAME (the inventory has: {names})"
-        )
-    return inventory.nodes[0]
-
-
-class BuildCommand:
-    def __init__(
-        self,
-        history: ConvertHistory,
-        *,
-        read_only: bool,
-        as_json: bool = False,
-        out: TextIO | None = None,
-    ) -> None:
-        self.history = history
-        self.read_only = read_only
-        self.as_json = as_json
-        self.out = out or sys.stdout
-        self.verbose = False
-
-    def say(self, text: str = "") -> None:
-        if not self.as_json:
-            self.out.write(text + "\n")
-            self.out.flush()
-
-    def list_history(self) -> int:
-        entries = self.history.entries()
-        if self.as_json:
-            rows = [{"index": e.index, **e.record} for e in entries]
-            self.out.write(json.dumps(rows, indent=2) + "\n")
-            return 0
-        if not entries:
-            self.say(f"no builds yet ({self.history.path})")
-        for entry in entries:
-            record = entry.record
-            self.say(
-                f"{entry.index:>3}  {record.get('time', '?')}  {entry.node}  "
-                f"{record.get('outcome', '?')}  {record.get('target', '?')}"
-            )
-        return 0
+class BuildCommand(StreamedCommand):
+    HISTORY_NOUN = "builds"
+    QUESTION = "Run this on {node}? It pushes the image [y/N] "
 
     def preview(self, plan: BuildPlan, spec: NodeSpec) -> None:
         self.say(f"build on {spec.name} ({spec.address})")
@@ -238,9 +195,7 @@ class BuildCommand:
             code = await self._run(plan, spec, transport, args, document)
         finally:
             await transport.close()
-        if self.as_json:
-            document["exit_code"] = code
-            self.out.write(json.dumps(document, indent=2) + "\n")
+        self.write_document(document, code)
         return code
 
     async def _run(
@@ -254,8 +209,10 @@ class BuildCommand:
         try:
             missing = await preflight(plan, transport, spec.name)
             document["credentials"] = await self.credentials(plan, spec, transport)
-        except (TransportError, BuildUnavailable) as exc:
-            return self._stop(spec, exc, document)
+        except TransportError as exc:
+            return self.unreachable(spec, exc, document)
+        except BuildUnavailable as exc:
+            return self.stop(document, f"{spec.name}: {exc}", EXIT_FAILED)
         if missing:
             document["missing"] = missing
             for line in missing:
@@ -281,26 +238,6 @@ class BuildCommand:
         self.say(line)
         return [line]
 
-    def _stop(
-        self,
-        spec: NodeSpec,
-        exc: TransportError | BuildUnavailable,
-        document: dict[str, Any],
-    ) -> int:
-        document["error"] = str(exc)
-        print(f"nydus-console: {spec.name}: {exc}", file=sys.stderr)
-        if isinstance(exc, TransportError):
-            return EXIT_UNREACHABLE
-        return EXIT_FAILED
-
-    def confirmation(self, args: argparse.Namespace, spec: NodeSpec) -> str:
-        if args.yes:
-            return "--yes on the command line"
-        if not sys.stdin.isatty() or self.as_json:
-            return ""
-        answer = input(f"Run this on {spec.name}? It pushes the image [y/N] ")
-        return "answered y at the prompt" if answer.strip().lower() == "y" else ""
-
     async def _build(
         self,
         plan: BuildPlan,
@@ -309,39 +246,24 @@ class BuildCommand:
         confirmed_by: str,
         document: dict[str, Any],
     ) -> int:
-        gate = ActionGate(
-            AuditLog(locations.audit_log_file()), read_only=self.read_only
-        )
-        cancel = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, cancel.set)
-        try:
-            result = await run_build(
-                plan,
-                spec,
-                transport,
-                gate,
-                confirmed_by=confirmed_by,
-                on_event=self._event,
-                on_line=self._line,
-                cancel=cancel,
-            )
-        except ActionRefused as exc:
-            document["error"] = str(exc)
-            print(f"nydus-console: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGINT)
+        with self.cancelled_by_ctrl_c() as cancel:
+            try:
+                result = await run_build(
+                    plan,
+                    spec,
+                    transport,
+                    self.gate(),
+                    confirmed_by=confirmed_by,
+                    on_event=self._event,
+                    on_line=self.line,
+                    cancel=cancel,
+                )
+            except ActionRefused as exc:
+                return self.stop(document, str(exc), EXIT_FAILED)
         return self._finish(plan, spec, result, document)
 
     def _event(self, event: BuildEvent) -> None:
         self.say(event.describe())
-
-    def _line(self, line: str) -> None:
-        if self.verbose:
-            self.say(f"  | {line}")
 
     def _finish(
         self,
@@ -353,17 +275,7 @@ class BuildCommand:
         data = result.to_dict()
         data["steps"] = data.pop("stages")
         document["build"] = data
-        if result.cancelled:
-            self.say(f"buildctl build cancelled after {result.seconds:.1f} s")
-        elif result.exit_status is None:
-            self.say(f"buildctl build: {result.error or 'the output ended early'}")
-        else:
-            self.say(
-                f"buildctl build exited with status {result.exit_status} after "
-                f"{result.seconds:.1f} s"
-            )
-        if result.last_error:
-            self.say(f"last error: {result.last_error}")
+        self.say_result("buildctl build", result)
         self.history.append(history_record(plan, spec.name, result))
         if result.exit_status is None and not result.cancelled:
             return EXIT_UNREACHABLE

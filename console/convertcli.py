@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from nydus_console import locations
-from nydus_console.actions import ActionGate, ActionRefused
-from nydus_console.audit import AuditLog
+from nydus_console.actions import ActionRefused
 from nydus_console.fleet import make_transport
 from nydus_console.images.convert import (
     ConvertError,
@@ -32,7 +28,7 @@ from nydus_console.images.convert import (
     plan_lines,
 )
 from nydus_console.images.credentials import CredentialsError
-from nydus_console.images.history import ConvertHistory, HistoryError
+from nydus_console.images.history import ConvertHistory, HistoryEntry, HistoryError
 from nydus_console.images.progress import StageEvent
 from nydus_console.images.run import (
     StepResult,
@@ -42,17 +38,18 @@ from nydus_console.images.run import (
     run_convert,
 )
 from nydus_console.inventory import Inventory, InventoryError, NodeSpec
+from nydus_console.streamcli import (
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    StreamedCommand,
+    UsageError,
+    one_node,
+)
 from nydus_console.transport.base import Transport, TransportError
 from nydus_console.transport.hostkeys import HostKeyStore
 
-EXIT_FAILED = 1
-EXIT_UNREACHABLE = 3
-EXIT_USAGE = 64
 SCHEMA = "nydus-console/convert/v1"
-
-
-class UsageError(Exception):
-    """Arguments that cannot be used; exit 64."""
 
 
 def add_convert_parser(
@@ -167,7 +164,7 @@ def run_convert_command(
         options = _options_or_rerun(args, history)
         plan = plan_convert(options)
         inventory = resolve(args)
-        spec = _one_node(inventory)
+        spec = one_node(inventory, "convert")
     except (UsageError, ConvertError, HistoryError, InventoryError) as exc:
         print(f"nydus-console: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -197,52 +194,18 @@ def _options_or_rerun(
     return entry.options
 
 
-def _one_node(inventory: Inventory) -> NodeSpec:
-    if len(inventory.nodes) != 1:
-        names = ", ".join(n.name for n in inventory.nodes)
-        raise UsageError(
-            f"convert runs on one node; give --node NAME (the inventory has: {names})"
+class ConvertCommand(StreamedCommand):
+    HISTORY_NOUN = "conversions"
+    QUESTION = "Run this on {node}? It pushes to the target [y/N] "
+
+    def history_row(self, entry: HistoryEntry) -> str:
+        record = entry.record
+        options = entry.options
+        return (
+            f"{entry.index:>3}  {record.get('time', '?')}  {entry.node}  "
+            f"{record.get('outcome', '?')}  {options.source} -> "
+            f"{record.get('target', options.target)}"
         )
-    return inventory.nodes[0]
-
-
-class ConvertCommand:
-    def __init__(
-        self,
-        history: ConvertHistory,
-        *,
-        read_only: bool,
-        as_json: bool = False,
-        out: TextIO | None = None,
-    ) -> None:
-        self.history = history
-        self.read_only = read_only
-        self.as_json = as_json
-        self.out = out or sys.stdout
-        self.verbose = False
-
-    def say(self, text: str = "") -> None:
-        if not self.as_json:
-            self.out.write(text + "\n")
-            self.out.flush()
-
-    def list_history(self) -> int:
-        entries = self.history.entries()
-        if self.as_json:
-            rows = [{"index": e.index, **e.record} for e in entries]
-            self.out.write(json.dumps(rows, indent=2) + "\n")
-            return 0
-        if not entries:
-            self.say(f"no conversions yet ({self.history.path})")
-        for entry in entries:
-            record = entry.record
-            options = entry.options
-            self.say(
-                f"{entry.index:>3}  {record.get('time', '?')}  {entry.node}  "
-                f"{record.get('outcome', '?')}  {options.source} -> "
-                f"{record.get('target', options.target)}"
-            )
-        return 0
 
     def preview(self, plan: ConvertPlan, spec: NodeSpec) -> None:
         self.say(f"convert on {spec.name} ({spec.address})")
@@ -262,14 +225,6 @@ class ConvertCommand:
         for line in lines:
             self.say(line)
         return lines
-
-    def confirmation(self, args: argparse.Namespace, spec: NodeSpec) -> str:
-        if args.yes:
-            return "--yes on the command line"
-        if not sys.stdin.isatty() or self.as_json:
-            return ""
-        answer = input(f"Run this on {spec.name}? It pushes to the target [y/N] ")
-        return "answered y at the prompt" if answer.strip().lower() == "y" else ""
 
     async def run(
         self,
@@ -293,9 +248,7 @@ class ConvertCommand:
             code = await self._run(plan, spec, transport, args, document)
         finally:
             await transport.close()
-        if self.as_json:
-            document["exit_code"] = code
-            self.out.write(json.dumps(document, indent=2) + "\n")
+        self.write_document(document, code)
         return code
 
     async def _run(
@@ -309,7 +262,7 @@ class ConvertCommand:
         try:
             document["credentials"] = await self.credentials(plan, spec, transport)
         except TransportError as exc:
-            return self._unreachable(spec, exc, document)
+            return self.unreachable(spec, exc, document)
         if args.dry_run:
             self.say("dry run: nothing was run")
             return 0
@@ -317,13 +270,6 @@ class ConvertCommand:
         if not confirmed_by:
             self.say("nothing run: add --yes, or run it in a terminal to confirm")
         return await self._convert(plan, spec, transport, confirmed_by, document)
-
-    def _unreachable(
-        self, spec: NodeSpec, exc: TransportError, document: dict[str, Any]
-    ) -> int:
-        document["error"] = str(exc)
-        print(f"nydus-console: {spec.name}: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
 
     async def _convert(
         self,
@@ -333,39 +279,24 @@ class ConvertCommand:
         confirmed_by: str,
         document: dict[str, Any],
     ) -> int:
-        gate = ActionGate(
-            AuditLog(locations.audit_log_file()), read_only=self.read_only
-        )
-        cancel = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, cancel.set)
-        try:
-            result, check = await run_convert(
-                plan,
-                spec,
-                transport,
-                gate,
-                confirmed_by=confirmed_by,
-                on_event=self._event,
-                on_line=self._line,
-                cancel=cancel,
-            )
-        except ActionRefused as exc:
-            document["error"] = str(exc)
-            print(f"nydus-console: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGINT)
+        with self.cancelled_by_ctrl_c() as cancel:
+            try:
+                result, check = await run_convert(
+                    plan,
+                    spec,
+                    transport,
+                    self.gate(),
+                    confirmed_by=confirmed_by,
+                    on_event=self._event,
+                    on_line=self.line,
+                    cancel=cancel,
+                )
+            except ActionRefused as exc:
+                return self.stop(document, str(exc), EXIT_FAILED)
         return self._finish(plan, spec, result, check, document)
 
     def _event(self, event: StageEvent) -> None:
         self.say(event.describe())
-
-    def _line(self, line: str) -> None:
-        if self.verbose:
-            self.say(f"  | {line}")
 
     def _finish(
         self,
@@ -377,25 +308,12 @@ class ConvertCommand:
     ) -> int:
         document["convert"] = result.to_dict()
         document["check"] = check.to_dict() if check else None
-        self._say_result("nydusify convert", result)
+        self.say_result("nydusify convert", result)
         if check is not None:
-            self._say_result("nydusify check", check)
+            self.say_result("nydusify check", check)
         self.history.append(history_record(plan, spec.name, result, check))
         if result.exit_status is None and not result.cancelled:
             return EXIT_UNREACHABLE
         if not result.ok or (check is not None and not check.ok):
             return EXIT_FAILED
         return 0
-
-    def _say_result(self, what: str, result: StepResult) -> None:
-        if result.cancelled:
-            self.say(f"{what} cancelled after {result.seconds:.1f} s")
-        elif result.exit_status is None:
-            self.say(f"{what}: {result.error or 'the output ended without a status'}")
-        else:
-            self.say(
-                f"{what} exited with status {result.exit_status} after "
-                f"{result.seconds:.1f} s"
-            )
-        if result.last_error and not result.cancelled:
-            self.say(f"last error: {result.last_error}")
