@@ -20,7 +20,7 @@ from nydus_console import locations
 from nydus_console.actions import ActionGate
 from nydus_console.audit import AuditLog
 from nydus_console.images.history import ConvertHistory, HistoryEntry
-from nydus_console.images.run import StepResult
+from nydus_console.images.run import StepResult, result_lines
 from nydus_console.inventory import Inventory, NodeSpec
 from nydus_console.transport.base import TransportError
 
@@ -38,8 +38,7 @@ def one_node(inventory: Inventory, command: str) -> NodeSpec:
     if len(inventory.nodes) != 1:
         names = ", ".join(n.name for n in inventory.nodes)
         raise UsageError(
-            f"{command} runs on one node; give --node NAME (the inventory has: "
-            f"{names})"
+            f"{command} runs on one node; give --node NAME (the inventory has: {names})"
         )
     return inventory.nodes[0]
 
@@ -136,17 +135,8 @@ class StreamedCommand:
 
     def say_result(self, what: str, result: StepResult) -> None:
         """Print how a streamed command ended and its last error."""
-        if result.cancelled:
-            self.say(f"{what} cancelled after {result.seconds:.1f} s")
-        elif result.exit_status is None:
-            self.say(f"{what}: {result.error or 'the output ended without a status'}")
-        else:
-            self.say(
-                f"{what} exited with status {result.exit_status} after "
-                f"{result.seconds:.1f} s"
-            )
-        if result.last_error and not result.cancelled:
-            self.say(f"last error: {result.last_error}")
+        for line in result_lines(what, result):
+            self.say(line)
 
     def write_document(self, document: dict[str, Any], code: int) -> None:
         if self.as_json:

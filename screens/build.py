@@ -40,7 +40,7 @@ from nydus_console.images.buildrun import (
     preflight,
     run_build,
 )
-from nydus_console.images.run import StepResult
+from nydus_console.images.run import StepResult, result_lines
 from nydus_console.transport.base import TransportError
 from nydus_console.transport.quoting import quote_argv
 
@@ -75,15 +75,7 @@ def describe_result(result: StepResult | None) -> str:
     """Return the result lines shown below the steps."""
     if result is None:
         return ""
-    if result.cancelled:
-        lines = [f"buildctl build cancelled after {result.seconds:.1f} s"]
-    elif result.exit_status is None:
-        lines = [f"buildctl build: {result.error or 'output ended without a status'}"]
-    else:
-        lines = [f"buildctl build exited with status {result.exit_status}"]
-    if result.last_error:
-        lines.append(f"last error: {result.last_error}")
-    return "\n".join(lines)
+    return "\n".join(result_lines("buildctl build", result, seconds=False))
 
 
 class BuildScreen(Screen[None]):

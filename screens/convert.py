@@ -39,6 +39,7 @@ from nydus_console.images.run import (
     credential_report,
     history_record,
     node_docker_config,
+    result_lines,
     run_convert,
 )
 from nydus_console.screens.textbox import TextBox
@@ -85,18 +86,9 @@ def describe_result(result: StepResult | None, check: StepResult | None) -> str:
     """Return the result lines shown below the stages."""
     if result is None:
         return ""
-    lines = []
-    for what, step in (("nydusify convert", result), ("nydusify check", check)):
-        if step is None:
-            continue
-        if step.cancelled:
-            lines.append(f"{what} cancelled after {step.seconds:.1f} s")
-        elif step.exit_status is None:
-            lines.append(f"{what}: {step.error or 'output ended without a status'}")
-        else:
-            lines.append(f"{what} exited with status {step.exit_status}")
-        if step.last_error and not step.cancelled:
-            lines.append(f"last error: {step.last_error}")
+    lines = result_lines("nydusify convert", result, seconds=False)
+    if check is not None:
+        lines += result_lines("nydusify check", check, seconds=False)
     return "\n".join(lines)
 
 

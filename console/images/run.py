@@ -148,6 +148,20 @@ OnEvent = Callable[[Any], None]
 OnLine = Callable[[str], None]
 
 
+def result_lines(what: str, result: StepResult, *, seconds: bool = True) -> list[str]:
+    """Return how a streamed command ended and its last error, in words."""
+    if result.cancelled:
+        return [f"{what} cancelled after {result.seconds:.1f} s"]
+    if result.exit_status is None:
+        lines = [f"{what}: {result.error or 'the output ended without a status'}"]
+    else:
+        took = f" after {result.seconds:.1f} s" if seconds else ""
+        lines = [f"{what} exited with status {result.exit_status}{took}"]
+    if result.last_error:
+        lines.append(f"last error: {result.last_error}")
+    return lines
+
+
 async def stream_step(
     transport: Transport,
     argv: tuple[str, ...],
