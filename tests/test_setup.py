@@ -256,6 +256,52 @@ def test_checksum_problems_refuse_the_tarball(tmp_path: Path) -> None:
     assert not (tmp_path / "nydusd").exists()
 
 
+def _flip_and_resum(tarball: Path, target: Path) -> Path:
+    """Copy `tarball` with one byte flipped and a .sha256 made from the copy."""
+    data = bytearray(tarball.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    digest = hashlib.sha256(data).hexdigest()
+    Path(f"{target}.sha256").write_text(f"{digest}  {target.name}\n")
+    return target
+
+
+def test_damaged_archive_with_matching_checksum_is_refused(tmp_path: Path) -> None:
+    tarballs = build_release(tmp_path / "release")
+    damaged = _flip_and_resum(tarballs[1], tmp_path / tarballs[1].name)
+    gzip = subprocess.run(["gzip", "-t", str(damaged)], capture_output=True)
+    assert gzip.returncode != 0
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ReleaseError) as caught:
+        unpack_binaries([tarballs[0], damaged], out)
+    assert str(damaged) in str(caught.value)
+    assert "is damaged" in str(caught.value)
+    assert list(out.iterdir()) == []
+
+
+def test_truncated_archive_is_refused(tmp_path: Path) -> None:
+    tarballs = build_release(tmp_path / "release")
+    data = tarballs[0].read_bytes()
+    cut = tmp_path / "cut.tgz"
+    cut.write_bytes(data[: len(data) - 40])
+    digest = hashlib.sha256(cut.read_bytes()).hexdigest()
+    Path(f"{cut}.sha256").write_text(f"{digest}  cut.tgz\n")
+    with pytest.raises(ReleaseError, match="cut.tgz is damaged"):
+        unpack_binaries([cut], tmp_path)
+
+
+def test_tarball_lacking_a_binary_names_it(tmp_path: Path) -> None:
+    tarball = write_tarball(
+        tmp_path / "snap.tgz", {"bin/containerd-nydus-grpc": b"#!/bin/sh\n"}
+    )
+    with pytest.raises(ReleaseError) as caught:
+        unpack_binaries([tarball], tmp_path)
+    message = str(caught.value)
+    assert "snap.tgz" in message
+    assert "not nydus-overlayfs" in message
+
+
 def test_survey_output_parses() -> None:
     output = (
         "::nc-ab:: os\nDebian GNU/Linux 12 (bookworm)\n"

@@ -10,6 +10,7 @@ nothing to do.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +147,16 @@ def test_corrupted_tarball_is_refused(
     assert result.returncode == 64, result.stderr + result.stdout
     assert f"{corrupt} has sha256" in result.stderr
     assert "nothing was uploaded or installed" in result.stderr
+    # The same damage with a checksum made from the damaged copy: gzip's CRC
+    # finds it, and nothing is planned or installed.
+    digest = hashlib.sha256(data).hexdigest()
+    Path(f"{corrupt}.sha256").write_text(f"{digest}  {corrupt.name}\n")
+    result = run_console(
+        *setup_args(inventory, [release[0], corrupt], "--yes"), home=home
+    )
+    assert result.returncode == 64, result.stderr + result.stdout
+    assert f"{corrupt} is damaged" in result.stderr
+    assert "checksum verified" not in result.stdout
     assert changed(_without_runtime(before), _without_runtime(tree(node))) == []
 
 

@@ -13,12 +13,22 @@ import hashlib
 import re
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from nydus_console.setup.survey import BINARIES
 
 MAX_BINARY_BYTES = 512 * 1024 * 1024
+# What each release tarball holds: a tarball with one binary of a set must
+# hold the whole set.
+RELEASE_SETS = (
+    ("nydus", ("nydusd", "nydus-image", "nydusify")),
+    ("nydus-snapshotter", ("containerd-nydus-grpc", "nydus-overlayfs")),
+)
+# What reading a damaged archive raises: a bad gzip CRC or length, a
+# truncated stream, a broken tar header.
+ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
 class ReleaseError(ValueError):
@@ -83,39 +93,91 @@ def verify_tarball(tarball: Path) -> str:
 
 
 def unpack_binaries(tarballs: list[Path], workdir: Path) -> dict[str, Binary]:
-    """Verify every tarball, then extract the Nydus binaries they contain."""
+    """Verify every tarball, read each whole, then extract the Nydus binaries.
+
+    Nothing is written to `workdir` unless every tarball reads to its end
+    without an error and holds its whole set of binaries.
+    """
     for tarball in tarballs:
         verify_tarball(tarball)
+    contents = {tarball: _read_archive(tarball) for tarball in tarballs}
     found: dict[str, Binary] = {}
-    for tarball in tarballs:
-        found.update(_extract(tarball, workdir))
+    for tarball, data in contents.items():
+        for name, content in data.items():
+            target = workdir / name
+            target.write_bytes(content)
+            found[name] = Binary(
+                name, target, file_sha256(target), len(content), str(tarball)
+            )
     if not found:
         names = ", ".join(BINARIES)
         raise ReleaseError(f"none of {names} is in {', '.join(map(str, tarballs))}")
     return found
 
 
-def _extract(tarball: Path, workdir: Path) -> dict[str, Binary]:
-    found: dict[str, Binary] = {}
+def _read_archive(tarball: Path) -> dict[str, bytes]:
+    """Read every member to the end (so gzip's CRC is checked), then keep ours."""
+    data: dict[str, bytes] = {}
     try:
         with tarfile.open(tarball) as archive:
-            for member in archive.getmembers():
-                name = Path(member.name).name
-                if name not in BINARIES or not member.isfile():
-                    continue
-                if member.size > MAX_BINARY_BYTES:
-                    raise ReleaseError(f"{member.name} in {tarball} is too large")
-                stream = archive.extractfile(member)
-                if stream is None:
-                    continue
-                target = workdir / name
-                target.write_bytes(stream.read())
-                found[name] = Binary(
-                    name, target, file_sha256(target), member.size, str(tarball)
-                )
-    except (tarfile.TarError, OSError) as exc:
-        raise ReleaseError(f"cannot read {tarball} as a tar archive: {exc}") from None
-    return found
+            for member in archive:
+                data.update(_read_member(archive, member, tarball))
+            _drain(archive)
+    except ARCHIVE_ERRORS as exc:
+        raise ReleaseError(
+            f"{tarball} is damaged: {exc or type(exc).__name__}. Its checksum "
+            "matches its .sha256 file, so the damage came before that file was "
+            "made; copy the release and its .sha256 file again from the "
+            "source. Nothing was uploaded or installed"
+        ) from None
+    _check_complete(tarball, set(data))
+    return data
+
+
+def _read_member(
+    archive: tarfile.TarFile, member: tarfile.TarInfo, tarball: Path
+) -> dict[str, bytes]:
+    """Read `member` whole; return it when it is one of the Nydus binaries."""
+    if not member.isfile():
+        return {}
+    name = Path(member.name).name
+    wanted = name in BINARIES
+    if wanted and member.size > MAX_BINARY_BYTES:
+        raise ReleaseError(f"{member.name} in {tarball} is too large")
+    stream = archive.extractfile(member)
+    if stream is None:
+        return {}
+    blocks: list[bytes] = []
+    size = 0
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        size += len(block)
+        if wanted:
+            blocks.append(block)
+    if size != member.size:
+        raise EOFError(f"{member.name} ends after {size} of {member.size} bytes")
+    return {name: b"".join(blocks)} if wanted else {}
+
+
+def _drain(archive: tarfile.TarFile) -> None:
+    """Read what follows the last member, so that gzip checks its trailer."""
+    stream = archive.fileobj
+    if stream is not None:
+        for _ in iter(lambda: stream.read(1 << 20), b""):
+            pass
+
+
+def _check_complete(tarball: Path, names: set[str]) -> None:
+    """Refuse a release tarball that lacks some binaries of its set."""
+    for release, members in RELEASE_SETS:
+        if not names & set(members):
+            continue
+        missing = [name for name in members if name not in names]
+        if missing:
+            raise ReleaseError(
+                f"{tarball} holds {', '.join(sorted(names & set(members)))} of "
+                f"the {release} release but not {', '.join(missing)}: it is not "
+                "a complete release tarball. Give the release's own tarball"
+            )
 
 
 def staging_dir() -> tempfile.TemporaryDirectory[str]:
