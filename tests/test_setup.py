@@ -33,6 +33,7 @@ from nydus_console.setup.plan import (
     desired_files,
     file_diff,
     plan_binaries,
+    validate_files,
 )
 from nydus_console.setup.release import ReleaseError, unpack_binaries
 from nydus_console.setup.survey import (
@@ -159,6 +160,13 @@ def test_answers_file_and_flags(tmp_path: Path) -> None:
         ("colour=blue", "unknown answer 'colour'"),
         ("prometheus=maybe", "must be true or false"),
         ("no-equals-sign", "expected KEY=VALUE"),
+        ("registry_host=bad host", "registry_host = 'bad host' is not a host"),
+        (
+            'registry_host=registry.example.com:5000/evil"',
+            "registry_host = 'registry.example.com:5000/evil\"' has port",
+        ),
+        ("registry_host=https://registry.example.com", "has port '//registry"),
+        ("registry_host=registry.example.com:0", "not a number from 1 to 65535"),
     ],
 )
 def test_bad_answers_name_the_value(flag: str, message: str) -> None:
@@ -369,3 +377,46 @@ def test_k3s_template_starts_from_generated_config() -> None:
     assert template.restarts == ("k3s.service",)
     assert 'sandbox_image = "registry.k8s.io/pause:3.9"' in template.new_text
     assert f'root = "{SHORT_ROOT}"' in template.new_text
+
+
+@pytest.mark.parametrize("layout", ["containerd", "k3s"])
+def test_default_files_pass_config_validate(layout: str) -> None:
+    k3s = LAYOUTS[0]
+    node = survey(root=k3s.root, layout=layout) if layout == "k3s" else survey()
+    settings = resolve(Answers(registry_host="[::1]:5000"), node)
+    spec = NodeSpec(name="node-1", host="10.0.0.5")
+    validate_files(spec, desired_files(spec, node, settings))
+
+
+@pytest.mark.parametrize(
+    ("answer", "value", "problem"),
+    [
+        ("metrics_address", "banana", "does not have the expected form"),
+        ("metrics_address", "localhost:", "does not have the expected form"),
+    ],
+)
+def test_answers_that_break_a_config_are_refused(
+    answer: str, value: str, problem: str
+) -> None:
+    node = survey()
+    settings = resolve(Answers().with_values({answer: value}, "--set"), node)
+    spec = NodeSpec(name="node-1", host="10.0.0.5")
+    with pytest.raises(AnswerError) as caught:
+        validate_files(spec, desired_files(spec, node, settings))
+    message = str(caught.value)
+    assert f"answer {answer}" in message
+    assert repr(value).strip("'") in message
+    assert problem in message
+    assert "nothing was changed" in message
+
+
+def test_existing_config_errors_are_refused_too() -> None:
+    node = survey()
+    node.files["/etc/nydus/config.toml"] = (
+        "[remote.auth]\nenable_cri_keychain = true\n"
+        "enable_kubeconfig_keychain = true\n"
+    )
+    settings = resolve(Answers(), node)
+    spec = NodeSpec(name="node-1", host="10.0.0.5")
+    with pytest.raises(AnswerError, match="enable_kubeconfig_keychain"):
+        validate_files(spec, desired_files(spec, node, settings))

@@ -8,6 +8,8 @@ the settings that the plan writes, each with the reason for its value.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -31,6 +33,8 @@ FS_DRIVERS = ("fusedev", "fscache")
 DAEMON_MODES = ("dedicated", "shared")
 RECOVER_POLICIES = ("restart", "failover", "none")
 SCHEMES = ("https", "http")
+# One DNS label: letters, digits and inner hyphens.
+HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 class AnswerError(ValueError):
@@ -75,6 +79,13 @@ class Answers:
         _choice("daemon_mode", self.daemon_mode, DAEMON_MODES, source)
         _choice("recover_policy", self.recover_policy, RECOVER_POLICIES, source)
         _choice("registry_scheme", self.registry_scheme, SCHEMES, source)
+        host_problem = registry_host_problem(self.registry_host)
+        if host_problem:
+            raise AnswerError(
+                f"{source}: registry_host = {self.registry_host!r} {host_problem}; "
+                "give a host name or address with an optional :port, such as "
+                "registry.example.com:5000, without a scheme or path"
+            )
         for name in ("root", "cache_dir"):
             value = getattr(self, name)
             if value and not value.startswith("/"):
@@ -91,6 +102,39 @@ class Answers:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def registry_host_problem(value: str) -> str:
+    """Return what is wrong with a registry host[:port], or "" when it is fine."""
+    if not value:
+        return ""
+    host, port = value, ""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return "has text after the IPv6 address"
+        port = rest[1:]
+        if not _is_ipv6(host):
+            return "is not an IPv6 address in brackets"
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    if port or value.endswith(":"):
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            return f"has port {port!r}, which is not a number from 1 to 65535"
+    if value.startswith("["):
+        return ""
+    labels = host.rstrip(".").split(".")
+    if not host or not all(HOST_LABEL.fullmatch(label) for label in labels):
+        return "is not a host name: only letters, digits, dots and hyphens"
+    return ""
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _typed(name: str, value: Any, wanted: type, source: str) -> Any:

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from nydus_console.actions import Action
+from nydus_console.configedit.document import ConfigSyntaxError, load_document
+from nydus_console.configedit.validate import Problem, ValidationContext, validate
 from nydus_console.configs import mask_secrets
 from nydus_console.inventory import NodeSpec
-from nydus_console.setup.answers import Settings
+from nydus_console.setup.answers import AnswerError, Settings
 from nydus_console.setup.files import (
     DesiredFile,
     containerd_document,
@@ -45,6 +47,21 @@ INSTALL_SCRIPT = "\n".join(
     .splitlines()
     if not line.lstrip().startswith("#")
 )
+
+# The answer that decides each key setup writes, named when a file is refused.
+KEY_ANSWERS = {
+    "root": "root",
+    "proxy_plugins.nydus.exports.root": "root",
+    "metrics.address": "metrics_address",
+    "cache_manager.cache_dir": "cache_dir",
+    "device.cache.config.work_dir": "cache_dir",
+    "daemon.fs_driver": "fs_driver",
+    "daemon_mode": "daemon_mode",
+    "daemon.recover_policy": "recover_policy",
+    "device.backend.config.host": "registry_host",
+    "device.backend.config.scheme": "registry_scheme",
+    "device.backend.config.skip_verify": "registry_skip_verify",
+}
 
 
 class PlanError(ValueError):
@@ -190,6 +207,52 @@ def desired_files(spec: NodeSpec, survey: Survey, s: Settings) -> list[DesiredFi
     ]
 
 
+def validate_files(spec: NodeSpec, files: list[DesiredFile]) -> None:
+    """Refuse files that `config validate` would reject; raise AnswerError.
+
+    The files are checked together, as on the node after setup, with the
+    validator and config rules of `config validate`, so that setup never
+    writes a config that stops the snapshotter or containerd.
+    """
+    texts = {desired.kind: desired.new_text for desired in files}
+    context = ValidationContext(
+        snapshotter_text=texts.get("snapshotter"),
+        containerd_text=texts.get("containerd"),
+        nydusd_text=texts.get("nydusd"),
+        paths=spec.paths,
+    )
+    for desired in files:
+        if desired.kind == "unit":
+            continue
+        try:
+            document = load_document(desired.kind, desired.new_text, desired.path)
+        except (ConfigSyntaxError, ValueError) as exc:
+            raise AnswerError(
+                f"{desired.path} would not parse after setup: {exc}; nothing "
+                "was changed"
+            ) from None
+        errors = [p for p in validate(document, context) if p.severity == "error"]
+        if errors:
+            raise AnswerError(_refusal(errors[0]))
+
+
+def _refusal(problem: Problem) -> str:
+    answer = KEY_ANSWERS.get(problem.key)
+    written = f"{problem.key} = {problem.value}" if problem.value else problem.key
+    fix = f" (its fix: {problem.fix})" if problem.fix else ""
+    if answer:
+        return (
+            f"answer {answer} gives {written} in {problem.file}, which config "
+            f"validate rejects: {problem.message}{fix}. Give another "
+            f"{answer}; nothing was changed"
+        )
+    return (
+        f"{problem.file} would be rejected by config validate after setup: "
+        f"{written}: {problem.message}{fix}. Fix the file on the node, then run "
+        "setup again; nothing was changed"
+    )
+
+
 def plan_directories(settings: Settings) -> list[str]:
     """Return the directories that setup creates when they are missing."""
     return [CONFIG_DIR, settings.root]
@@ -269,6 +332,7 @@ def build_plan(
     pending = set(state.pending) if state else set()
     plan.done_before = list(state.done) if state else []
     check_node(survey)
+    validate_files(spec, files)
     steps = plan_binaries(survey, binaries)
     for directory, mode in ((CONFIG_DIR, "0755"), (settings.root, "0700")):
         if directory not in directories:
