@@ -127,6 +127,25 @@ def test_plan_only_changes_nothing(
     assert audit_entries(home) == []
 
 
+def test_answer_that_breaks_a_config_is_refused(
+    fresh_fleet: NspawnFleet, inventory: Path, release: list[Path], home: Path
+) -> None:
+    node = fresh_fleet.node(NODE)
+    before = tree(node)
+    result = run_console(
+        *setup_args(inventory, release, "--set", "metrics_address=banana", "--yes"),
+        home=home,
+    )
+    assert result.returncode == 64, result.stderr + result.stdout
+    assert "answer metrics_address gives metrics.address = \"banana\"" in (
+        result.stdout
+    )
+    assert "does not have the expected form" in result.stdout
+    assert "applying" not in result.stdout
+    assert changed(_without_runtime(before), _without_runtime(tree(node))) == []
+    assert audit_entries(home) == []
+
+
 def test_corrupted_tarball_is_refused(
     fresh_fleet: NspawnFleet,
     inventory: Path,
@@ -329,6 +348,38 @@ async def test_concurrent_edit_fails_step_then_resumes(
     assert 'address = ":9110"' in written
     assert f"{node.address}:9110" in result.stdout
     assert store.load(NODE) is None
+
+
+def test_failed_restart_rolls_back_the_config(
+    fresh_fleet: NspawnFleet, inventory: Path, release: list[Path], home: Path
+) -> None:
+    """A valid config the snapshotter cannot start with is put back.
+
+    sshd listens on port 22 of the node, so a metrics address on that port
+    passes validation but the snapshotter fails to bind it and exits.
+    """
+    node = fresh_fleet.node(NODE)
+    config = node.read_file(SNAPSHOTTER_CONFIG)
+    result = run_console(
+        *setup_args(
+            inventory, release, "--yes", "--set", "metrics_address=127.0.0.1:22"
+        ),
+        home=home,
+    )
+    out = result.stdout
+    assert result.returncode == 2, result.stderr + out
+    assert f"restart:{SNAPSHOTTER_UNIT} failed" in out
+    assert "bind: address already in use" in out
+    assert (
+        f"Rolled back {SNAPSHOTTER_CONFIG} and restarted {SNAPSHOTTER_UNIT}: "
+        "active again"
+    ) in out
+    assert node.read_file(SNAPSHOTTER_CONFIG) == config
+    assert node.unit_property(SNAPSHOTTER_UNIT, "ActiveState") == "active"
+    rejected = node.exec(["sh", "-c", f"cat {SNAPSHOTTER_CONFIG}.*-rejected.bak"])
+    assert 'address = "127.0.0.1:22"' in rejected.stdout
+    assert nydus_plugin_listed(node)
+    SetupStateStore(home / ".state" / "nydus-console" / "setup").clear(NODE)
 
 
 def _quiet(step: PlanStep, status: StepStatus, detail: str) -> None:

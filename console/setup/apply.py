@@ -26,7 +26,9 @@ from nydus_console.configedit.apply import (
     sha256_text,
     write_action,
 )
+from nydus_console.configs import mask_secrets
 from nydus_console.inventory import NodeSpec
+from nydus_console.setup.files import DesiredFile
 from nydus_console.setup.plan import (
     INSTALL_SCRIPT,
     STAGING_DIR,
@@ -48,6 +50,13 @@ class StepStatus(enum.StrEnum):
 
 class StepFailed(Exception):
     """A step ran but its result is wrong; the message describes what was found."""
+
+
+# How many of the unit's last journal lines are read, and how many error
+# lines of them a failed restart reports.
+JOURNAL_LINES = 200
+JOURNAL_ERRORS = 5
+ERROR_MARKS = ("error", "fatal", "panic")
 
 
 @dataclass
@@ -107,9 +116,17 @@ class SetupApplier:
             verify_seconds=verify_seconds,
         )
         self.stamp = backup_stamp()
+        # Files this run wrote, to put back when their unit does not come up.
+        self.written: list[DesiredFile] = []
+        # Units that were active before this run, restarted after a roll back.
+        self.active_before: set[str] = set()
 
     async def apply(self, plan: SetupPlan) -> ApplyOutcome:
         outcome = ApplyOutcome(plan.node)
+        survey = plan.survey
+        if survey.unit_active == "active":
+            self.active_before.add(survey.snapshotter_unit)
+        self.active_before.add(survey.containerd.unit)
         if plan.empty:
             self.store.clear(plan.node)
             return outcome
@@ -211,6 +228,7 @@ class SetupApplier:
             desired.path, desired.new_text, desired.old_text, self.stamp
         )
         output = await self._action(action)
+        self.written.append(desired)
         found = await self._sha256(desired.path)
         if found != sha256_text(desired.new_text):
             raise StepFailed(f"{desired.path} does not hold the new content")
@@ -223,10 +241,75 @@ class SetupApplier:
         await self._action(reset_and_restart(step.unit))
         problem = await self.checker.verify(step.unit, step.socket)
         if problem:
-            raise StepFailed(problem)
+            errors = await self._journal_errors(step.unit)
+            undone = await self._roll_back(step)
+            raise StepFailed(f"{problem}{errors}{undone}")
         return f"{step.unit} active and steady" + (
             f", {step.socket} listening" if step.socket else ""
         )
+
+    async def _journal_errors(self, unit: str) -> str:
+        """Return the unit's last error lines in the journal, as a detail tail."""
+        argv = ["journalctl", "--no-pager", "-o", "cat", "-u", unit]
+        try:
+            result = await self.transport.run([*argv, "-n", str(JOURNAL_LINES)])
+        except TransportError:
+            return ""
+        lines = [
+            line.strip()
+            for line in result.stdout.splitlines()
+            if any(mark in line.lower() for mark in ERROR_MARKS)
+        ]
+        if not lines:
+            return ""
+        shown = "; ".join(mask_secrets(line) for line in lines[-JOURNAL_ERRORS:])
+        return f". {unit}'s journal ends with: {shown}"
+
+    async def _roll_back(self, step: PlanStep) -> str:
+        """Put back the files this run wrote for `step.unit`, then restart it.
+
+        A file that existed is restored from its old content (the write keeps
+        the rejected one as a backup); a new file is moved aside. A unit that
+        was not active before is stopped rather than left restarting.
+        """
+        group = [f for f in self.written if step.unit in f.restarts]
+        if not group:
+            return ""
+        names = ", ".join(desired.path for desired in group)
+        try:
+            return await self._restore(step, group, names)
+        except (StepFailed, ActionRefused, TransportError) as exc:
+            return f". Rolling back {names} failed: {exc}"
+
+    async def _restore(
+        self, step: PlanStep, group: list[DesiredFile], names: str
+    ) -> str:
+        was_active = step.unit in self.active_before
+        if not was_active:
+            await self._action(
+                Action(f"stop {step.unit}", ("systemctl", "stop", step.unit))
+            )
+        stamp = f"{self.stamp}-rejected"
+        for desired in group:
+            if desired.old_text is None:
+                argv = ("mv", "-f", "--", desired.path, f"{desired.path}.{stamp}")
+                await self._action(Action(f"move {desired.path} aside", argv))
+            else:
+                old, new = desired.old_text, desired.new_text
+                await self._action(write_action(desired.path, old, new, stamp))
+            self.written.remove(desired)
+        if any(desired.kind == "unit" for desired in group):
+            reload = ("systemctl", "daemon-reload")
+            await self._action(Action("reload systemd units", reload))
+        if not was_active:
+            return (
+                f". Rolled back {names}; {step.unit} was not running before "
+                "setup, so it is stopped"
+            )
+        await self._action(reset_and_restart(step.unit))
+        again = await self.checker.verify(step.unit, step.socket)
+        state = f"still not healthy: {again}" if again else "active again"
+        return f". Rolled back {names} and restarted {step.unit}: {state}"
 
     async def _verify_command(self, step: PlanStep) -> str:
         if step.directory:
