@@ -280,6 +280,15 @@ class SetupCommand:
         if result.ok:
             return True
         failed = result.results[-1]
+        if failed.status is StepStatus.REFUSED:
+            self._end(
+                outcome,
+                "refused",
+                f"step {failed.step} refused: {failed.detail}. Nothing ran and "
+                "no progress was recorded; run setup without --read-only (and "
+                "on a node not marked read-only) to apply the plan",
+            )
+            return False
         status = "failed"
         if result.unreachable:
             status = "unreachable"

@@ -192,13 +192,19 @@ def test_read_only_and_unconfirmed_runs_change_nothing(
     )
     assert read_only.returncode == 2, read_only.stderr + read_only.stdout
     assert "refused: the console runs with --read-only" in read_only.stdout
+    assert "refused (read-only)" in read_only.stdout
+    assert "install /usr/local/bin/containerd-nydus-grpc failed" not in (
+        read_only.stdout
+    )
     assert changed(_without_runtime(before), _without_runtime(tree(node))) == []
     [entry] = audit_entries(home)
     assert entry["outcome"] == "refused"
     assert entry["action"] == "upload containerd-nydus-grpc"
-    # The refused run leaves its state, which the next run continues from.
+    # Nothing ran, so no progress is kept and the next plan owes nothing.
     store = SetupStateStore(home / ".state" / "nydus-console" / "setup")
-    store.clear(NODE)
+    assert store.load(NODE) is None
+    again = run_console(*setup_args(inventory, release, "--plan-only"), home=home)
+    assert "an interrupted run had not restarted it yet" not in again.stdout
 
 
 async def test_interrupted_run_resumes(

@@ -17,6 +17,7 @@ from nydus_console.actions import (
     Action,
     ActionGate,
     ActionRefused,
+    ReadOnlyRefused,
     Upload,
     reset_and_restart,
 )
@@ -46,6 +47,8 @@ class StepStatus(enum.StrEnum):
     STARTED = "started"
     DONE = "done"
     FAILED = "failed"
+    # Read-only mode refused the step's action: nothing ran.
+    REFUSED = "refused (read-only)"
 
 
 class StepFailed(Exception):
@@ -130,6 +133,7 @@ class SetupApplier:
         if plan.empty:
             self.store.clear(plan.node)
             return outcome
+        before = self.store.load(plan.node)
         state = self.store.load(plan.node) or new_state(plan.node, [])
         state.steps = list(dict.fromkeys([*state.done, *(s.id for s in plan.steps)]))
         state.done = [s for s in state.done if s not in {p.id for p in plan.steps}]
@@ -139,6 +143,9 @@ class SetupApplier:
             self.progress(step, StepStatus.STARTED, "")
             try:
                 detail = await self._run_step(step)
+            except ReadOnlyRefused as exc:
+                outcome.refused = True
+                return self._refused(outcome, before, step, str(exc))
             except ActionRefused as exc:
                 outcome.refused = True
                 return self._failed(outcome, state, step, str(exc))
@@ -152,6 +159,27 @@ class SetupApplier:
             self.store.save(state)
             self.progress(step, StepStatus.DONE, detail)
         self.store.clear(plan.node)
+        return outcome
+
+    def _refused(
+        self,
+        outcome: ApplyOutcome,
+        before: SetupState | None,
+        step: PlanStep,
+        detail: str,
+    ) -> ApplyOutcome:
+        """Read-only mode refused `step`: it did not run, so no progress is kept.
+
+        Read-only mode refuses every action, so the refused step is the first
+        one to change the node in this run, and the state returns to what it
+        was before the run.
+        """
+        if before is None:
+            self.store.clear(outcome.node)
+        else:
+            self.store.save(before)
+        outcome.results.append(StepResult(step.id, StepStatus.REFUSED, detail))
+        self.progress(step, StepStatus.REFUSED, detail)
         return outcome
 
     def _failed(
