@@ -38,7 +38,13 @@ from nydus_console.actions import ActionRefused
 from nydus_console.screens.textbox import TextBox
 from nydus_console.setup.answers import AnswerError, Answers
 from nydus_console.setup.apply import ApplyOutcome, StepStatus
-from nydus_console.setup.plan import PlanError, PlanStep, SetupPlan, file_diff
+from nydus_console.setup.plan import (
+    MissingBinaries,
+    PlanError,
+    PlanStep,
+    SetupPlan,
+    file_diff,
+)
 from nydus_console.setup.release import ReleaseError, unpack_binaries
 from nydus_console.setup.session import NodeSetup
 from nydus_console.setup.survey import Survey, SurveyError
@@ -56,7 +62,9 @@ STATUS_STYLES = {
     "started": "bold cyan",
     "done": "green",
     "failed": "bold red",
+    str(StepStatus.REFUSED): "bold yellow",
 }
+TARBALLS_LABEL = "release tarballs on this machine"
 
 
 class SetupConfirmModal(ModalScreen[bool]):
@@ -100,6 +108,9 @@ class SetupScreen(Screen[None]):
     """First-time setup of one node, from survey to verification."""
 
     BINDING_GROUP_TITLE = "Setup"
+    # The same widget at every opening, and not a text field, so that p
+    # plans; Tab reaches the fields, tarballs first, where Enter plans.
+    AUTO_FOCUS = "#setup-steps"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="setup.back"),
         Binding("p", "plan", "Plan", id="setup.plan"),
@@ -124,7 +135,9 @@ class SetupScreen(Screen[None]):
         yield Header()
         yield Static(id="setup-stage")
         with Horizontal(id="setup-body"):
-            with VerticalScroll(id="setup-answers"):
+            with VerticalScroll(id="setup-answers", can_focus=False):
+                yield Label(TARBALLS_LABEL)
+                yield TextBox(id="setup-tarballs", placeholder="paths, space separated")
                 yield Label("fs driver")
                 yield Select(
                     [
@@ -139,8 +152,6 @@ class SetupScreen(Screen[None]):
                 yield Switch(value=False, id="setup-prometheus")
                 yield Label("registry host (empty: from each image)")
                 yield TextBox(id="setup-registry", placeholder="registry.example.com")
-                yield Label("release tarballs on this machine")
-                yield TextBox(id="setup-tarballs", placeholder="paths, space separated")
                 yield Label("what the node has")
                 yield Static(id="setup-survey")
             yield DataTable(id="setup-steps", cursor_type="row")
@@ -159,7 +170,7 @@ class SetupScreen(Screen[None]):
             )
         table = self.query_one(DataTable)
         table.add_column("#", key="number", width=3)
-        table.add_column("Status", key="status", width=9)
+        table.add_column("Status", key="status", width=len(StepStatus.REFUSED))
         table.add_column("Step", key="title")
         self.show_stage()
         self.run_worker(
@@ -197,6 +208,9 @@ class SetupScreen(Screen[None]):
             self.survey = await self.setup.survey()
             self.query_one("#setup-survey", Static).update(survey_text(self.survey))
             self.plan = await self.setup.plan(answers, binaries)
+        except MissingBinaries as exc:
+            self.finish_work("answers", f"No plan: {missing_text(exc)}", error=True)
+            return
         except (
             AnswerError,
             PlanError,
@@ -216,6 +230,8 @@ class SetupScreen(Screen[None]):
             else f"Nothing to do on {self.node}: Nydus is set up as answered"
         )
         self.finish_work("plan", message)
+        # a applies from here; a text field would take the key as a letter.
+        self.query_one("#setup-steps", DataTable).focus()
 
     async def _apply(self, plan: SetupPlan) -> None:
         assert self.setup is not None
@@ -228,6 +244,14 @@ class SetupScreen(Screen[None]):
             return
         if not self.outcome.ok:
             failed = self.outcome.results[-1]
+            if failed.status is StepStatus.REFUSED:
+                self.finish_work(
+                    "plan",
+                    f"Read-only mode refused step {failed.step}: {failed.detail}. "
+                    "Nothing ran",
+                    error=True,
+                )
+                return
             self.finish_work(
                 "apply",
                 f"Step {failed.step} failed: {failed.detail}. Fix the cause and "
@@ -290,11 +314,26 @@ class SetupScreen(Screen[None]):
             return None, []
         return answers, [Path(path).expanduser() for path in paths]
 
+    @on(Input.Submitted, "#setup-tarballs")
+    @on(Input.Submitted, "#setup-registry")
+    def submitted(self) -> None:
+        """Enter in a text field plans, as the plan key does."""
+        if self.check_action("plan", ()):
+            self.action_plan()
+
     def action_apply(self) -> None:
         plan = self.plan
         if plan is None or plan.empty:
             return
         spec = self.app.fleet.specs[self.node]  # type: ignore[attr-defined]
+        refusal = self.app.gate.refusal(spec)  # type: ignore[attr-defined]
+        if refusal:
+            self.notify(
+                f"Not applied: {refusal}, and read-only mode refuses every change "
+                "setup would make. Nothing ran",
+                severity="error",
+            )
+            return
 
         def decided(confirmed: bool | None) -> None:
             if not confirmed:
@@ -408,6 +447,17 @@ class SetupScreen(Screen[None]):
             text.append(scrape_job([target]))
             text.append(f"\nGrafana: import dashboard {GRAFANA_DASHBOARD} (Nydus)\n")
         return text
+
+
+def missing_text(error: MissingBinaries) -> str:
+    """Say which binaries are missing in the screen's own words."""
+    names = ", ".join(error.names)
+    verb = "is" if len(error.names) == 1 else "are"
+    return (
+        f"{names} {verb} not installed on {error.node}. Enter the release tarball "
+        f"that holds {'it' if len(error.names) == 1 else 'them'} in "
+        f'"{TARBALLS_LABEL}" (its .sha256 file beside it) and plan again'
+    )
 
 
 def survey_text(survey: Survey) -> Text:

@@ -14,7 +14,7 @@ from typing import Any
 from test_screens import SIZE, make_app
 from test_setup import survey
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static, Switch
+from textual.widgets import DataTable, Input, Static, Switch
 
 from nydus_console.inventory import NodeSpec
 from nydus_console.screens.setup import SetupScreen
@@ -133,3 +133,60 @@ async def test_screen_reports_unreachable_node(tmp_path: Path) -> None:
         assert f"connection to {NODE} refused" in screen.message
         assert not screen.check_action("plan", ())
         assert not screen.check_action("apply", ())
+
+
+class MissingSetup(RecordedSetup):
+    """A node without the Nydus binaries."""
+
+    async def survey(self) -> Survey:
+        self.survey_result = survey(node=NODE, binaries={})
+        return self.survey_result
+
+
+async def test_enter_in_the_tarball_field_plans(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        screen = SetupScreen(NODE, MissingSetup(app.fleet.specs[NODE]))
+        app.push_screen(screen)
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        screen.query_one("#setup-tarballs", Input).focus()
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert screen.message.startswith("No plan: containerd-nydus-grpc, nydusd")
+        assert '"release tarballs on this machine"' in screen.message
+        assert "--tarball" not in screen.message
+
+
+async def test_fields_are_visible_and_in_the_same_order(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        chains = []
+        for _ in range(2):
+            screen, _ = await open_setup(pilot)
+            assert screen.focused is screen.query_one(DataTable)
+            chains.append([widget.id for widget in screen.focus_chain])
+            field = screen.query_one("#setup-tarballs").region
+            column = screen.query_one("#setup-answers").region
+            assert column.contains_region(field), (field, column)
+            await pilot.press("escape")
+            await pilot.pause()
+        assert chains[0] == chains[1]
+        assert chains[0][0] == "setup-tarballs"
+
+
+async def test_read_only_refuses_apply_up_front(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    app.gate.read_only = True
+    async with app.run_test(size=SIZE) as pilot:
+        screen, _ = await open_setup(pilot)
+        await plan_with_prometheus(pilot, screen)
+        assert screen.check_action("apply", ())
+        await pilot.press("a")
+        await pilot.pause()
+        assert app.screen is screen
+        [note] = list(app._notifications)
+        assert "read-only mode refuses every change" in note.message
+    assert app.gate.audit.entries() == []

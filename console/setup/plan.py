@@ -68,6 +68,20 @@ class PlanError(ValueError):
     """The node cannot be set up as requested; the message names what is missing."""
 
 
+class MissingBinaries(PlanError):
+    """Binaries the node lacks and no release tarball brought."""
+
+    def __init__(self, node: str, names: list[str]) -> None:
+        self.node = node
+        self.names = names
+        verb = "is" if len(names) == 1 else "are"
+        super().__init__(
+            f"{', '.join(names)} {verb} not installed in {BIN_DIR} on {node}; give "
+            "the release tarball that contains it with --tarball PATH (a .sha256 "
+            "file must be beside it)"
+        )
+
+
 @dataclass
 class PlanStep:
     """One change: an upload and install, a file write, or a command."""
@@ -293,11 +307,7 @@ def plan_binaries(survey: Survey, binaries: dict[str, Binary]) -> list[PlanStep]
         if not survey.installed(name) and name not in binaries
     ]
     if missing:
-        raise PlanError(
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
-            f"installed in {BIN_DIR} on {survey.node}; give the release tarball "
-            "that contains it with --tarball PATH (a .sha256 file must be beside it)"
-        )
+        raise MissingBinaries(survey.node, missing)
     steps = []
     for name, binary in sorted(binaries.items()):
         if survey.binaries.get(name) == binary.sha256:
