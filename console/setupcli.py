@@ -231,13 +231,10 @@ class SetupCommand:
         self.say(*settings_lines(plan), *plan_lines(plan))
         if self.args.plan_only:
             return self._end(outcome, "planned", "--plan-only: nothing was changed")
-        if not plan.empty and not self._confirmed(name, plan):
-            return self._end(
-                outcome,
-                "not run",
-                "the plan was not confirmed; add --yes, or run in a terminal to "
-                "confirm it",
-            )
+        if not plan.empty:
+            refusal = self._confirmation(name, plan)
+            if refusal:
+                return self._end(outcome, "not run", refusal)
         if not plan.empty and not await self._apply(setup, plan, outcome):
             return outcome
         try:
@@ -251,14 +248,24 @@ class SetupCommand:
         status = "nothing to do" if plan.empty else "set up"
         return self._end(outcome, status, "")
 
-    def _confirmed(self, name: str, plan: SetupPlan) -> bool:
+    def _confirmation(self, name: str, plan: SetupPlan) -> str:
+        """Ask to apply the plan; return "" when confirmed, else why it did not run."""
         if self.args.yes:
-            return True
+            return ""
         if self.args.json or not sys.stdin.isatty():
-            return False
-        self.out.write(f"Apply these {len(plan.steps)} step(s) on {name}? Type yes: ")
+            return (
+                "the plan was not confirmed: with --json or without a terminal "
+                "setup cannot ask, so add --yes to apply it"
+            )
+        self.out.write(
+            f"Apply these {len(plan.steps)} step(s) on {name}? "
+            "Type yes to apply, anything else cancels: "
+        )
         self.out.flush()
-        return sys.stdin.readline().strip().lower() == "yes"
+        answer = sys.stdin.readline().strip()
+        if answer.lower() == "yes":
+            return ""
+        return f"cancelled: the answer was {answer!r}, not yes; nothing was changed"
 
     async def _apply(
         self, setup: NodeSetup, plan: SetupPlan, outcome: NodeOutcome

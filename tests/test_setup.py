@@ -6,7 +6,9 @@ cover the decisions and refusals that need no node.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -29,6 +31,8 @@ from nydus_console.setup.answers import (
 from nydus_console.setup.files import containerd_document, unit_text
 from nydus_console.setup.plan import (
     PlanError,
+    PlanStep,
+    SetupPlan,
     check_node,
     desired_files,
     file_diff,
@@ -44,6 +48,7 @@ from nydus_console.setup.survey import (
     parse_survey,
 )
 from nydus_console.setup.verify import scrape_job, scrape_target
+from nydus_console.setupcli import SetupCommand
 from nydus_console.transport.local import LocalTransport
 from nydus_console.transport.upload import upload_file
 
@@ -420,3 +425,33 @@ def test_existing_config_errors_are_refused_too() -> None:
     spec = NodeSpec(name="node-1", host="10.0.0.5")
     with pytest.raises(AnswerError, match="enable_kubeconfig_keychain"):
         validate_files(spec, desired_files(spec, node, settings))
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("typed", "refusal"),
+    [
+        ("yes\n", ""),
+        ("YES\n", ""),
+        ("y\n", "cancelled: the answer was 'y', not yes; nothing was changed"),
+        ("\n", "cancelled: the answer was '', not yes; nothing was changed"),
+    ],
+)
+def test_confirmation_says_what_it_expects(
+    typed: str, refusal: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", Terminal(typed))
+    out = io.StringIO()
+    args = argparse.Namespace(yes=False, json=False)
+    command = SetupCommand(Answers(), {}, args, read_only=False, out=out)
+    node = survey()
+    plan = SetupPlan("node-1", node, resolve(Answers(), node), [])
+    plan.steps = [PlanStep("daemon-reload", "reload", "why", "command")]
+    assert command._confirmation("node-1", plan) == refusal
+    assert "Type yes to apply, anything else cancels: " in out.getvalue()
+    assert "terminal" not in refusal
+
