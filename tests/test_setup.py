@@ -455,3 +455,20 @@ def test_confirmation_says_what_it_expects(
     assert "Type yes to apply, anything else cancels: " in out.getvalue()
     assert "terminal" not in refusal
 
+
+def test_answers_file_rejects_unknown_tables_and_keys_once(tmp_path: Path) -> None:
+    path = tmp_path / "answers.toml"
+    path.write_text('[setup]\nfs_driver = "fusedev"\n[other]\nx = 1\n')
+    with pytest.raises(AnswerError) as caught:
+        load_answers(path, [])
+    assert "unknown table [other]" in str(caught.value)
+    path.write_text('[setup]\nfs_drver = "fusedev"\nprometeus = true\n')
+    with pytest.raises(AnswerError) as caught:
+        load_answers(path, [])
+    message = str(caught.value)
+    assert "'fs_drver' (did you mean fs_driver?)" in message
+    assert "'prometeus' (did you mean prometheus?)" in message
+    assert message.count("fs_drver") == 1
+    result = run_cli("setup", "--answers", str(path), home=tmp_path)
+    assert result.returncode == 64
+    assert result.stderr.count("fs_drver") == 1, result.stderr

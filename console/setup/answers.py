@@ -8,6 +8,7 @@ the settings that the plan writes, each with the reason for its value.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import tomllib
@@ -60,15 +61,12 @@ class Answers:
 
     def with_values(self, values: dict[str, Any], source: str) -> Answers:
         """Return a copy with `values` applied; raise AnswerError for bad ones."""
-        known = {f.name: f for f in fields(self)}
         data = {f.name: getattr(self, f.name) for f in fields(self)}
+        unknown = [key for key in values if _name(key) not in data]
+        if unknown:
+            raise AnswerError(f"{source}: {unknown_text(unknown, 'answer')}")
         for key, value in values.items():
-            name = key.replace("-", "_").replace(".", "_")
-            if name not in known:
-                raise AnswerError(
-                    f"{source}: unknown answer {key!r}; known answers: "
-                    f"{', '.join(sorted(known))}"
-                )
+            name = _name(key)
             data[name] = _typed(name, value, type(data[name]), source)
         answers = Answers(**data)
         answers.check(source)
@@ -102,6 +100,30 @@ class Answers:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def answer_names() -> list[str]:
+    return [f.name for f in fields(Answers)]
+
+
+def _name(key: str) -> str:
+    return key.replace("-", "_").replace(".", "_")
+
+
+def unknown_text(names: list[str], what: str) -> str:
+    """Name each unknown answer or table once, with the closest known name."""
+    tables = what == "table"
+    known = ["setup"] if tables else answer_names()
+    parts = []
+    for name in dict.fromkeys(names):
+        close = difflib.get_close_matches(_name(name), known, n=1, cutoff=0.6)
+        shown = f"[{name}]" if tables else repr(name)
+        parts.append(shown + (f" (did you mean {close[0]}?)" if close else ""))
+    plural = "s" if len(parts) > 1 else ""
+    found = f"unknown {what}{plural} {', '.join(parts)}"
+    if tables:
+        return f"{found}: the answers go in the [setup] table only"
+    return f"{found}; known answers: {', '.join(sorted(known))}"
 
 
 def registry_host_problem(value: str) -> str:
@@ -191,6 +213,10 @@ def _read_file(path: Path) -> dict[str, Any]:
     table = data.get("setup", data)
     if not isinstance(table, dict):
         raise AnswerError(f"{path}: [setup] must be a table of answers")
+    if "setup" in data:
+        others = [key for key in data if key != "setup"]
+        if others:
+            raise AnswerError(f"{path}: {unknown_text(others, 'table')}")
     flat: dict[str, Any] = {}
     for key, value in table.items():
         if isinstance(value, dict):
