@@ -199,7 +199,7 @@ class SetupCommand:
             for name in names:
                 outcome = await self.node(fleet, name)
                 outcomes.append(outcome)
-                if outcome.status in ("failed", "unreachable", "refused", "not run"):
+                if self._stops(outcome):
                     break
         finally:
             await fleet.close()
@@ -207,6 +207,17 @@ class SetupCommand:
         return max(
             (STATUS_EXIT.get(o.status, EXIT_FAILED) for o in outcomes), default=0
         )
+
+    def _stops(self, outcome: NodeOutcome) -> bool:
+        """Whether the run stops after this node.
+
+        Applying stops at the first node that did not end well, so that one
+        problem is not repeated across the fleet. A plan changes nothing, so
+        --plan-only plans every node it can reach.
+        """
+        if self.args.plan_only:
+            return False
+        return outcome.status in ("failed", "unreachable", "refused", "not run")
 
     async def node(self, fleet: Fleet, name: str) -> NodeOutcome:
         outcome = NodeOutcome(name)
@@ -317,6 +328,12 @@ class SetupCommand:
         return outcome
 
     def finish(self, outcomes: list[NodeOutcome]) -> None:
+        unreachable = [o.node for o in outcomes if o.status == "unreachable"]
+        if unreachable:
+            self.say(
+                f"== not reached: {', '.join(unreachable)}; check their address "
+                "and SSH login, then run setup again for them"
+            )
         targets = [o.target for o in outcomes if o.target]
         job = scrape_job(targets)
         local = [o.node for o in outcomes if o.target and o.local_metrics]

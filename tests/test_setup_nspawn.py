@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomlkit
 from console_run import run_console
 from doubles.release_tarball import build_release
 from testbed.errors import NodeBootError, TestbedUnavailable
@@ -125,6 +126,30 @@ def test_plan_only_changes_nothing(
     assert REGISTRY_AUTH not in out
     assert changed(_without_runtime(before), _without_runtime(tree(node))) == []
     assert audit_entries(home) == []
+
+
+def test_plan_only_plans_past_an_unreachable_node(
+    fresh_fleet: NspawnFleet, inventory: Path, release: list[Path], home: Path
+) -> None:
+    data = tomlkit.parse(inventory.read_text())
+    nodes = tomlkit.table()
+    # Nothing listens on port 1 of this machine's loopback address.
+    nodes["gone"] = {"address": "127.0.0.1", "port": 1, "connect_timeout": 5}
+    for name, table in data["nodes"].items():
+        nodes[name] = table
+    data["nodes"] = nodes
+    two = home / "two-nodes.toml"
+    two.write_text(tomlkit.dumps(data))
+    tarballs = [arg for path in release for arg in ("--tarball", str(path))]
+    result = run_console(
+        "setup", "--inventory", str(two), *tarballs, "--plan-only", home=home
+    )
+    out = result.stdout
+    assert result.returncode == 3, result.stderr + out
+    assert "== gone: unreachable" in out
+    assert f"== {NODE}: plan (" in out
+    assert "== not reached: gone" in out
+    assert out.index("== gone: unreachable") < out.index(f"== {NODE}: plan (")
 
 
 def test_answer_that_breaks_a_config_is_refused(
