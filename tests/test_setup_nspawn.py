@@ -3,9 +3,11 @@
 The node runs real systemd, sshd and containerd 1.6. The release tarballs
 are built by the test from the doubles (tests/doubles/release_tarball.py)
 with their .sha256 files. The tests share one node and run in file order:
-a plan that changes nothing, a corrupted tarball that is refused, a run
-interrupted by killing sshd and then resumed, and a second run with
-nothing to do.
+a plan that changes nothing, a plan past an unreachable node, an answer
+that would break a config, a corrupted tarball that is refused, a first
+start that fails and is rolled back, a run interrupted by killing sshd and
+then resumed, a second run with nothing to do, a concurrent edit, and a
+restart that fails on the set-up node and is rolled back.
 """
 
 from __future__ import annotations
@@ -230,6 +232,38 @@ def test_read_only_and_unconfirmed_runs_change_nothing(
     assert store.load(NODE) is None
     again = run_console(*setup_args(inventory, release, "--plan-only"), home=home)
     assert "an interrupted run had not restarted it yet" not in again.stdout
+
+
+def test_failed_first_start_is_rolled_back(
+    fresh_fleet: NspawnFleet, inventory: Path, release: list[Path], home: Path
+) -> None:
+    """A snapshotter that cannot start on a fresh node is not left restarting.
+
+    sshd listens on port 22 of the node, so a metrics address on that port
+    passes validation but the snapshotter fails to bind it and exits.
+    """
+    node = fresh_fleet.node(NODE)
+    containerd = node.read_file(CONTAINERD_CONFIG)
+    result = run_console(
+        *setup_args(
+            inventory, release, "--yes", "--set", "metrics_address=127.0.0.1:22"
+        ),
+        home=home,
+    )
+    out = result.stdout
+    assert result.returncode == 2, result.stderr + out
+    assert "bind: address already in use" in out
+    assert (
+        f"Rolled back {NYDUSD_CONFIG}, {SNAPSHOTTER_CONFIG}, {UNIT_FILE}; "
+        f"{SNAPSHOTTER_UNIT} was not running before setup, so it is stopped"
+    ) in out
+    for path in (NYDUSD_CONFIG, SNAPSHOTTER_CONFIG, UNIT_FILE):
+        assert node.exec(["test", "-e", path]).returncode != 0, path
+    assert node.unit_property(SNAPSHOTTER_UNIT, "ActiveState") == "inactive"
+    assert node.unit_property(SNAPSHOTTER_UNIT, "UnitFileState") != "enabled"
+    assert node.read_file(CONTAINERD_CONFIG) == containerd
+    assert node.unit_property("containerd.service", "ActiveState") == "active"
+    SetupStateStore(home / ".state" / "nydus-console" / "setup").clear(NODE)
 
 
 async def test_interrupted_run_resumes(

@@ -123,6 +123,8 @@ class SetupApplier:
         self.written: list[DesiredFile] = []
         # Units that were active before this run, restarted after a roll back.
         self.active_before: set[str] = set()
+        # Units enabled before this run; a roll back disables the others.
+        self.enabled_before: set[str] = set()
 
     async def apply(self, plan: SetupPlan) -> ApplyOutcome:
         outcome = ApplyOutcome(plan.node)
@@ -130,6 +132,9 @@ class SetupApplier:
         if survey.unit_active == "active":
             self.active_before.add(survey.snapshotter_unit)
         self.active_before.add(survey.containerd.unit)
+        self.enabled_before.add(survey.containerd.unit)
+        if survey.unit_enabled == "enabled":
+            self.enabled_before.add(survey.snapshotter_unit)
         if plan.empty:
             self.store.clear(plan.node)
             return outcome
@@ -316,6 +321,13 @@ class SetupApplier:
         if not was_active:
             await self._action(
                 Action(f"stop {step.unit}", ("systemctl", "stop", step.unit))
+            )
+            # A stopped unit stays "failed" until its failed state is cleared.
+            reset = ("systemctl", "reset-failed", step.unit)
+            await self._action(Action(f"reset-failed {step.unit}", reset))
+        if step.unit not in self.enabled_before:
+            await self._action(
+                Action(f"disable {step.unit}", ("systemctl", "disable", step.unit))
             )
         stamp = f"{self.stamp}-rejected"
         for desired in group:
