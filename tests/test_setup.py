@@ -462,6 +462,13 @@ def test_answers_file_rejects_unknown_tables_and_keys_once(tmp_path: Path) -> No
     with pytest.raises(AnswerError) as caught:
         load_answers(path, [])
     assert "unknown table [other]" in str(caught.value)
+    path.write_text('[setup]\n[setup.registy]\nhost = "registry.example.com"\n')
+    with pytest.raises(AnswerError) as caught:
+        load_answers(path, [])
+    assert "[setup.registy] (did you mean setup.registry?)" in str(caught.value)
+    path.write_text('prometheus = true\n[other]\nx = 1\n')
+    with pytest.raises(AnswerError, match=r"unknown table \[other\]"):
+        load_answers(path, [])
     path.write_text('[setup]\nfs_drver = "fusedev"\nprometeus = true\n')
     with pytest.raises(AnswerError) as caught:
         load_answers(path, [])

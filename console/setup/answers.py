@@ -34,6 +34,9 @@ FS_DRIVERS = ("fusedev", "fscache")
 DAEMON_MODES = ("dedicated", "shared")
 RECOVER_POLICIES = ("restart", "failover", "none")
 SCHEMES = ("https", "http")
+# Tables of answers that share a prefix: [setup.registry] host = ... is
+# the answer registry_host.
+ANSWER_TABLES = ("registry",)
 # One DNS label: letters, digits and inner hyphens.
 HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
@@ -113,16 +116,22 @@ def _name(key: str) -> str:
 def unknown_text(names: list[str], what: str) -> str:
     """Name each unknown answer or table once, with the closest known name."""
     tables = what == "table"
-    known = ["setup"] if tables else answer_names()
+    known = ["setup", *ANSWER_TABLES] if tables else answer_names()
     parts = []
     for name in dict.fromkeys(names):
-        close = difflib.get_close_matches(_name(name), known, n=1, cutoff=0.6)
+        last = name.rsplit(".", 1)[-1] if tables else _name(name)
+        close = difflib.get_close_matches(last, known, n=1, cutoff=0.6)
         shown = f"[{name}]" if tables else repr(name)
-        parts.append(shown + (f" (did you mean {close[0]}?)" if close else ""))
+        parent = name.rpartition(".")[0] if tables else ""
+        guess = f"{parent}.{close[0]}" if close and parent else "".join(close[:1])
+        parts.append(shown + (f" (did you mean {guess}?)" if guess else ""))
     plural = "s" if len(parts) > 1 else ""
     found = f"unknown {what}{plural} {', '.join(parts)}"
     if tables:
-        return f"{found}: the answers go in the [setup] table only"
+        return (
+            f"{found}: the answers go in the [setup] table, and its "
+            f"{', '.join(f'[setup.{t}]' for t in ANSWER_TABLES)} table"
+        )
     return f"{found}; known answers: {', '.join(sorted(known))}"
 
 
@@ -213,10 +222,15 @@ def _read_file(path: Path) -> dict[str, Any]:
     table = data.get("setup", data)
     if not isinstance(table, dict):
         raise AnswerError(f"{path}: [setup] must be a table of answers")
-    if "setup" in data:
-        others = [key for key in data if key != "setup"]
-        if others:
-            raise AnswerError(f"{path}: {unknown_text(others, 'table')}")
+    others = [key for key in data if key != "setup"] if "setup" in data else []
+    prefix = "setup." if "setup" in data else ""
+    others += [
+        f"{prefix}{key}"
+        for key, value in table.items()
+        if isinstance(value, dict) and key not in ANSWER_TABLES
+    ]
+    if others:
+        raise AnswerError(f"{path}: {unknown_text(others, 'table')}")
     flat: dict[str, Any] = {}
     for key, value in table.items():
         if isinstance(value, dict):
