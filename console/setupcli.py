@@ -209,7 +209,7 @@ class SetupCommand:
         )
 
     def _stops(self, outcome: NodeOutcome) -> bool:
-        """Whether the run stops after this node.
+        """Return whether the run stops after this node.
 
         Applying stops at the first node that did not end well, so that one
         problem is not repeated across the fleet. A plan changes nothing, so

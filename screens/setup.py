@@ -230,7 +230,8 @@ class SetupScreen(Screen[None]):
             else f"Nothing to do on {self.node}: Nydus is set up as answered"
         )
         self.finish_work("plan", message)
-        # a applies from here; a text field would take the key as a letter.
+        # The a key applies from the steps table. A text field would take the
+        # key as a letter.
         self.query_one("#setup-steps", DataTable).focus()
 
     async def _apply(self, plan: SetupPlan) -> None:

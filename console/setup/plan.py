@@ -253,16 +253,16 @@ def validate_files(spec: NodeSpec, files: list[DesiredFile]) -> None:
 def _refusal(problem: Problem) -> str:
     answer = KEY_ANSWERS.get(problem.key)
     written = f"{problem.key} = {problem.value}" if problem.value else problem.key
-    fix = f" (its fix: {problem.fix})" if problem.fix else ""
     if answer:
         return (
             f"answer {answer} gives {written} in {problem.file}, which config "
-            f"validate rejects: {problem.message}{fix}. Give another "
-            f"{answer}; nothing was changed"
+            f"validate rejects: {problem.message}. Give another {answer}; nothing "
+            "was changed"
         )
+    fix = f" The fix: {problem.fix}." if problem.fix else ""
     return (
         f"{problem.file} would be rejected by config validate after setup: "
-        f"{written}: {problem.message}{fix}. Fix the file on the node, then run "
+        f"{written}: {problem.message}.{fix} Fix the file on the node, then run "
         "setup again; nothing was changed"
     )
 

@@ -20,14 +20,14 @@ from pathlib import Path
 from nydus_console.setup.survey import BINARIES
 
 MAX_BINARY_BYTES = 512 * 1024 * 1024
-# What each release tarball holds: a tarball with one binary of a set must
-# hold the whole set.
+# The binaries of each release tarball. A tarball that contains one binary
+# of a set must contain the whole set.
 RELEASE_SETS = (
     ("nydus", ("nydusd", "nydus-image", "nydusify")),
     ("nydus-snapshotter", ("containerd-nydus-grpc", "nydus-overlayfs")),
 )
-# What reading a damaged archive raises: a bad gzip CRC or length, a
-# truncated stream, a broken tar header.
+# Exceptions raised while reading a damaged archive: a bad gzip CRC or
+# length, a truncated stream, a broken tar header.
 ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
