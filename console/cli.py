@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import json
 import logging
 import logging.handlers
@@ -34,6 +33,7 @@ from nydus_console.inventory import (
     load_inventory,
     local_inventory,
     parse_node_argument,
+    reject_misspelt_nodes,
     ssh_config_aliases,
 )
 from nydus_console.kube.targets import add_cluster_nodes
@@ -262,23 +262,9 @@ def _select_inventory_nodes(inventory: Inventory, given: list[str]) -> list[str]
     if not given:
         return []
     names = [n.name for n in inventory.nodes]
-    aliases = set(ssh_config_aliases(Path("~/.ssh/config").expanduser()))
-    for text in given:
-        if text not in names and _plain_name(text) and text not in aliases:
-            close = difflib.get_close_matches(text, names, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise InventoryError(
-                f"node {text!r} is not in {inventory.source}: {hint}its nodes are "
-                f"{', '.join(names) or 'none'}. A host outside the inventory needs "
-                "USER@HOST, an address or a Host alias of ~/.ssh/config"
-            )
+    reject_misspelt_nodes(inventory, given)
     inventory.nodes = [n for n in inventory.nodes if n.name in given]
     return [text for text in given if text not in names]
-
-
-def _plain_name(text: str) -> bool:
-    """Tell whether `text` looks like a node name rather than an address."""
-    return not any(mark in text for mark in "@:.[")
 
 
 def main(argv: list[str] | None = None) -> int:

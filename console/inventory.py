@@ -636,3 +636,30 @@ def ssh_config_aliases(path: Path, pattern: str = "*") -> list[str]:
             if not wildcard and fnmatch.fnmatchcase(alias, pattern):
                 aliases.append(alias)
     return aliases
+
+
+def reject_misspelt_nodes(inventory: Inventory, given: Iterable[str]) -> None:
+    """Raise InventoryError for a --node value that is most likely a misspelt node.
+
+    That is a plain name (no user, port, dot or bracket) that is neither a
+    node of the inventory nor a Host alias of ~/.ssh/config. Any other value
+    is a host reached over SSH.
+    """
+    names = [n.name for n in inventory.nodes]
+    aliases: set[str] | None = None
+    for text in given:
+        if text in names or any(mark in text for mark in "@:.["):
+            continue
+        if aliases is None:
+            aliases = set(ssh_config_aliases(Path("~/.ssh/config").expanduser()))
+        if text in aliases:
+            continue
+        close = difflib.get_close_matches(text, names, n=1)
+        if not close:
+            close = [n for n in names if n.lower() == text.lower()]
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InventoryError(
+            f"node {text!r} is not in {inventory.source}: {hint}its nodes are "
+            f"{', '.join(names) or 'none'}. A host outside the inventory needs "
+            "USER@HOST, an address or a Host alias of ~/.ssh/config"
+        )

@@ -26,6 +26,7 @@ from nydus_console.inventory import (
     InventoryError,
     load_inventory,
     parse_node_argument,
+    reject_misspelt_nodes,
 )
 from nydus_console.runbooks import load_runbooks
 from nydus_console.runbooks.model import Runbook
@@ -169,8 +170,9 @@ def select_nodes(
 ) -> tuple[Inventory, list[str]]:
     """Return the inventory and the names `--node` selects in it.
 
-    With an inventory file, `--node NAME` picks that node. A value that is
-    not one of its names is added as a node reached over SSH, as elsewhere.
+    With an inventory file, `--node NAME` picks that node. An address, USER@HOST
+    or Host alias is added as a node reached over SSH, as elsewhere; another
+    plain name is taken for a misspelt node and refused.
     """
     names = list(args.node or []) + list(getattr(args, "node_after", []))
     configured = args.inventory
@@ -185,6 +187,7 @@ def select_nodes(
         chosen = names or args.ssh_hosts
         return inventory, [n.name for n in inventory.nodes] if chosen else []
     inventory = load_inventory(configured)
+    reject_misspelt_nodes(inventory, names)
     known = {node.name for node in inventory.nodes}
     selected = []
     for name in names:

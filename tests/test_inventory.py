@@ -347,3 +347,23 @@ def test_every_invalid_node_is_reported_at_once(tmp_path: Path) -> None:
     assert message.startswith("2 nodes are invalid:")
     assert "[nodes.a] port must be a number without quotes" in message
     assert "in [nodes.b] (did you mean address for addres?)" in message
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["runbook", "run", "bad-config", "--node", "gpu1", "--dry-run"],
+        ["setup", "--node", "GPU-1", "--plan-only"],
+    ],
+    ids=["runbook", "setup"],
+)
+def test_misspelt_node_refused_by_runbook_and_setup(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    inventory = write(tmp_path, '[nodes.gpu-1]\naddress = "127.0.0.1"\nport = 1\n')
+    assert main([*argv, "--inventory", str(inventory)]) == 64
+    assert "did you mean 'gpu-1'?" in capsys.readouterr().err
