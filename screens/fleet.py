@@ -267,9 +267,12 @@ class FleetScreen(Screen[None]):
             open_multirun(self.app, [str(n) for n in nodes])
 
     def action_logs(self) -> None:
-        """Follow the logs of the marked nodes, or of every node, in one view."""
+        """Follow the logs of the marked nodes, else of the nodes shown, merged."""
         specs = self.app.fleet.specs  # type: ignore[attr-defined]
         marked = [name for name in specs if name in self.marked]
+        shown = [report.spec.name for report in self.visible_reports()]
+        if not marked and self.filter_text and shown:
+            marked = shown  # the rows the filter shows
         self.app.open_logs(nodes=marked or None)  # type: ignore[attr-defined]
 
     def action_refresh(self) -> None:

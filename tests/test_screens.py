@@ -180,6 +180,11 @@ async def test_fleet_l_merges_logs_of_marked_nodes(tmp_path: Path) -> None:
         await pilot.press("l")
         await pilot.pause()
         assert app.screen.nodes == [f"nc-node{i}" for i in range(1, 6)]
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("slash", *"node2", "enter", "l")
+        await pilot.pause()
+        assert app.screen.nodes == ["nc-node2"], "the rows the filter shows"
 
 
 async def test_narrow_screen_shows_whole_worst_finding(tmp_path: Path) -> None:
