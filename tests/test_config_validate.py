@@ -629,3 +629,22 @@ def test_cli_config_needs_action(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["config"])
     assert caught.value.code == 64
+
+
+@pytest.mark.parametrize(
+    ("address", "valid"),
+    [
+        (":9110", True),
+        ("127.0.0.1:65535", True),
+        ("[::1]:9110", True),
+        ("127.0.0.1:0", False),
+        ("127.0.0.1:65536", False),
+        ("127.0.0.1:99999", False),
+        ("banana", False),
+    ],
+)
+def test_metrics_address_port_range(address: str, valid: bool) -> None:
+    text = f'version = 1\n[metrics]\naddress = "{address}"\n'
+    problems = validate(load_document("snapshotter", text, "config.toml"))
+    flagged = [p for p in problems if "metrics.address" in p.message]
+    assert (not flagged) is valid, flagged
