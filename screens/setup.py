@@ -34,7 +34,7 @@ from textual.widgets import (
     Switch,
 )
 
-from nydus_console.actions import ActionRefused
+from nydus_console.actions import Action, ActionRefused
 from nydus_console.screens.textbox import TextBox
 from nydus_console.setup.answers import AnswerError, Answers
 from nydus_console.setup.apply import ApplyOutcome, StepStatus
@@ -329,6 +329,13 @@ class SetupScreen(Screen[None]):
         spec = self.app.fleet.specs[self.node]  # type: ignore[attr-defined]
         refusal = self.app.gate.refusal(spec)  # type: ignore[attr-defined]
         if refusal:
+            action = Action(
+                f"setup: apply {len(plan.steps)} planned steps",
+                ("nydus-console", "setup", "--node", self.node),
+            )
+            self.app.gate.record_refusal(  # type: ignore[attr-defined]
+                action, spec, refusal
+            )
             self.notify(
                 f"Not applied: {refusal}, and read-only mode refuses every change "
                 "setup would make. Nothing ran",

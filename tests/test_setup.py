@@ -168,9 +168,9 @@ def test_answers_file_and_flags(tmp_path: Path) -> None:
         ("registry_host=bad host", "registry_host = 'bad host' is not a host"),
         (
             'registry_host=registry.example.com:5000/evil"',
-            "registry_host = 'registry.example.com:5000/evil\"' has port",
+            "registry_host = 'registry.example.com:5000/evil\"' is a URL or has a path",
         ),
-        ("registry_host=https://registry.example.com", "has port '//registry"),
+        ("registry_host=https://registry.example.com", "is a URL or has a path"),
         ("registry_host=registry.example.com:0", "not a number from 1 to 65535"),
     ],
 )

@@ -189,4 +189,6 @@ async def test_read_only_refuses_apply_up_front(tmp_path: Path) -> None:
         assert app.screen is screen
         [note] = list(app._notifications)
         assert "read-only mode refuses every change" in note.message
-    assert app.gate.audit.entries() == []
+    [entry] = app.gate.audit.entries()
+    assert entry["outcome"] == "refused"
+    assert entry["action"].startswith("setup: apply ")

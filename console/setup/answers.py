@@ -139,6 +139,8 @@ def registry_host_problem(value: str) -> str:
     """Return what is wrong with a registry host[:port], or "" when it is fine."""
     if not value:
         return ""
+    if "://" in value or "/" in value:
+        return "is a URL or has a path: give only the host, and :port if any"
     host, port = value, ""
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
