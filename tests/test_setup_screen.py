@@ -115,6 +115,28 @@ def test_snapshot_setup_screen(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+def test_snapshot_setup_survey_and_answers(snap_compare: Any, tmp_path: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen, _ = await open_setup(pilot)
+        assert screen.stage == "answers"
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    app = make_app(tmp_path)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_setup_confirmation(snap_compare: Any, tmp_path: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen, _ = await open_setup(pilot)
+        await plan_with_prometheus(pilot, screen)
+        await pilot.press("a")
+        await pilot.pause()
+
+    app = make_app(tmp_path)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
 class UnreachableSetup(RecordedSetup):
     async def survey(self) -> Survey:
         raise TransportError(ErrorKind.REFUSED, f"connection to {NODE} refused")
