@@ -13,10 +13,12 @@ import socket
 import socketserver
 import stat
 import struct
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 # A route handler gets the query parameters and the request body and returns
@@ -68,6 +70,14 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
         self.requests_lock = threading.Lock()
         self.request_count = 0
         super().__init__(path, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up before the answer is written (a socket
+        # check, a cancelled poll) is normal; real daemons log nothing.
+        error = sys.exc_info()[1]
+        if isinstance(error, (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     def record(self, entry: dict[str, object]) -> None:
         """Append one request to the log, numbered from 1 in arrival order."""
