@@ -90,7 +90,7 @@ def _moment(value: str, now: datetime.datetime) -> datetime.datetime:
     return moment.astimezone(UTC)
 
 
-# What an audit entry came to, for the summary's counts.
+# The result of an audit entry, for the summary's counts.
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 REFUSED = "refused"

@@ -107,7 +107,7 @@ DEFAULT_METRICS_INTERVAL = 5.0
 MIN_METRICS_INTERVAL = 1.0
 
 
-# Which address of a cluster node SSH connects to.
+# The address of a cluster node that SSH connects to.
 CLUSTER_ADDRESS_KINDS = ("internal-ip", "external-ip", "hostname")
 
 

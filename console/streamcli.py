@@ -1,4 +1,4 @@
-"""What the convert and build commands share: one node, one streamed command.
+"""Shared parts of the convert and build commands: one node, one streamed command.
 
 Both preview a command, ask for confirmation, run it through the action gate
 while ctrl+c cancels it, print its progress, keep a history and end with a

@@ -49,7 +49,8 @@ def test_every_word_stays_one_element(argv: list[str]) -> None:
 def test_hostile_words_are_not_joined_or_split() -> None:
     command = nsenter_argv(["cat", *HOSTILE])
     assert command == [*NSENTER, "cat", *HOSTILE]
-    assert "sh" not in command and "-c" not in command
+    assert "sh" not in command
+    assert "-c" not in command
 
 
 def test_nsenter_ends_its_options_before_the_command() -> None:
@@ -59,7 +60,7 @@ def test_nsenter_ends_its_options_before_the_command() -> None:
     assert command[len(NSENTER) :] == ["-t", "2"]
 
 
-def test_a_nul_byte_or_empty_command_is_refused() -> None:
+def test_nul_byte_or_empty_command_rejected() -> None:
     with pytest.raises(UnsafeArgumentError, match="NUL byte"):
         nsenter_argv(["cat", "a\0b"])
     with pytest.raises(ValueError, match="empty command"):
@@ -71,14 +72,14 @@ def test_pod_names_are_dns_labels(node: str) -> None:
     assert DNS_LABEL.match(pod_name(node))
 
 
-def test_the_pod_command_is_an_argument_list() -> None:
+def test_pod_command_is_argument_list() -> None:
     action = create_node_shell("node-1", NodeShellSettings())
     (container,) = action.manifest["spec"]["containers"]
     assert container["command"] == [*NSENTER, "sleep", "3600"]
 
 
 @pytest.mark.parametrize("image", ["", "busybox latest", "a\nb"])
-def test_an_invalid_image_names_the_key(image: str) -> None:
+def test_invalid_image_names_key(image: str) -> None:
     with pytest.raises(ValueError, match="invalid node_shell_image"):
         create_node_shell("node-1", NodeShellSettings(image=image))
 

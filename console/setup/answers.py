@@ -47,7 +47,7 @@ class AnswerError(ValueError):
 
 @dataclass
 class Answers:
-    """What the operator chose; empty strings mean "derive it from the node"."""
+    """Choices of the operator; an empty string means "derive it from the node"."""
 
     fs_driver: str = "fusedev"
     daemon_mode: str = "dedicated"
@@ -253,7 +253,7 @@ class Choice:
 
 @dataclass
 class Settings:
-    """What the plan writes on one node."""
+    """Settings the plan writes on one node."""
 
     fs_driver: str
     daemon_mode: str

@@ -85,7 +85,7 @@ def verify_tarball(tarball: Path) -> str:
     actual = file_sha256(tarball)
     if actual != wanted:
         raise ReleaseError(
-            f"{tarball} has sha256 {actual}, but {tarball}.sha256 says {wanted}: "
+            f"{tarball} has sha256 {actual}, but {tarball}.sha256 lists {wanted}: "
             "the tarball is corrupt or not the release it claims to be. Copy it "
             "again; nothing was uploaded or installed"
         )
@@ -174,7 +174,7 @@ def _check_complete(tarball: Path, names: set[str]) -> None:
         missing = [name for name in members if name not in names]
         if missing:
             raise ReleaseError(
-                f"{tarball} holds {', '.join(sorted(names & set(members)))} of "
+                f"{tarball} contains {', '.join(sorted(names & set(members)))} of "
                 f"the {release} release but not {', '.join(missing)}: it is not "
                 "a complete release tarball. Give the release's own tarball"
             )
