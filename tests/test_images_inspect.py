@@ -125,8 +125,9 @@ def test_any_text_is_refused_or_reaches_only_the_registry_api(text: str) -> None
     st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True),
 )
 def test_grammar_examples_parse(domain: str, path: str, tag: str) -> None:
-    # The grammar has no length limit; a name is at most 255 characters.
-    assume(len(f"{domain}/{path}") <= MAX_NAME_LENGTH)
+    # The grammar has no length limit; a name is at most 255 characters,
+    # counted after a domain without a dot or port becomes docker.io/<domain>.
+    assume(len(f"docker.io/{domain}/{path}") <= MAX_NAME_LENGTH)
     ref = parse_reference(f"{domain}/{path}:{tag}")
     assert ref.tag == tag
     assert parse_reference(str(ref)) == ref
